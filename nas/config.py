@@ -1,0 +1,287 @@
+"""Study configs: frozen, typed dataclasses loaded from YAML. A typo is an error.
+
+Every error names the file, the key, the value received and what to write instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from nas.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Size and seed of the generated ``synthetic_qa`` data."""
+
+    n_train: int = 3000
+    n_eval: int = 400
+    seed: int = 0
+    unanswerable_fraction: float = 0.5  # share of questions whose answer is not in the context
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where a task's data comes from and how it is tokenized."""
+
+    hub_name: str | None = None  # datasets hub name; default: the task's own (e.g. squad_v2)
+    train_file: str | None = None  # local file; relative paths are relative to the study file
+    eval_file: str | None = None
+    # QA from a single file: hold out the last N articles of train_file for evaluation.
+    eval_articles: int | None = None
+    # Classification from a single file: hold out this fraction (seeded) when eval_file is absent.
+    eval_fraction: float | None = None
+    max_train_samples: int | None = None  # examples, taken after a seeded shuffle
+    max_eval_samples: int | None = None  # examples, the first N (whole articles stay whole)
+    max_seq_length: int = 384
+    doc_stride: int = 128  # QA: token overlap between windows of one long context
+    max_query_length: int = 64  # QA: questions are truncated to this many tokens
+    n_best: int = 20  # QA decoding: start/end candidates considered
+    max_answer_length: int = 30  # QA decoding: longest span in tokens
+    text_column: str | None = None  # CSV/JSONL: column with the text
+    text_pair_column: str | None = None  # CSV/JSONL: second sentence, if any
+    label_column: str | None = None  # CSV/JSONL: column with the label
+    label_names: tuple[str, ...] | None = None  # fixes label order; default from the task/data
+    seed: int = 0
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass(frozen=True)
+class TeacherTrainConfig:
+    """How ``nas teacher train`` fine-tunes a teacher when none exists yet."""
+
+    init: str | None = None  # pretrained checkpoint to start from; None: random init from `arch`
+    arch: dict[str, Any] = field(default_factory=dict)  # BertConfig fields for random init
+    epochs: float = 3.0
+    learning_rate: float = 5e-5
+    batch_size: int = 32
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    path: str  # fine-tuned teacher: hub name or folder (relative to the study file)
+    # Train the teacher into `path` if that folder does not exist (offline studies).
+    train: TeacherTrainConfig | None = None
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    seed: int = 0
+    loss: Literal["kl", "mse"] = "kl"  # soft loss: KL·T² (Hinton) or MSE on logits (Tang et al.)
+    grad_clip: float = 1.0
+    bf16: Literal["auto", "on", "off"] = "auto"  # autocast on CUDA when the GPU supports it
+    eval_batch_size: int = 64
+    max_steps: int | None = None  # cap on optimizer steps (quick runs); None: full epochs
+    log_every: int = 50  # steps between progress lines
+    length_grouped: bool = True  # batch features of similar length together (less padding)
+
+
+@dataclass(frozen=True)
+class Objective:
+    name: str  # a task metric (exact, f1, accuracy, mcc, macro_f1...), `params` or `latency_ms`
+    direction: Literal["maximize", "minimize"]
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A feasibility constraint: the trial is infeasible when the metric is below `min`."""
+
+    metric: str
+    min: float
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    name: Literal["tpe", "nsga2", "gp", "random"] = "tpe"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ResourcesConfig:
+    cpu: float = 1.0
+    gpu: float = 0.0  # fractions allowed: 0.5 runs two trials per GPU
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    name: str
+    task: str
+    teacher: TeacherConfig
+    search_space: str  # path to a search_spaces/*.yaml file, relative to the study file
+    student_source: str = "distilbert-base-uncased"  # DistilBERT or BERT checkpoint to slice
+    data: DataConfig = field(default_factory=DataConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    objectives: tuple[Objective, ...] = ()  # default: task metric max, params min
+    thresholds: tuple[Threshold, ...] = ()
+    baseline: dict[str, Any] | None = None  # params enqueued first and tagged `baseline`
+    n_trials: int = 20
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    storage: str | None = None
+    artifact_root: str | None = None
+    cache_dir: str = ".nas/cache"
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    trial_timeout_s: float | None = None
+    source_file: str = ""  # set by the loader: the YAML this came from
+
+    def resolve(self, path: str | None) -> str | None:
+        """A path from the config, made relative to the study file; hub names pass through."""
+        if path is None:
+            return None
+        return resolve_path(path, self.source_file)
+
+
+def resolve_path(value: str, source_file: str) -> str:
+    """Resolve ``value`` against the folder of ``source_file`` when it looks like a path."""
+    p = Path(value).expanduser()
+    if p.is_absolute() or not source_file:
+        return str(p)
+    local = Path(source_file).parent / p
+    looks_like_path = value.startswith((".", "/", "~")) or local.exists() or value.count("/") > 1
+    return str(local) if looks_like_path else value
+
+
+def load_study(path: str | Path) -> StudyConfig:
+    """Read a study YAML into a :class:`StudyConfig`; raises ConfigError naming file and key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: study file not found; pass a file such as studies/quickstart.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc}); fix the syntax") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top, got {type(raw).__name__}")
+    raw = {**raw, "source_file": str(path)}
+    config = from_dict(StudyConfig, raw, str(path), "")
+    check_study(config, str(path))
+    return config
+
+
+def check_study(config: StudyConfig, where: str) -> None:
+    """Checks across keys that types alone cannot express."""
+    data = config.data
+    positive = {
+        "data.max_seq_length": data.max_seq_length,
+        "data.doc_stride": data.doc_stride,
+        "data.max_query_length": data.max_query_length,
+        "data.n_best": data.n_best,
+        "data.max_answer_length": data.max_answer_length,
+        "n_trials": config.n_trials,
+        "training.eval_batch_size": config.training.eval_batch_size,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{where}: {key} = {value} must be positive")
+    if data.doc_stride >= data.max_seq_length:
+        raise ConfigError(
+            f"{where}: data.doc_stride = {data.doc_stride} must be below data.max_seq_length = "
+            f"{data.max_seq_length}; the usual pair is 128 and 384"
+        )
+    if data.max_query_length >= data.max_seq_length - 2:
+        raise ConfigError(
+            f"{where}: data.max_query_length = {data.max_query_length} leaves no room for the "
+            f"context in data.max_seq_length = {data.max_seq_length}"
+        )
+    if data.eval_fraction is not None and not 0.0 < data.eval_fraction < 1.0:
+        raise ConfigError(f"{where}: data.eval_fraction = {data.eval_fraction} must be in (0, 1)")
+    names = [o.name for o in config.objectives]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}: objectives repeat a name: {names}")
+    if config.resources.cpu <= 0 or config.resources.gpu < 0:
+        raise ConfigError(f"{where}: resources {config.resources} must have cpu > 0 and gpu >= 0")
+
+
+# ----------------------------------------------------------------------------- generic loading
+
+
+def from_dict(cls: type, raw: Any, where: str, prefix: str) -> Any:
+    """Build dataclass ``cls`` from ``raw``, checking keys and types recursively."""
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{where}: '{prefix.rstrip('.') or 'top level'}' must be a mapping, got {raw!r}"
+        )
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        allowed = ", ".join(n for n in fields if n != "source_file")
+        raise ConfigError(f"{where}: unknown key '{prefix}{unknown[0]}'; allowed: {allowed}")
+    required = [
+        n
+        for n, f in fields.items()
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    for name in required:
+        if name not in raw:
+            raise ConfigError(f"{where}: missing required key '{prefix}{name}'")
+    values = {k: _coerce(hints[k], v, where, f"{prefix}{k}") for k, v in raw.items()}
+    return cls(**values)
+
+
+def _coerce(tp: Any, value: Any, where: str, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        errors = []
+        for option in options:
+            try:
+                return _coerce(option, value, where, key)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {key} = {value!r} is not one of {list(args)}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where, f"{key}.")  # type: ignore[arg-type]
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: {key} = {value!r} must be a list")
+        return tuple(_coerce(args[0], v, where, f"{key}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {key} = {value!r} must be a mapping")
+        return dict(value)
+    return _scalar(tp, value, where, key)
+
+
+def _scalar(tp: Any, value: Any, where: str, key: str) -> Any:
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: {key} = {value!r} must be true or false")
+        return value
+    if tp is float:
+        if isinstance(value, str):  # PyYAML reads 1e-5 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: {key} = {value!r} must be a number")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: {key} = {value!r} must be an integer")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: {key} = {value!r} must be a string")
+        return value
+    raise TypeError(f"config type {tp} of {key} is not supported")  # a bug, not user input

@@ -1,0 +1,45 @@
+"""Typed errors. ``NasError`` and its subclasses are user-facing: the CLI prints one line, exits 2.
+
+Trial outcomes that are not user mistakes (``OutOfMemory``, ``Diverged``) are raised by the
+objective and mapped to trial states by the runner.
+"""
+
+from __future__ import annotations
+
+
+class NasError(Exception):
+    """A problem the user can fix; the message names the value, where it came from and the fix."""
+
+
+class ConfigError(NasError):
+    """A study config or search space file is wrong."""
+
+
+class DataError(NasError):
+    """A data file is missing, unreadable or in the wrong format."""
+
+
+class CheckpointError(NasError):
+    """A model checkpoint (teacher, student source) cannot be read or does not fit."""
+
+
+class InvalidConfig(NasError):
+    """Sampled parameters describe a student that cannot be built (e.g. heads do not divide dim)."""
+
+
+class TrialError(Exception):
+    """Base of the trial outcomes that end a trial without metrics."""
+
+    reason = "error"
+
+
+class OutOfMemory(TrialError):
+    """The trial ran out of accelerator memory (wraps ``torch.cuda.OutOfMemoryError``)."""
+
+    reason = "oom"
+
+
+class Diverged(TrialError):
+    """The training loss became NaN or infinite."""
+
+    reason = "nan_loss"
