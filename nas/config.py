@@ -17,6 +17,9 @@ import yaml
 from nas.errors import ConfigError
 
 
+QA_TASKS = ("squad_v2", "synthetic_qa")  # tasks whose data settings include windows and strides
+
+
 @dataclass(frozen=True)
 class SyntheticConfig:
     """Size and seed of the generated ``synthetic_qa`` data."""
@@ -129,26 +132,31 @@ class StudyConfig:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     storage: str | None = None
     artifact_root: str | None = None
-    cache_dir: str = ".nas/cache"
+    cache_dir: str = ".nas/cache"  # tokenized data, teacher logits, trained teachers (cwd-relative)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     trial_timeout_s: float | None = None
     source_file: str = ""  # set by the loader: the YAML this came from
 
-    def resolve(self, path: str | None) -> str | None:
-        """A path from the config, made relative to the study file; hub names pass through."""
+    def resolve(self, path: str | None, hub_ok: bool = True) -> str | None:
+        """A path from the config, made relative to the study file.
+
+        With ``hub_ok``, a value that looks like a hub name (``org/name``, not an existing path)
+        passes through. ``{cache_dir}`` in a value stands for the study's cache folder.
+        """
         if path is None:
             return None
-        return resolve_path(path, self.source_file)
+        path = path.replace("{cache_dir}", self.cache_dir)
+        return resolve_path(path, self.source_file, hub_ok)
 
 
-def resolve_path(value: str, source_file: str) -> str:
-    """Resolve ``value`` against the folder of ``source_file`` when it looks like a path."""
+def resolve_path(value: str, source_file: str, hub_ok: bool = True) -> str:
+    """Resolve ``value`` against the folder of ``source_file`` when it is (or looks like) a path."""
     p = Path(value).expanduser()
     if p.is_absolute() or not source_file:
         return str(p)
     local = Path(source_file).parent / p
-    looks_like_path = value.startswith((".", "/", "~")) or local.exists() or value.count("/") > 1
-    return str(local) if looks_like_path else value
+    looks_like_path = value.startswith((".", "~")) or local.exists() or value.count("/") > 1
+    return str(local) if looks_like_path or not hub_ok else value
 
 
 def load_study(path: str | Path) -> StudyConfig:
@@ -162,10 +170,12 @@ def load_study(path: str | Path) -> StudyConfig:
         raise ConfigError(f"{path}: not valid YAML ({exc}); fix the syntax") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top, got {type(raw).__name__}")
-    raw = {**raw, "source_file": str(path)}
+    raw = {**raw, "source_file": str(path.resolve())}
     config = from_dict(StudyConfig, raw, str(path), "")
     check_study(config, str(path))
-    return config
+    # The cache is relative to where nas runs (like the default sqlite:///nas.db); made absolute
+    # here because Ray workers run in other folders.
+    return dataclasses.replace(config, cache_dir=str(Path(config.cache_dir).resolve()))
 
 
 def check_study(config: StudyConfig, where: str) -> None:
@@ -183,6 +193,18 @@ def check_study(config: StudyConfig, where: str) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{where}: {key} = {value} must be positive")
+    if config.task in QA_TASKS:
+        _check_qa_lengths(data, where)
+    if data.eval_fraction is not None and not 0.0 < data.eval_fraction < 1.0:
+        raise ConfigError(f"{where}: data.eval_fraction = {data.eval_fraction} must be in (0, 1)")
+    names = [o.name for o in config.objectives]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}: objectives repeat a name: {names}")
+    if config.resources.cpu <= 0 or config.resources.gpu < 0:
+        raise ConfigError(f"{where}: resources {config.resources} must have cpu > 0 and gpu >= 0")
+
+
+def _check_qa_lengths(data: DataConfig, where: str) -> None:
     if data.doc_stride >= data.max_seq_length:
         raise ConfigError(
             f"{where}: data.doc_stride = {data.doc_stride} must be below data.max_seq_length = "
@@ -193,13 +215,6 @@ def check_study(config: StudyConfig, where: str) -> None:
             f"{where}: data.max_query_length = {data.max_query_length} leaves no room for the "
             f"context in data.max_seq_length = {data.max_seq_length}"
         )
-    if data.eval_fraction is not None and not 0.0 < data.eval_fraction < 1.0:
-        raise ConfigError(f"{where}: data.eval_fraction = {data.eval_fraction} must be in (0, 1)")
-    names = [o.name for o in config.objectives]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"{where}: objectives repeat a name: {names}")
-    if config.resources.cpu <= 0 or config.resources.gpu < 0:
-        raise ConfigError(f"{where}: resources {config.resources} must have cpu > 0 and gpu >= 0")
 
 
 # ----------------------------------------------------------------------------- generic loading

@@ -1,0 +1,45 @@
+"""The ``nas`` command line: one module per subcommand, ``main() -> int``.
+
+User errors (``NasError``) print one line on stderr and exit 2; nothing half-written is left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from nas import __version__
+from nas.cli import _eval, _student, _teacher, _trial
+from nas.errors import NasError
+
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nas",
+        description="Multi-objective architecture and hyperparameter search for distilling "
+        "fine-tuned BERT teachers into small DistilBERT students.",
+    )
+    parser.add_argument("--version", action="version", version=f"nas {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in (_trial, _student, _teacher, _eval):
+        module.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except NasError as exc:
+        print(f"nas: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("nas: interrupted", file=sys.stderr)
+        return 130
+

@@ -1,0 +1,30 @@
+"""``nas eval squad-v2``: the official SQuAD 2.0 evaluation, same keys and values."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def register(commands: Any) -> None:
+    ev = commands.add_parser("eval", help="score prediction files")
+    sub = ev.add_subparsers(dest="eval_command", metavar="TASK", required=True)
+    squad = sub.add_parser(
+        "squad-v2",
+        help="score SQuAD 2.0 predictions as the official evaluation script does",
+    )
+    squad.add_argument("--data", required=True, help="official-format JSON (dev-v2.0.json)")
+    squad.add_argument("--predictions", required=True, help="JSON object: question id -> text")
+    squad.add_argument("--na-probs", help="JSON object: question id -> no-answer probability")
+    squad.add_argument("--na-prob-thresh", type=float, default=1.0,
+                       help="predict no answer above this probability (default 1.0)")
+    squad.set_defaults(run=squad_command)
+
+
+def squad_command(args: argparse.Namespace) -> int:
+    from nas.tasks.squad_metric import run_eval_files
+
+    result = run_eval_files(args.data, args.predictions, args.na_probs, args.na_prob_thresh)
+    print(json.dumps(result, indent=2))
+    return 0

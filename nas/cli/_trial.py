@@ -1,0 +1,47 @@
+"""``nas trial run``: one trial end to end, metrics as JSON on stdout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from nas.cli._common import parse_params, progress, quiet
+from nas.config import load_study
+from nas.errors import NasError
+
+
+def register(commands: Any) -> None:
+    trial = commands.add_parser("trial", help="run single trials")
+    sub = trial.add_subparsers(dest="trial_command", metavar="ACTION", required=True)
+    run = sub.add_parser(
+        "run",
+        help="train, evaluate and save one student",
+        description="Run one trial: build the student from --params (over the study's "
+        "baseline), distill it from the cached teacher logits, evaluate it, print its metrics.",
+    )
+    run.add_argument("--study", required=True, help="study config, e.g. studies/quickstart.yaml")
+    run.add_argument("--params", default="{}",
+                     help="JSON object of parameters over the study's baseline, or @file.json")
+    run.add_argument("--out", type=Path, help="save the student here (Hugging Face folder)")
+    run.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    run.set_defaults(run=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from nas.objective import prepare, run_trial  # heavy imports only when needed
+
+    if args.out is not None and args.out.exists():
+        raise NasError(f"--out {args.out} exists; choose a new folder or remove it")
+    config = load_study(args.study)
+    params: dict[str, Any] = {**(config.baseline or {}), **parse_params(args.params)}
+    sink = quiet if args.quiet else progress
+    prepared = prepare(config, sink)
+    metrics = run_trial(prepared, params, args.out, sink, {"trial": "cli"})
+    result = {"study": config.name, "params": prepared.space.validate(params),
+              **metrics.as_dict()}
+    if args.out is not None:
+        result["checkpoint"] = str(args.out)
+    print(json.dumps(result, indent=2))
+    return 0

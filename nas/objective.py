@@ -1,0 +1,211 @@
+"""One trial: (study config, params) -> a trained, evaluated, saved student and its Metrics.
+
+This module knows neither Ray nor Optuna. It raises typed errors (``OutOfMemory``,
+``Diverged``, ``InvalidConfig``) that the runner maps to trial states.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import nas
+from nas.cache import write_folder_atomically
+from nas.config import DataConfig, StudyConfig
+from nas.data import encoded, load_splits
+from nas.errors import ConfigError
+from nas.search_space import SearchSpace, load_search_space
+from nas.students import build_student, count_parameters
+from nas.tasks.base import Features, Splits, Task
+from nas.teacher import (
+    cached_logits,
+    check_same_tokenization,
+    ensure_teacher,
+    load_tokenizer,
+)
+from nas.train import measure_latency, predict, resolve_device, train
+
+Progress = Callable[[str], None]
+PARAMS_OBJECTIVE = "params"
+LATENCY_OBJECTIVE = "latency_ms"
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """What a finished trial reports."""
+
+    task: dict[str, float]  # evaluate()'s metrics: exact, f1, HasAns_exact... or accuracy, mcc
+    params: int  # sum(p.numel()) over the whole student, embeddings included
+    train_time_s: float
+    samples_per_s: float
+    peak_memory_mb: float
+    memory_kind: str  # cuda_max_allocated or cpu_max_rss
+    steps: int
+    eval_time_s: float
+    device: str
+    latency_ms: float | None = None  # median batch-1 inference latency, when an objective
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def value(self, name: str) -> float:
+        """The value of an objective or threshold metric by name."""
+        if name == PARAMS_OBJECTIVE:
+            return float(self.params)
+        if name == LATENCY_OBJECTIVE:
+            if self.latency_ms is None:
+                raise KeyError("latency_ms was not measured")
+            return self.latency_ms
+        return float(self.task[name])
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything trials of one study share, loaded once per process."""
+
+    config: StudyConfig
+    task: Task
+    splits: Splits
+    data: DataConfig
+    tokenizer: Any
+    train_features: Features
+    eval_features: Features
+    teacher_logits: np.ndarray  # QA (train tokens, 2); classification (train features, labels)
+    num_labels: int
+    source: str  # student source checkpoint, resolved
+    teacher: str  # teacher checkpoint, resolved
+    space: SearchSpace
+
+
+def objective_names(config: StudyConfig, task: Task) -> list[str]:
+    """The study's objectives by name; default: the task metric and the parameter count."""
+    if config.objectives:
+        return [o.name for o in config.objectives]
+    return [task.primary_metric, PARAMS_OBJECTIVE]
+
+
+def prepare(config: StudyConfig, progress: Progress | None = None) -> Prepared:
+    """Load data, tokenizer and teacher logits (computing and caching what is missing)."""
+    space = load_search_space(config.resolve(config.search_space) or config.search_space)
+    task, splits, data = load_splits(config)
+    num_labels = task.num_labels(splits)
+    teacher = ensure_teacher(config, progress)
+    source = config.resolve(config.student_source) or config.student_source
+    tokenizer = load_tokenizer(source, "student source")
+    check_same_tokenization(load_tokenizer(teacher, "teacher"), tokenizer, teacher, source)
+    cache = Path(config.cache_dir)
+    if progress:
+        progress(f"data: {len(splits.train)} train / {len(splits.eval)} eval examples "
+                 f"({splits.description})")
+    train_f = encoded(task, splits.train, tokenizer, data, cache)
+    eval_f = encoded(task, splits.eval, tokenizer, data, cache)
+    logits = cached_logits(cache, teacher, train_f, task.kind, num_labels, _pad_id(tokenizer),
+                           config.training.device, config.training.eval_batch_size, progress)
+    _check_objectives(config, task)
+    return Prepared(config, task, splits, data, tokenizer, train_f, eval_f, logits, num_labels,
+                    source, teacher, space)
+
+
+def run_trial(
+    prepared: Prepared,
+    params: Mapping[str, Any],
+    out_dir: Path | None = None,
+    progress: Progress | None = None,
+    provenance: Mapping[str, Any] | None = None,
+) -> Metrics:
+    """Build, distill, evaluate and (with ``out_dir``) save one student."""
+    config, task = prepared.config, prepared.task
+    params = prepared.space.validate(params)
+    torch.manual_seed(config.training.seed)
+    model = build_student(params, prepared.source, task.kind, prepared.num_labels)
+    n_params = count_parameters(model)
+    if progress:
+        progress(f"student: {n_params:,} parameters; training")
+    pad_id = _pad_id(prepared.tokenizer)
+    result = train(model, prepared.train_features, prepared.teacher_logits, params,
+                   config.training, task.kind, pad_id, progress)
+    device = resolve_device(config.training.device)
+    start = time.perf_counter()
+    logits = predict(model, prepared.eval_features, task.kind, pad_id,
+                     config.training.eval_batch_size, device)
+    scores = task.evaluate(prepared.splits.eval, prepared.eval_features, logits, prepared.data)
+    eval_time = time.perf_counter() - start
+    latency = None
+    if LATENCY_OBJECTIVE in objective_names(config, task):
+        latency = measure_latency(model, prepared.eval_features, task.kind, pad_id, device)
+    metrics = Metrics(
+        task={k: float(v) for k, v in scores.items()}, params=n_params,
+        train_time_s=result.train_time_s, samples_per_s=result.samples_per_s,
+        peak_memory_mb=result.peak_memory_mb, memory_kind=result.memory_kind,
+        steps=result.steps, eval_time_s=eval_time, device=str(device), latency_ms=latency,
+        extra={"final_loss": result.final_loss, "train_samples": result.samples},
+    )
+    if out_dir is not None:
+        save_student(model, prepared, params, metrics, out_dir, provenance or {})
+    return metrics
+
+
+def save_student(
+    model: torch.nn.Module,
+    prepared: Prepared,
+    params: Mapping[str, Any],
+    metrics: Metrics,
+    out_dir: Path,
+    provenance: Mapping[str, Any],
+) -> None:
+    """Write a Hugging Face folder (safetensors, config, tokenizer) plus ``nas.json``."""
+    record = {
+        "nas_version": nas.__version__,
+        "study": prepared.config.name,
+        "study_file": prepared.config.source_file,
+        "task": prepared.task.name,
+        "teacher": prepared.teacher,
+        "student_source": prepared.source,
+        "data": prepared.splits.description,
+        "params": dict(params),
+        "metrics": metrics.as_dict(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        **provenance,
+    }
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(str(tmp), safe_serialization=True)  # type: ignore[operator]
+        prepared.tokenizer.save_pretrained(str(tmp))
+        (tmp / "nas.json").write_text(json.dumps(record, indent=2, default=str))
+
+    write_folder_atomically(out_dir, write)
+
+
+def _check_objectives(config: StudyConfig, task: Task) -> None:
+    """Objective and threshold names must be metrics the task reports (checked after a dry
+    evaluation would be too late: a typo must fail before the first trial)."""
+    known = set(task_metric_names(task)) | {PARAMS_OBJECTIVE, LATENCY_OBJECTIVE}
+    names = objective_names(config, task) + [t.metric for t in config.thresholds]
+    for name in names:
+        if name not in known:
+            raise ConfigError(
+                f"{config.source_file}: objective/threshold metric '{name}' is not reported by "
+                f"task {task.name}; use one of {sorted(known)}"
+            )
+
+
+def task_metric_names(task: Task) -> list[str]:
+    if task.kind == "qa":
+        return ["exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1",
+                "best_exact", "best_f1"]
+    return ["accuracy", "macro_f1", "mcc"]
+
+
+def _pad_id(tokenizer: Any) -> int:
+    pad = tokenizer.pad_token_id
+    return 0 if pad is None else int(pad)

@@ -1,0 +1,278 @@
+"""Search spaces: the only reader of ``search_spaces/*.yaml`` and the only caller of
+``trial.suggest_*``. Cross-parameter rules live here, in :func:`check_params`.
+
+Each parameter is written in Optuna's distribution format, either the short form
+
+    learning_rate: {type: float, low: 1.0e-5, high: 1.0e-3, log: true}
+    n_heads: {type: categorical, choices: [2, 4, 8]}
+
+or Optuna's JSON form (``optuna.distributions.distribution_to_json``):
+
+    n_layers: {name: IntDistribution, attributes: {low: 1, high: 6, step: 1, log: false}}
+
+A plain value (``epochs: 2``) fixes the parameter; it is still recorded with each trial.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+    json_to_distribution,
+)
+
+from nas.errors import ConfigError, InvalidConfig
+
+PARAM_NAMES = (
+    "n_layers",
+    "n_heads",
+    "hidden_size",
+    "ffn_dim",
+    "temperature",
+    "alpha",
+    "learning_rate",
+    "warmup_ratio",
+    "weight_decay",
+    "batch_size",
+    "epochs",
+)
+# Parameters that must be integers whatever distribution gives them.
+INT_PARAMS = ("n_layers", "n_heads", "hidden_size", "ffn_dim", "batch_size")
+# Closed ranges each parameter must stay in, whatever the search space says.
+_BOUNDS: dict[str, tuple[float, float]] = {
+    "n_layers": (1, 48),
+    "n_heads": (1, 128),
+    "hidden_size": (1, 8192),
+    "ffn_dim": (1, 65536),
+    "temperature": (1e-3, 100.0),
+    "alpha": (0.0, 1.0),
+    "learning_rate": (1e-8, 1.0),
+    "warmup_ratio": (0.0, 1.0),
+    "weight_decay": (0.0, 1.0),
+    "batch_size": (1, 4096),
+    "epochs": (1e-3, 1000.0),
+}
+_ENUMERATE_LIMIT = 100_000
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Distributions by parameter name, in the order of :data:`PARAM_NAMES`."""
+
+    distributions: dict[str, BaseDistribution]
+    source_file: str = ""
+
+    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
+        """Sample every parameter on ``trial``; raises InvalidConfig when a rule is broken."""
+        params = {name: _suggest(trial, name, d) for name, d in self.distributions.items()}
+        check_params(params)
+        return params
+
+    def validate(self, params: Mapping[str, Any], where: str = "params") -> dict[str, Any]:
+        """Check user-given params (``--params``, the baseline) lie in this space.
+
+        Returns the params with ints coerced; raises InvalidConfig naming the value and range.
+        """
+        missing = [n for n in self.distributions if n not in params]
+        unknown = [n for n in params if n not in self.distributions]
+        if missing or unknown:
+            raise InvalidConfig(
+                f"{where}: missing {missing} / unknown {unknown}; the search space "
+                f"{self.source_file or ''} defines {list(self.distributions)}"
+            )
+        clean = {}
+        for name, dist in self.distributions.items():
+            value = params[name]
+            if name in INT_PARAMS and isinstance(value, float) and value.is_integer():
+                value = int(value)
+            if not _contains(dist, value):
+                raise InvalidConfig(
+                    f"{where}: {name} = {value!r} is outside the search space "
+                    f"({describe(dist)}); pick a value inside it or widen {self.source_file}"
+                )
+            clean[name] = value
+        check_params(clean)
+        return clean
+
+
+def check_params(params: Mapping[str, Any]) -> None:
+    """The cross-parameter rules of a student. Raises InvalidConfig with the fix."""
+    for name, (low, high) in _BOUNDS.items():
+        if name not in params:
+            continue
+        value = params[name]
+        if name in INT_PARAMS and (isinstance(value, bool) or not isinstance(value, int)):
+            raise InvalidConfig(f"{name} = {value!r} must be an integer")
+        if not low <= value <= high:
+            raise InvalidConfig(f"{name} = {value!r} must lie in [{low}, {high}]")
+    heads, hidden = params.get("n_heads"), params.get("hidden_size")
+    if heads is not None and hidden is not None and hidden % heads:
+        divisors = [d for d in range(1, min(hidden, 64) + 1) if hidden % d == 0]
+        raise InvalidConfig(
+            f"n_heads = {heads} does not divide hidden_size = {hidden}; "
+            f"choose n_heads among {divisors} or a hidden_size that {heads} divides"
+        )
+
+
+def load_search_space(path: str | Path) -> SearchSpace:
+    """Read a search space YAML; every error names the file, the parameter and the fix."""
+    path = Path(path)
+    where = str(path)
+    if not path.is_file():
+        raise ConfigError(f"{where}: search space file not found; see search_spaces/ for examples")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping of parameter name to distribution")
+    unknown = [k for k in raw if k not in PARAM_NAMES]
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown parameter '{unknown[0]}'; allowed: {', '.join(PARAM_NAMES)}"
+        )
+    missing = [k for k in PARAM_NAMES if k not in raw]
+    if missing:
+        raise ConfigError(f"{where}: missing parameters {missing}; give a distribution or a value")
+    dists = {name: parse_distribution(raw[name], where, name) for name in PARAM_NAMES}
+    for name in PARAM_NAMES:
+        _check_bounds(dists[name], where, name)
+    _check_combinations(dists, where)
+    return SearchSpace(dists, where)
+
+
+def parse_distribution(spec: Any, where: str, name: str) -> BaseDistribution:
+    """One parameter's distribution from the short form, Optuna's JSON form or a fixed value."""
+    if not isinstance(spec, dict):
+        if isinstance(spec, list):
+            raise ConfigError(
+                f"{where}: {name} = {spec!r}; write {{type: categorical, choices: {spec!r}}}"
+            )
+        return CategoricalDistribution([spec])
+    try:
+        if "name" in spec:
+            return json_to_distribution(json.dumps(spec))
+        return _short_form(spec, name)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {name}: {exc}") from None
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ConfigError(f"{where}: {name} = {spec!r} is not a valid distribution ({exc})") from None
+
+
+def _short_form(spec: dict[str, Any], name: str) -> BaseDistribution:
+    kind = spec.get("type")
+    allowed = {
+        "float": {"type", "low", "high", "log", "step"},
+        "int": {"type", "low", "high", "log", "step"},
+        "categorical": {"type", "choices"},
+    }
+    if kind not in allowed:
+        raise ConfigError(f"type = {kind!r}; use one of float, int, categorical")
+    extra = set(spec) - allowed[kind]
+    if extra:
+        raise ConfigError(f"unknown key {sorted(extra)[0]!r}; allowed: {sorted(allowed[kind])}")
+    if kind == "categorical":
+        choices = spec.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise ConfigError(f"choices = {choices!r} must be a non-empty list")
+        return CategoricalDistribution(choices)
+    if "low" not in spec or "high" not in spec:
+        raise ConfigError(f"{kind} needs low and high, got {spec!r}")
+    low, high = float(spec["low"]), float(spec["high"])
+    if low > high:
+        raise ConfigError(f"low = {spec['low']} is above high = {spec['high']}; swap them")
+    log = bool(spec.get("log", False))
+    if kind == "int":
+        return IntDistribution(int(low), int(high), log=log, step=int(spec.get("step", 1)))
+    step = spec.get("step")
+    return FloatDistribution(low, high, log=log, step=None if step is None else float(step))
+
+
+def _check_bounds(dist: BaseDistribution, where: str, name: str) -> None:
+    low, high = _BOUNDS[name]
+    if isinstance(dist, CategoricalDistribution):
+        for choice in dist.choices:
+            try:
+                check_params({name: choice})
+            except InvalidConfig as exc:
+                raise ConfigError(f"{where}: choice {exc}") from None
+        return
+    assert isinstance(dist, IntDistribution | FloatDistribution)
+    if name in INT_PARAMS and isinstance(dist, FloatDistribution):
+        raise ConfigError(f"{where}: {name} must be an int or categorical distribution")
+    if dist.low < low or dist.high > high:
+        raise ConfigError(
+            f"{where}: {name} range [{dist.low}, {dist.high}] leaves the allowed [{low}, {high}]"
+        )
+
+
+def _finite_values(dist: BaseDistribution) -> list[Any] | None:
+    if isinstance(dist, CategoricalDistribution):
+        return list(dist.choices)
+    if isinstance(dist, IntDistribution) and not dist.log:
+        count = (dist.high - dist.low) // dist.step + 1
+        if count <= _ENUMERATE_LIMIT:
+            return list(range(dist.low, dist.high + 1, dist.step))
+    return None
+
+
+def _check_combinations(dists: Mapping[str, BaseDistribution], where: str) -> None:
+    """Every (n_heads, hidden_size) pair the space can produce must be a valid student."""
+    heads, hidden = _finite_values(dists["n_heads"]), _finite_values(dists["hidden_size"])
+    if heads is None or hidden is None:
+        raise ConfigError(
+            f"{where}: n_heads and hidden_size must be categorical or stepped int distributions "
+            "so that every pair can be checked; e.g. hidden_size: {type: int, low: 128, "
+            "high: 768, step: 64}"
+        )
+    bad = [(h, d) for h, d in itertools.product(heads, hidden) if d % h]
+    if bad:
+        h, d = bad[0]
+        lcm = math.lcm(*heads)
+        raise ConfigError(
+            f"{where}: n_heads = {h} does not divide hidden_size = {d} ({len(bad)} such pairs); "
+            f"make every hidden_size a multiple of {lcm} or drop that head count"
+        )
+
+
+def _suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(name, dist.choices)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    assert isinstance(dist, FloatDistribution)
+    return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+
+
+def _contains(dist: BaseDistribution, value: Any) -> bool:
+    if isinstance(dist, CategoricalDistribution):
+        return value in dist.choices
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return bool(dist._contains(dist.to_internal_repr(value)))
+    except (ValueError, TypeError):
+        return False
+
+
+def describe(dist: BaseDistribution) -> str:
+    """A short human form of a distribution, for errors and tables."""
+    if isinstance(dist, CategoricalDistribution):
+        return f"one of {list(dist.choices)}"
+    assert isinstance(dist, IntDistribution | FloatDistribution)
+    text = f"[{dist.low}, {dist.high}]"
+    if dist.step not in (None, 1) or isinstance(dist, FloatDistribution) and dist.step:
+        text += f" step {dist.step}"
+    return text + (" log" if dist.log else "")

@@ -1,0 +1,330 @@
+"""The training loop and batched inference.
+
+Distillation runs on teacher logits computed once and cached (see ``nas.teacher``): a training
+step runs the student alone. Batches are padded to their own longest feature (dynamic padding),
+and with ``length_grouped`` features of similar length share a batch.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import get_linear_schedule_with_warmup
+
+from nas.config import TrainingConfig
+from nas.distill import MASKED_LOGIT, distill_loss, qa_distill_loss
+from nas.errors import Diverged, OutOfMemory
+from nas.tasks.base import Features, TaskKind
+
+FAULT_OOM_ENV = "NAS_FAULT_OOM_ABOVE_PARAMS"
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    steps: int
+    samples: int
+    train_time_s: float
+    samples_per_s: float
+    final_loss: float
+    peak_memory_mb: float
+    memory_kind: str  # "cuda_max_allocated" or "cpu_max_rss" (whole process)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present; otherwise the named device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def use_bf16(config: TrainingConfig, device: torch.device) -> bool:
+    if device.type != "cuda" or config.bf16 == "off":
+        return False
+    return config.bf16 == "on" or torch.cuda.is_bf16_supported()
+
+
+# ----------------------------------------------------------------------------- batching
+
+
+def batch_indices(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator, grouped: bool
+) -> list[np.ndarray]:
+    """One epoch of shuffled batches; grouped: similar lengths together, batch order shuffled."""
+    order = rng.permutation(len(lengths))
+    if grouped:
+        chunk = batch_size * 50  # sort within chunks so batches stay random across the epoch
+        parts = [order[i : i + chunk] for i in range(0, len(order), chunk)]
+        order = np.concatenate([p[np.argsort(-lengths[p], kind="stable")] for p in parts])
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if grouped:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+def collate(
+    features: Features,
+    index: np.ndarray,
+    pad_id: int,
+    kind: TaskKind,
+    teacher: np.ndarray | None = None,
+    with_type_ids: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Pad the features ``index`` to their longest; gather their labels and teacher logits."""
+    lengths = features.lengths()[index]
+    width = int(lengths.max())
+    ids = np.full((len(index), width), pad_id, dtype=np.int64)  # (batch, seq_len)
+    type_ids = np.zeros((len(index), width), dtype=np.int64)
+    mask = np.zeros((len(index), width), dtype=np.int64)
+    soft = None
+    if teacher is not None:
+        shape = (len(index), width, 2) if kind == "qa" else (len(index), teacher.shape[1])
+        soft = np.full(shape, MASKED_LOGIT, dtype=np.float32)
+    for row, i in enumerate(index):
+        start, end = int(features.starts[i]), int(features.starts[i + 1])
+        ids[row, : end - start] = features.ids[start:end]
+        type_ids[row, : end - start] = features.type_ids[start:end]
+        mask[row, : end - start] = 1
+        if soft is not None:
+            soft[row, : end - start] = teacher[start:end] if kind == "qa" else teacher[i]
+    batch = {
+        "input_ids": torch.from_numpy(ids),
+        "attention_mask": torch.from_numpy(mask),
+        "labels": torch.from_numpy(np.asarray(features.labels[index], dtype=np.int64)),
+    }
+    if with_type_ids:
+        batch["token_type_ids"] = torch.from_numpy(type_ids)
+    if soft is not None:
+        batch["teacher"] = torch.from_numpy(soft)
+    return batch
+
+
+def accepts_type_ids(model: nn.Module) -> bool:
+    """BERT models take segment ids; DistilBERT does not."""
+    return "token_type_ids" in inspect.signature(model.forward).parameters
+
+
+def student_logits(model: nn.Module, batch: Mapping[str, torch.Tensor], kind: TaskKind) -> Any:
+    """Forward pass; QA returns ``(batch, seq_len, 2)``, classification ``(batch, labels)``."""
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    if "token_type_ids" in batch:
+        inputs["token_type_ids"] = batch["token_type_ids"]
+    out = model(**inputs)
+    if kind == "qa":
+        return torch.stack([out.start_logits, out.end_logits], dim=-1)
+    return out.logits
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def train(
+    model: nn.Module,
+    features: Features,
+    teacher: np.ndarray | None,
+    params: Mapping[str, Any],
+    config: TrainingConfig,
+    kind: TaskKind,
+    pad_id: int,
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Train ``model`` in place by distillation from cached ``teacher`` logits.
+
+    ``teacher`` None (or alpha 0) trains on hard labels only, as when fine-tuning a teacher.
+    Raises ``OutOfMemory`` for a CUDA out-of-memory error and ``Diverged`` for a NaN/inf loss.
+    """
+    device = resolve_device(config.device)
+    seed = int(params.get("seed", config.seed))
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    batch_size = int(params["batch_size"])
+    alpha = float(params.get("alpha", 0.0)) if teacher is not None else 0.0
+    temperature = float(params.get("temperature", 1.0))
+    per_epoch = math.ceil(len(features) / batch_size)
+    total = max(1, math.ceil(per_epoch * float(params["epochs"])))
+    if config.max_steps is not None:
+        total = min(total, config.max_steps)
+
+    model.to(device)
+    model.train()
+    optimizer = _optimizer(model, float(params["learning_rate"]), float(params["weight_decay"]))
+    warmup = int(total * float(params.get("warmup_ratio", 0.0)))
+    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)
+    bf16 = use_bf16(config, device)
+    type_ids = accepts_type_ids(model)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    def loss_of(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = student_logits(model, batch, kind).float()
+        soft = batch.get("teacher")
+        if kind == "qa":
+            mask = batch["attention_mask"].bool()
+            soft = logits.detach() if soft is None else soft
+            return qa_distill_loss(
+                logits, soft, batch["labels"], mask, alpha, temperature, config.loss
+            )
+        soft = logits.detach() if soft is None else soft
+        return distill_loss(logits, soft, batch["labels"], alpha, temperature, config.loss)
+
+    step, samples, loss_value = 0, 0, float("nan")
+    start = time.perf_counter()
+    try:
+        _inject_oom_fault(model)
+        for batch_index in _steps(features.lengths(), batch_size, rng, config, total):
+            batch = collate(
+                features, batch_index, pad_id, kind, teacher if alpha else None, type_ids
+            )
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            loss = loss_of(batch)
+            if not torch.isfinite(loss):
+                raise Diverged(f"loss became {loss.item()} at step {step + 1} of {total}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            samples += len(batch_index)
+            loss_value = float(loss.detach())
+            if progress and (step % config.log_every == 0 or step == total):
+                rate = samples / max(time.perf_counter() - start, 1e-9)
+                progress(f"step {step}/{total} loss {loss_value:.4f} {rate:.1f} samples/s")
+    except torch.cuda.OutOfMemoryError as exc:
+        optimizer.zero_grad(set_to_none=True)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        raise OutOfMemory(str(exc).splitlines()[0] if str(exc) else "CUDA out of memory") from exc
+    elapsed = time.perf_counter() - start
+    peak, memory_kind = peak_memory_mb(device)
+    return TrainResult(step, samples, elapsed, samples / max(elapsed, 1e-9), loss_value, peak,
+                       memory_kind)
+
+
+def _steps(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator, config: TrainingConfig,
+    total: int,
+) -> Iterator[np.ndarray]:
+    done = 0
+    while True:
+        for index in batch_indices(lengths, batch_size, rng, config.length_grouped):
+            yield index
+            done += 1
+            if done >= total:
+                return
+
+
+def _optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW; biases and LayerNorm weights get no weight decay."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+def _inject_oom_fault(model: nn.Module) -> None:
+    """Testing aid: ``NAS_FAULT_OOM_ABOVE_PARAMS=N`` makes a student with more than N
+    parameters raise a real ``torch.cuda.OutOfMemoryError`` at its first step."""
+    limit = os.environ.get(FAULT_OOM_ENV)
+    if not limit:
+        return
+    count = sum(p.numel() for p in model.parameters())
+    if count > int(limit):
+        raise torch.cuda.OutOfMemoryError(
+            f"CUDA out of memory (injected by {FAULT_OOM_ENV}={limit}: student has {count:,} "
+            "parameters)"
+        )
+
+
+def peak_memory_mb(device: torch.device) -> tuple[float, str]:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return rss / (2**20 if sys.platform == "darwin" else 2**10), "cpu_max_rss"
+
+
+# ----------------------------------------------------------------------------- inference
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    features: Features,
+    kind: TaskKind,
+    pad_id: int,
+    batch_size: int,
+    device: torch.device,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """Logits for every feature: QA ``(total_tokens, 2)`` aligned with ``features.ids``,
+    classification ``(n_features, labels)``. Batches run longest first."""
+    model.to(device)
+    model.eval()
+    lengths = features.lengths()
+    order = np.argsort(-lengths, kind="stable")
+    out: np.ndarray | None = None
+    n_batches = math.ceil(len(order) / batch_size)
+    for b, i in enumerate(range(0, len(order), batch_size)):
+        index = order[i : i + batch_size]
+        batch = collate(features, index, pad_id, kind, with_type_ids=accepts_type_ids(model))
+        batch = {k: v.to(device) for k, v in batch.items()}
+        logits = student_logits(model, batch, kind).float().cpu().numpy()
+        if out is None:
+            shape = (len(features.ids), 2) if kind == "qa" else (len(features), logits.shape[-1])
+            out = np.zeros(shape, dtype=np.float32)
+        for row, f in enumerate(index):
+            if kind == "qa":
+                start, end = int(features.starts[f]), int(features.starts[f + 1])
+                out[start:end] = logits[row, : end - start]
+            else:
+                out[f] = logits[row]
+        if progress and (b + 1) % 20 == 0:
+            progress(f"inference {b + 1}/{n_batches} batches")
+    assert out is not None, "predict() needs at least one feature"
+    return out
+
+
+@torch.no_grad()
+def measure_latency(
+    model: nn.Module,
+    features: Features,
+    kind: TaskKind,
+    pad_id: int,
+    device: torch.device,
+    repeats: int = 20,
+) -> float:
+    """Median milliseconds of a batch-1 forward pass on a feature of median length."""
+    model.to(device)
+    model.eval()
+    lengths = features.lengths()
+    median = int(np.argsort(lengths)[len(lengths) // 2])
+    batch = collate(features, np.array([median]), pad_id, kind)
+    inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask")}
+    times = []
+    for i in range(repeats + 3):  # 3 warm-up passes
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        model(**inputs)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i >= 3:
+            times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000.0)

@@ -1,0 +1,91 @@
+"""Study configs: every shipped file loads; typos and bad values are errors naming the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nas.config import StudyConfig, load_study
+from nas.errors import ConfigError
+from nas.search_space import load_search_space
+
+REPO = Path(__file__).resolve().parents[1]
+QUICKSTART = REPO / "studies" / "quickstart.yaml"
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "studies").glob("*.yaml")), ids=str)
+def test_every_shipped_study_loads_with_its_space_and_baseline(path: Path) -> None:
+    config = load_study(path)
+    assert isinstance(config, StudyConfig)
+    assert config.name == path.stem
+    space = load_search_space(config.resolve(config.search_space) or "")
+    if config.baseline is not None:
+        space.validate(config.baseline, where=f"{path}: baseline")
+
+
+def write_study(tmp_path: Path, **changes: object) -> Path:
+    raw = yaml.safe_load(QUICKSTART.read_text())
+    raw["search_space"] = str(REPO / "search_spaces" / "quickstart.yaml")
+    for dotted, value in changes.items():
+        node = raw
+        *parents, leaf = dotted.split("__")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"n_trails": 5}, "unknown key 'n_trails'; allowed: name, task"),
+        ({"data__max_seq_lenght": 5}, "unknown key 'data.max_seq_lenght'"),
+        ({"n_trials": "many"}, "n_trials = 'many' must be an integer"),
+        ({"n_trials": 0}, "n_trials = 0 must be positive"),
+        ({"data__doc_stride": 200}, "doc_stride = 200 must be below"),
+        ({"sampler__name": "grid"}, "sampler.name = 'grid' is not one of"),
+        ({"training__bf16": "maybe"}, "training.bf16 = 'maybe'"),
+        ({"thresholds": [{"metric": "exact"}]}, "missing required key 'thresholds[0].min'"),
+        ({"teacher": "bert"}, "'teacher' must be a mapping"),
+        ({"data__eval_fraction": 1.5}, "eval_fraction = 1.5 must be in (0, 1)"),
+        ({"objectives": [{"name": "exact", "direction": "maximize"},
+                         {"name": "exact", "direction": "minimize"}]}, "repeat a name"),
+    ],
+)
+def test_bad_study_is_an_error_naming_file_key_and_value(
+    tmp_path: Path, changes: dict[str, object], message: str
+) -> None:
+    path = write_study(tmp_path, **changes)
+    with pytest.raises(ConfigError) as info:
+        load_study(path)
+    assert message in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_missing_and_invalid_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="study file not found"):
+        load_study(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_study(bad)
+
+
+def test_paths_resolve_against_the_study_file_and_cache_dir(tmp_path: Path) -> None:
+    config = load_study(write_study(tmp_path, data__train_file="data/train.json"))
+    assert config.resolve(config.data.train_file, hub_ok=False) == str(tmp_path / "data" / "train.json")
+    assert config.resolve("distilbert-base-uncased") == "distilbert-base-uncased"
+    assert Path(config.cache_dir).is_absolute()
+    teacher = config.resolve(config.teacher.path) or ""
+    assert teacher.startswith(config.cache_dir) and teacher.endswith("teachers/quickstart")
+
+
+def test_scientific_notation_without_dot_is_a_float(tmp_path: Path) -> None:
+    path = write_study(tmp_path)
+    text = path.read_text().replace("learning_rate: 0.002", "learning_rate: 2e-3")
+    path.write_text(text)
+    assert load_study(path).teacher.train is not None

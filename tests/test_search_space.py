@@ -1,0 +1,107 @@
+"""Search space files: parsing, rules, sampling, validation; every shipped file loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from nas.errors import ConfigError, InvalidConfig
+from nas.search_space import PARAM_NAMES, check_params, load_search_space
+
+REPO = Path(__file__).resolve().parents[1]
+BASE = REPO / "search_spaces" / "quickstart.yaml"
+
+
+def write_space(tmp_path: Path, **overrides: str) -> Path:
+    lines = {line.split(":", 1)[0]: line for line in BASE.read_text().splitlines()
+             if line and not line.startswith("#")}
+    for name, spec in overrides.items():
+        lines[name] = f"{name}: {spec}" if spec else ""
+    path = tmp_path / "space.yaml"
+    path.write_text("\n".join(v for v in lines.values() if v) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "search_spaces").glob("*.yaml")), ids=str)
+def test_every_shipped_space_loads_and_samples(path: Path) -> None:
+    space = load_search_space(path)
+    assert list(space.distributions) == list(PARAM_NAMES)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):
+        params = space.suggest(study.ask())
+        assert params["hidden_size"] % params["n_heads"] == 0
+        assert space.validate(params) == params
+
+
+def test_optuna_json_form_and_fixed_values(tmp_path: Path) -> None:
+    path = write_space(
+        tmp_path,
+        n_layers="{name: IntDistribution, attributes: {low: 1, high: 3, step: 1, log: false}}",
+        epochs="2",
+    )
+    space = load_search_space(path)
+    assert space.distributions["n_layers"] == optuna.distributions.IntDistribution(1, 3)
+    params = space.suggest(optuna.create_study().ask())
+    assert params["epochs"] == 2
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"n_trails": "{type: int, low: 1, high: 2}"}, "unknown parameter 'n_trails'"),
+        ({"alpha": ""}, "missing parameters ['alpha']"),
+        ({"learning_rate": "{type: float, low: 1.0e-2, high: 1.0e-4}"}, "swap them"),
+        ({"alpha": "{type: float, low: 0.0, high: 2.0}"}, "alpha range"),
+        ({"n_heads": "{type: categorical, choices: [3, 4]}"}, "does not divide hidden_size"),
+        ({"hidden_size": "{type: int, low: 32, high: 128, log: true}"}, "stepped int"),
+        ({"batch_size": "{type: float, low: 8, high: 32}"}, "int or categorical"),
+        ({"epochs": "{type: gaussian, low: 1, high: 2}"}, "type = 'gaussian'"),
+        ({"epochs": "{type: int, low: 1}"}, "needs low and high"),
+        ({"epochs": "[1, 2]"}, "type: categorical"),
+        ({"temperature": "{type: float, low: 1, high: 2, lgo: true}"}, "unknown key 'lgo'"),
+    ],
+)
+def test_bad_spaces_name_file_parameter_and_fix(
+    tmp_path: Path, override: dict[str, str], message: str
+) -> None:
+    path = write_space(tmp_path, **override)
+    with pytest.raises(ConfigError) as info:
+        load_search_space(path)
+    assert message in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_search_space(tmp_path / "nope.yaml")
+
+
+def test_validate_rejects_params_outside_the_space() -> None:
+    space = load_search_space(BASE)
+    good = {"n_layers": 2, "n_heads": 4, "hidden_size": 128, "ffn_dim": 256,
+            "temperature": 2.0, "alpha": 0.5, "learning_rate": 1e-3, "warmup_ratio": 0.1,
+            "weight_decay": 0.0, "batch_size": 32, "epochs": 2}
+    assert space.validate(good) == good
+    with pytest.raises(InvalidConfig, match=r"hidden_size = 100 is outside the search space"):
+        space.validate({**good, "hidden_size": 100})
+    with pytest.raises(InvalidConfig, match=r"n_layers = 9 is outside"):
+        space.validate({**good, "n_layers": 9})
+    with pytest.raises(InvalidConfig, match=r"missing \['epochs'\]"):
+        space.validate({k: v for k, v in good.items() if k != "epochs"})
+    with pytest.raises(InvalidConfig, match=r"unknown \['dropout'\]"):
+        space.validate({**good, "dropout": 0.1})
+    # ints given as floats (JSON from other tools) are accepted and coerced
+    assert space.validate({**good, "n_layers": 2.0})["n_layers"] == 2
+
+
+def test_cross_parameter_rule_names_the_fix() -> None:
+    with pytest.raises(InvalidConfig) as info:
+        check_params({"n_heads": 5, "hidden_size": 768})
+    assert "n_heads = 5 does not divide hidden_size = 768" in str(info.value)
+    assert "12" in str(info.value)
+    with pytest.raises(InvalidConfig, match="must lie in"):
+        check_params({"alpha": 1.5})
+    with pytest.raises(InvalidConfig, match="must be an integer"):
+        check_params({"n_layers": 2.5})
