@@ -1,0 +1,644 @@
+"""Student models: stock DistilBERT, seeded by slicing a pretrained DistilBERT or BERT checkpoint.
+
+A student is a plain ``DistilBertForQuestionAnswering`` or ``DistilBertForSequenceClassification``
+(an exported student loads with ``AutoModel*.from_pretrained``, no custom code). It can have any
+layer count, hidden size, head count dividing the hidden size and FFN size. Its weights are:
+
+* **layers** mapped from the source by :func:`layer_map` (evenly spaced when fewer, source layers
+  ``0..L-1`` then fresh layers when more);
+* **hidden channels** the top ``hidden_size`` source channels by :func:`hidden_importance`, the
+  same set in the embeddings, in every layer and in the head (the residual stream must agree);
+* **attention** whole head blocks of the top heads, or the top rows within them when the head
+  size differs (:func:`attention_maps`; q is then scaled by ``sqrt(head_dim / source head_dim)``
+  so the copied part of the attention logits keeps the source's scale);
+* **FFN neurons** the top ``ffn_dim`` neurons of each layer by ``||lin1 row|| * ||lin2 column||``;
+* everything the source lacks (extra layers, heads, channels, neurons, a head of another task)
+  keeps DistilBERT's own initialization, which ``post_init`` ran on the fresh model.
+
+A BERT source is renamed to DistilBERT's layout and its segment-0 token-type embedding is folded
+into the word embeddings (DistilBERT has no segments), so a same-shape student reproduces BERT
+exactly when ``token_type_ids`` are 0; BERT's pooler/classifier are not used (tanh pooler vs
+DistilBERT's ReLU pre_classifier). Kept index sets are sorted, so a student with the source's own
+shape is an exact copy. Slicing the hidden channels of a LayerNorm is an approximation: the
+student normalizes with the mean and variance of the kept channels only, which is close when the
+dropped channels are the weak ones. LayerNorm eps is DistilBERT's fixed 1e-12 (BERT's default).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import numbers
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from nas.errors import CheckpointError, InvalidConfig
+
+if TYPE_CHECKING:
+    from transformers import DistilBertConfig, PreTrainedModel
+
+SHAPE_KEYS = ("n_layers", "n_heads", "hidden_size", "ffn_dim")
+TASK_KINDS = ("qa", "classification")
+CHECKPOINT_FIX = (
+    "expected a DistilBERT or BERT checkpoint folder with config.json and model.safetensors; "
+    "hub names need network access"
+)
+EMB = "distilbert.embeddings."
+_LINEARS_IN = ("attention.q_lin", "attention.k_lin", "attention.v_lin", "ffn.lin1")
+_LINEARS_OUT = ("attention.out_lin", "ffn.lin2")
+_NORMS = ("sa_layer_norm", "output_layer_norm")
+_LAYER_PARAMS = tuple(
+    f"{module}.{kind}"
+    for module in (*_LINEARS_IN, *_LINEARS_OUT, *_NORMS)
+    for kind in ("weight", "bias")
+)
+_BERT_LAYER_RENAMES = {
+    "attention.self.query": "attention.q_lin",
+    "attention.self.key": "attention.k_lin",
+    "attention.self.value": "attention.v_lin",
+    "attention.output.dense": "attention.out_lin",
+    "attention.output.LayerNorm": "sa_layer_norm",
+    "intermediate.dense": "ffn.lin1",
+    "output.dense": "ffn.lin2",
+    "output.LayerNorm": "output_layer_norm",
+}
+
+
+def layer_prefix(index: int) -> str:
+    """Parameter-name prefix of DistilBERT layer ``index``."""
+    return f"distilbert.transformer.layer.{index}."
+
+
+def _as_int(key: str, value: Any) -> int:
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise InvalidConfig(f"{key}={value!r} is not an integer; sample {key} as an int")
+
+
+def _divisors_near(number: int, target: int, count: int = 4) -> list[int]:
+    divisors = [d for d in range(1, number + 1) if number % d == 0 and number // d >= 8]
+    nearest = sorted(divisors, key=lambda d: abs(math.log(d / target)))  # ratio distance
+    return sorted(nearest[:count]) or [1]
+
+
+@dataclass(frozen=True)
+class StudentShape:
+    """The searched architecture of a DistilBERT student."""
+
+    n_layers: int
+    n_heads: int
+    hidden_size: int
+    ffn_dim: int
+
+    def __post_init__(self) -> None:
+        for key in SHAPE_KEYS:
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidConfig(
+                    f"{key}={value!r} must be an integer >= 1; fix the search space"
+                )
+        if self.hidden_size % self.n_heads:
+            near = ", ".join(map(str, _divisors_near(self.hidden_size, self.n_heads)))
+            raise InvalidConfig(
+                f"n_heads={self.n_heads} does not divide hidden_size={self.hidden_size}; "
+                f"pick a divisor such as {near}"
+            )
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.n_heads
+
+    @classmethod
+    def from_config(cls, config: Any) -> StudentShape:
+        """The shape of a built student, from its ``DistilBertConfig``."""
+        return cls(config.n_layers, config.n_heads, config.dim, config.hidden_dim)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> StudentShape:
+        """Read the shape from sampled trial parameters; other keys (learning rate...) are ignored.
+
+        Raises:
+            InvalidConfig: a key is missing, not an integer, < 1, or heads do not divide the size.
+        """
+        missing = [key for key in SHAPE_KEYS if key not in params]
+        if missing:
+            raise InvalidConfig(
+                f"student parameters lack {missing} (got {sorted(params)}); the search space "
+                f"must define {', '.join(SHAPE_KEYS)}"
+            )
+        return cls(**{key: _as_int(key, params[key]) for key in SHAPE_KEYS})
+
+
+@dataclass(frozen=True, eq=False)
+class SourceModel:
+    """A checkpoint to slice students from, as float32 tensors under DistilBERT parameter names.
+
+    ``tensors`` holds the embeddings and every layer (BERT names mapped, token-type row 0 folded
+    into the word embeddings) plus the heads the checkpoint really has: ``qa_outputs.*`` and,
+    for DistilBERT classifiers only, ``pre_classifier.*``/``classifier.*``. Never mutate them:
+    sources are cached and shared by every trial of the process.
+    """
+
+    name: str
+    model_type: str  # "distilbert" or "bert"
+    dim: int
+    n_layers: int
+    n_heads: int
+    ffn_dim: int
+    vocab_size: int
+    max_positions: int
+    pad_token_id: int
+    activation: str
+    tensors: Mapping[str, torch.Tensor]
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.n_heads
+
+    @property
+    def num_labels(self) -> int | None:
+        """Labels of the source's DistilBERT classification head, None without one."""
+        weight = self.tensors.get("classifier.weight")
+        return None if weight is None else int(weight.shape[0])
+
+    @property
+    def has_qa_head(self) -> bool:
+        return "qa_outputs.weight" in self.tensors
+
+
+def _config_values(config: Any) -> dict[str, Any]:
+    names: tuple[str, ...]
+    if config.model_type == "distilbert":
+        names = ("dim", "n_layers", "n_heads", "hidden_dim", "activation")
+    else:
+        names = ("hidden_size", "num_hidden_layers", "num_attention_heads")
+        names += ("intermediate_size", "hidden_act")
+    dim, n_layers, n_heads, ffn_dim, activation = (getattr(config, n) for n in names)
+    return {
+        "dim": dim,
+        "n_layers": n_layers,
+        "n_heads": n_heads,
+        "ffn_dim": ffn_dim,
+        "activation": activation,
+        "vocab_size": config.vocab_size,
+        "max_positions": config.max_position_embeddings,
+        "pad_token_id": config.pad_token_id if config.pad_token_id is not None else 0,
+    }
+
+
+def _check_supported(config: Any, name: str) -> None:
+    model_type = getattr(config, "model_type", None)
+    if model_type not in ("distilbert", "bert"):
+        raise CheckpointError(
+            f"{name}: model_type {model_type!r} is not supported; {CHECKPOINT_FIX}"
+        )
+    bad = [
+        flag
+        for flag, ok in (
+            ("is_decoder", not getattr(config, "is_decoder", False)),
+            ("add_cross_attention", not getattr(config, "add_cross_attention", False)),
+            (
+                "position_embedding_type",
+                getattr(config, "position_embedding_type", "absolute") == "absolute",
+            ),
+            ("activation", isinstance(_config_values(config)["activation"], str)),
+        )
+        if not ok
+    ]
+    if bad:
+        raise CheckpointError(
+            f"{name}: unsupported BERT variant ({', '.join(bad)}); {CHECKPOINT_FIX}"
+        )
+
+
+def _distilbert_tensors(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in state.items():
+        key = key.removeprefix("distilbert.")
+        if key.startswith(("embeddings.", "transformer.")):
+            out["distilbert." + key] = value
+        elif key.startswith(("qa_outputs.", "pre_classifier.", "classifier.")):
+            out[key] = value
+    return out
+
+
+def _bert_tensors(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Map BERT names to DistilBERT's; fold token-type row 0 into the word embeddings.
+
+    DistilBERT has no segment embeddings, so every student token gets BERT's segment-0 vector:
+    the student reproduces BERT exactly on ``token_type_ids == 0`` and approximately elsewhere.
+    BERT's pooler/classifier (tanh pooler) do not fit DistilBERT's ReLU pre_classifier and are
+    dropped.
+    """
+    out = {}
+    for key, value in state.items():
+        key = key.removeprefix("bert.")
+        if key.startswith("embeddings.") and "token_type" not in key:
+            out["distilbert." + key] = value
+        elif key.startswith("encoder.layer."):
+            index, rest = key.removeprefix("encoder.layer.").split(".", 1)
+            module, kind = rest.rsplit(".", 1)
+            if module in _BERT_LAYER_RENAMES:
+                out[f"{layer_prefix(int(index))}{_BERT_LAYER_RENAMES[module]}.{kind}"] = value
+        elif key.startswith("qa_outputs."):
+            out[key] = value
+    token_types = next(  # (types, dim)
+        (v for k, v in state.items() if k.endswith("embeddings.token_type_embeddings.weight")),
+        None,
+    )
+    word_key = EMB + "word_embeddings.weight"
+    if token_types is not None and word_key in out:
+        out[word_key] = out[word_key] + token_types[0]  # (vocab, dim)
+    return out
+
+
+def source_from_model(
+    model: Any, name: str = "<in-memory>", skip: Collection[str] = ()
+) -> SourceModel:
+    """Make a :class:`SourceModel` from a loaded DistilBERT/BERT model (any head or none).
+
+    Args:
+        model: a ``transformers`` DistilBERT or BERT model.
+        name: how errors name the model.
+        skip: state-dict keys to leave out (weights the checkpoint did not have).
+
+    The tensors share storage with ``model`` when it is float32: do not keep training it.
+
+    Raises:
+        CheckpointError: not a DistilBERT/BERT encoder, or encoder weights are missing.
+    """
+    config = model.config
+    _check_supported(config, name)
+    skipped = set(skip)
+    state = {
+        key: value.detach().to(torch.float32)
+        for key, value in model.state_dict().items()
+        if key not in skipped
+    }
+    prefixed = config.model_type == "distilbert"
+    tensors = _distilbert_tensors(state) if prefixed else _bert_tensors(state)
+    values = _config_values(config)
+    needed = [EMB + p for p in ("word_embeddings.weight", "position_embeddings.weight")]
+    needed += [EMB + "LayerNorm." + kind for kind in ("weight", "bias")]
+    needed += [layer_prefix(i) + p for i in range(values["n_layers"]) for p in _LAYER_PARAMS]
+    missing = [key for key in needed if key not in tensors]
+    if missing:
+        raise CheckpointError(
+            f"{name}: encoder weights {missing[:4]} are missing; {CHECKPOINT_FIX}"
+        )
+    return SourceModel(name=name, model_type=config.model_type, tensors=tensors, **values)
+
+
+def _auto_class(config: Any) -> Any:
+    import transformers
+
+    architecture = (getattr(config, "architectures", None) or [""])[0]
+    for suffix in ("ForQuestionAnswering", "ForSequenceClassification"):
+        if architecture.endswith(suffix):
+            return getattr(transformers, "AutoModel" + suffix)
+    return transformers.AutoModel
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(key: str) -> SourceModel:
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(key)
+    except Exception as exc:  # transformers raises OSError, ValueError, EnvironmentError...
+        raise CheckpointError(
+            f"cannot read a model config from {key!r} ({exc}); {CHECKPOINT_FIX}"
+        ) from exc
+    _check_supported(config, key)
+    try:
+        model, info = _auto_class(config).from_pretrained(key, output_loading_info=True)
+    except Exception as exc:  # a missing or corrupt weights file raises OSError/SafetensorError
+        raise CheckpointError(
+            f"cannot read model weights from {key!r} ({exc}); {CHECKPOINT_FIX}"
+        ) from exc
+    return source_from_model(model, name=key, skip=info.get("missing_keys", ()))
+
+
+def load_source(name_or_path: str | Path) -> SourceModel:
+    """Read a DistilBERT or BERT checkpoint (hub name or local folder) to slice students from.
+
+    Loaded through ``AutoConfig``/``AutoModel*.from_pretrained`` with the checkpoint's own head
+    class (QA, sequence classification, else the bare encoder). Cached per process on the
+    resolved path (``clear_source_cache()`` after rewriting a checkpoint in place).
+
+    Raises:
+        CheckpointError: missing, unreadable, or not a DistilBERT/BERT encoder.
+    """
+    path = Path(name_or_path).expanduser()
+    return _load_cached(str(path.resolve()) if path.exists() else str(name_or_path))
+
+
+def clear_source_cache() -> None:
+    """Forget every source loaded by :func:`load_source` in this process."""
+    _load_cached.cache_clear()
+
+
+# Slicing ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IndexMap:
+    """Which source indices of one axis go to which student indices (both ``(k,)`` int64)."""
+
+    src: torch.Tensor
+    dst: torch.Tensor
+
+
+def top_map(scores: torch.Tensor, size: int) -> IndexMap:
+    """The ``size`` best-scored source indices, sorted, to student ``0..size-1``.
+
+    A student axis larger than the source gets every source index in the first slots; the rest
+    keeps its initialization.
+    """
+    k = min(size, scores.numel())
+    src = torch.topk(scores, k).indices.sort().values
+    return IndexMap(src, torch.arange(k))
+
+
+def _norms(matrix: torch.Tensor, dim: int) -> torch.Tensor:
+    """L2 norms along ``dim`` (faster on CPU than ``Tensor.norm`` for column norms)."""
+    return (matrix * matrix).sum(dim=dim).sqrt()
+
+
+def layer_map(n_source: int, n_student: int) -> tuple[int | None, ...]:
+    """Source layer of each student layer; None means freshly initialized.
+
+    Fewer layers: evenly spaced with the first and last kept, ``floor(i * (L - 1) / (n - 1))``
+    (6 -> 3 gives 0, 2, 5; 12 -> 6 gives 0, 2, 4, 6, 8, 11); one layer takes layer 0, whose
+    input is what the copied embeddings produce. More layers: ``0..L-1`` then None.
+    """
+    if n_student >= n_source:
+        return (*range(n_source), *([None] * (n_student - n_source)))
+    if n_student == 1:
+        return (0,)
+    return tuple(i * (n_source - 1) // (n_student - 1) for i in range(n_student))
+
+
+def hidden_importance(source: SourceModel) -> torch.Tensor:
+    """Score each hidden (residual-stream) channel of the source, ``(dim,)``.
+
+    Sum over every tensor that reads or writes the residual stream (word and position
+    embeddings, q/k/v/lin1 columns, out_lin/lin2 rows, all LayerNorm gammas, head inputs) of
+    that channel's L2 norm in the tensor, divided by the tensor's mean channel norm so that
+    every tensor weighs the same whatever its size.
+    """
+    t = source.tensors
+    parts = [_norms(t[EMB + "word_embeddings.weight"], 0)]  # (vocab, dim) -> (dim,)
+    parts.append(_norms(t[EMB + "position_embeddings.weight"], 0))  # (pos, dim) -> (dim,)
+    parts.append(t[EMB + "LayerNorm.weight"].abs())
+    for i in range(source.n_layers):
+        p = layer_prefix(i)
+        parts += [_norms(t[f"{p}{name}.weight"], 0) for name in _LINEARS_IN]  # (out, dim)
+        parts += [_norms(t[f"{p}{name}.weight"], 1) for name in _LINEARS_OUT]  # (dim, in)
+        parts += [t[f"{p}{name}.weight"].abs() for name in _NORMS]
+    for head in ("qa_outputs", "pre_classifier"):
+        if f"{head}.weight" in t:
+            parts.append(_norms(t[f"{head}.weight"], 0))  # (out, dim)
+    return torch.stack([v / v.mean().clamp_min(1e-12) for v in parts]).sum(dim=0)
+
+
+def attention_maps(
+    source: SourceModel, layer: int, shape: StudentShape
+) -> tuple[IndexMap, IndexMap]:
+    """Rows of q/k and of v (= out_lin columns) that one student layer takes from the source.
+
+    Heads are ranked by ``||q_h|| * ||k_h|| + ||v_h|| * ||out_h||`` (Frobenius norms of the head's
+    q/k/v row blocks and out_lin column block); the top ``min(student, source)`` heads are kept in
+    source order, one per student head. With equal head sizes whole head blocks are copied;
+    a smaller student head takes the head's top rows, q/k rows ranked by ``||q_j|| * ||k_j||``
+    and v rows by ``||v_j|| * ||out_j||``; a larger one gets all rows in its first slots. Student
+    heads beyond the source's keep their initialization.
+    """
+    t, p = source.tensors, layer_prefix(layer)
+    heads, hd = source.n_heads, source.head_dim
+
+    def row_norms(name: str, dim: int) -> torch.Tensor:  # -> (heads, hd)
+        return _norms(t[f"{p}attention.{name}.weight"], dim).reshape(heads, hd)
+
+    q, k, v = (row_norms(name, 1) for name in ("q_lin", "k_lin", "v_lin"))  # (inner, dim)
+    out = row_norms("out_lin", 0)  # out_lin (dim, inner): its columns
+    qk, vo = q * k, v * out  # (heads, hd) row scores
+
+    def frob(norms: torch.Tensor) -> torch.Tensor:  # (heads, hd) -> (heads,)
+        return norms.pow(2).sum(dim=1).sqrt()
+
+    head_scores = frob(q) * frob(k) + frob(v) * frob(out)
+    kept = top_map(head_scores, shape.n_heads).src
+    maps = []
+    for scores in (qk, vo):
+        src, dst = [], []
+        for slot, head in enumerate(kept.tolist()):
+            rows = top_map(scores[head], shape.head_dim)
+            src.append(head * hd + rows.src)
+            dst.append(slot * shape.head_dim + rows.dst)
+        maps.append(IndexMap(torch.cat(src), torch.cat(dst)))
+    return maps[0], maps[1]
+
+
+def ffn_map(source: SourceModel, layer: int, ffn_dim: int) -> IndexMap:
+    """FFN neurons of one layer ranked by ``||lin1 row|| * ||lin2 column||``."""
+    p = layer_prefix(layer)
+    lin1 = source.tensors[p + "ffn.lin1.weight"]  # (ffn, dim)
+    lin2 = source.tensors[p + "ffn.lin2.weight"]  # (dim, ffn)
+    return top_map(_norms(lin1, 1) * _norms(lin2, 0), ffn_dim)
+
+
+@dataclass(frozen=True)
+class _Copy:
+    """Copy ``value[rows.src][:, cols.src] * scale`` to student ``name[rows.dst][:, cols.dst]``."""
+
+    name: str
+    value: torch.Tensor
+    rows: IndexMap | None = None  # None: the whole axis
+    cols: IndexMap | None = None
+    scale: float = 1.0
+
+
+def _layer_plan(
+    source: SourceModel, shape: StudentShape, hidden: IndexMap, student: int, layer: int
+) -> list[_Copy]:
+    t, sp, p = source.tensors, layer_prefix(layer), layer_prefix(student)
+    qk, vo = attention_maps(source, layer, shape)
+    ffn = ffn_map(source, layer, shape.ffn_dim)
+    # Keep the copied part's attention logits at the source's scale: 1/sqrt(head_dim) changes.
+    q_scale = (shape.head_dim / source.head_dim) ** 0.5
+    plan = []
+    for name, rows, cols, scale in (
+        ("attention.q_lin", qk, hidden, q_scale),
+        ("attention.k_lin", qk, hidden, 1.0),
+        ("attention.v_lin", vo, hidden, 1.0),
+        ("attention.out_lin", hidden, vo, 1.0),
+        ("ffn.lin1", ffn, hidden, 1.0),
+        ("ffn.lin2", hidden, ffn, 1.0),
+    ):
+        plan.append(_Copy(p + name + ".weight", t[sp + name + ".weight"], rows, cols, scale))
+        plan.append(_Copy(p + name + ".bias", t[sp + name + ".bias"], rows, None, scale))
+    for name in _NORMS:
+        plan += [
+            _Copy(p + f"{name}.{kind}", t[sp + f"{name}.{kind}"], hidden)
+            for kind in ("weight", "bias")
+        ]
+    return plan
+
+
+def _embedding_and_head_plan(
+    source: SourceModel, hidden: IndexMap, task_kind: str, num_labels: int
+) -> list[_Copy]:
+    t = source.tensors
+    plan = [
+        _Copy(EMB + "word_embeddings.weight", t[EMB + "word_embeddings.weight"], None, hidden),
+        _Copy(
+            EMB + "position_embeddings.weight", t[EMB + "position_embeddings.weight"], None, hidden
+        ),
+        _Copy(EMB + "LayerNorm.weight", t[EMB + "LayerNorm.weight"], hidden),
+        _Copy(EMB + "LayerNorm.bias", t[EMB + "LayerNorm.bias"], hidden),
+    ]
+    if task_kind == "qa" and source.has_qa_head:
+        plan.append(_Copy("qa_outputs.weight", t["qa_outputs.weight"], None, hidden))  # (2, dim)
+        plan.append(_Copy("qa_outputs.bias", t["qa_outputs.bias"]))
+    if task_kind == "classification" and source.num_labels == num_labels:
+        plan += [
+            _Copy("pre_classifier.weight", t["pre_classifier.weight"], hidden, hidden),
+            _Copy("pre_classifier.bias", t["pre_classifier.bias"], hidden),
+            _Copy("classifier.weight", t["classifier.weight"], None, hidden),  # (labels, dim)
+            _Copy("classifier.bias", t["classifier.bias"]),
+        ]
+    return plan
+
+
+def _student_index(index_map: IndexMap | None) -> slice | torch.Tensor:
+    """Student index of one axis: a slice when it is ``0..k-1`` (fast, no advanced indexing)."""
+    if index_map is None:
+        return slice(None)
+    k = index_map.dst.numel()
+    return slice(0, k) if torch.equal(index_map.dst, torch.arange(k)) else index_map.dst
+
+
+def _source_block(value: torch.Tensor, index_map: IndexMap | None, axis: int) -> torch.Tensor:
+    if index_map is None or torch.equal(index_map.src, torch.arange(value.shape[axis])):
+        return value
+    return value.index_select(axis, index_map.src)
+
+
+def _apply(model: torch.nn.Module, plan: list[_Copy]) -> None:
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for copy in plan:
+            target = params[copy.name]
+            block = _source_block(_source_block(copy.value, copy.rows, 0), copy.cols, 1)
+            rows, cols = _student_index(copy.rows), _student_index(copy.cols)
+            if isinstance(rows, torch.Tensor) and isinstance(cols, torch.Tensor):
+                rows, cols = rows[:, None], cols[None, :]
+            index = (rows,) if target.dim() == 1 else (rows, cols)
+            slot_shape = target[index].shape
+            assert block.shape == slot_shape, (
+                f"{copy.name}: source block {tuple(block.shape)} != slot {tuple(slot_shape)}"
+            )
+            target[index] = block * copy.scale if copy.scale != 1.0 else block
+
+
+def check_task(task_kind: str, num_labels: int) -> None:
+    """Raise InvalidConfig unless ``task_kind`` is known and ``num_labels`` fits it."""
+    if task_kind not in TASK_KINDS:
+        raise InvalidConfig(f"task_kind={task_kind!r} is not one of {TASK_KINDS}")
+    if task_kind == "qa" and num_labels != 2:
+        raise InvalidConfig(f"num_labels={num_labels} for QA; QA heads have 2 (start, end)")
+    if num_labels < 1:
+        raise InvalidConfig(f"num_labels={num_labels} must be >= 1; count the label names")
+
+
+def student_config(
+    shape: StudentShape,
+    source: SourceModel,
+    task_kind: str,
+    num_labels: int = 2,
+) -> DistilBertConfig:
+    """DistilBERT config of a student: the source's vocabulary, positions, pad id and activation.
+
+    Dropouts and ``initializer_range`` are DistilBERT's defaults.
+
+    Raises:
+        InvalidConfig: unknown ``task_kind``, or ``num_labels != 2`` for QA.
+    """
+    from transformers import DistilBertConfig
+
+    check_task(task_kind, num_labels)
+    config = DistilBertConfig(
+        vocab_size=source.vocab_size,
+        max_position_embeddings=source.max_positions,
+        n_layers=shape.n_layers,
+        n_heads=shape.n_heads,
+        dim=shape.hidden_size,
+        hidden_dim=shape.ffn_dim,
+        activation=source.activation,
+        pad_token_id=source.pad_token_id,
+    )
+    config.num_labels = num_labels
+    return config
+
+
+def build_student(
+    params: Mapping[str, Any] | StudentShape,
+    source: str | Path | SourceModel,
+    task_kind: str,
+    num_labels: int = 2,
+    *,
+    seed: int | None = None,
+) -> PreTrainedModel:
+    """Build a DistilBERT student of the sampled shape, seeded from ``source``, in train mode.
+
+    A fresh ``DistilBertForQuestionAnswering`` (``task_kind="qa"``) or
+    ``DistilBertForSequenceClassification(num_labels)`` is initialized by DistilBERT's own
+    ``_init_weights`` (``post_init``), then everything the source has is overwritten with the
+    sliced source weights (see the module docstring for the rules).
+
+    Args:
+        params: trial parameters with n_layers, n_heads, hidden_size, ffn_dim (or a shape).
+        source: checkpoint folder / hub name, or a loaded :class:`SourceModel`.
+        task_kind: "qa" or "classification".
+        num_labels: classification labels; must be 2 for QA.
+        seed: seeds the initialization of what is not copied (global RNG untouched); None uses
+            the global RNG.
+
+    Raises:
+        InvalidConfig: the shape or task cannot be built.
+        CheckpointError: the source cannot be read.
+    """
+    from transformers import DistilBertForQuestionAnswering, DistilBertForSequenceClassification
+
+    shape = params if isinstance(params, StudentShape) else StudentShape.from_params(params)
+    check_task(task_kind, num_labels)  # before the (slow) source load
+    src = source if isinstance(source, SourceModel) else load_source(source)
+    config = student_config(shape, src, task_kind, num_labels)
+    cls = (
+        DistilBertForQuestionAnswering
+        if task_kind == "qa"
+        else DistilBertForSequenceClassification
+    )
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        model = cls(config)  # post_init() runs DistilBERT's _init_weights on every module
+    hidden = top_map(hidden_importance(src), shape.hidden_size)
+    plan = _embedding_and_head_plan(src, hidden, task_kind, num_labels)
+    for student, layer in enumerate(layer_map(src.n_layers, shape.n_layers)):
+        if layer is not None:
+            plan += _layer_plan(src, shape, hidden, student, layer)
+    _apply(model, plan)
+    return model.train()
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Number of parameters of ``model``, embeddings and head included (shared ones once)."""
+    return sum(p.numel() for p in model.parameters())
