@@ -42,7 +42,7 @@ class DataConfig:
     # Classification from a single file: hold out this fraction (seeded) when eval_file is absent.
     eval_fraction: float | None = None
     max_train_samples: int | None = None  # examples, taken after a seeded shuffle
-    max_eval_samples: int | None = None  # examples, the first N (whole articles stay whole)
+    max_eval_samples: int | None = None  # examples, the first N in file order
     max_seq_length: int = 384
     doc_stride: int = 128  # QA: token overlap between windows of one long context
     max_query_length: int = 64  # QA: questions are truncated to this many tokens
@@ -62,6 +62,9 @@ class TeacherTrainConfig:
 
     init: str | None = None  # pretrained checkpoint to start from; None: random init from `arch`
     arch: dict[str, Any] = field(default_factory=dict)  # BertConfig fields for random init
+    # Random init without a tokenizer at hand (offline): build a WordPiece vocabulary from the
+    # N most frequent words of the train split (plus characters, so nothing maps to [UNK]).
+    vocab_from_data: int | None = None
     epochs: float = 3.0
     learning_rate: float = 5e-5
     batch_size: int = 32

@@ -43,3 +43,9 @@ class Diverged(TrialError):
     """The training loss became NaN or infinite."""
 
     reason = "nan_loss"
+
+
+class TrialTimeout(TrialError):
+    """The trial ran past the study's ``trial_timeout_s``."""
+
+    reason = "timeout"

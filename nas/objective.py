@@ -121,8 +121,12 @@ def run_trial(
     out_dir: Path | None = None,
     progress: Progress | None = None,
     provenance: Mapping[str, Any] | None = None,
+    deadline: float | None = None,
 ) -> Metrics:
-    """Build, distill, evaluate and (with ``out_dir``) save one student."""
+    """Build, distill, evaluate and (with ``out_dir``) save one student.
+
+    ``deadline`` (a ``time.time()`` value) ends training with ``TrialTimeout`` when passed.
+    """
     config, task = prepared.config, prepared.task
     params = prepared.space.validate(params)
     torch.manual_seed(config.training.seed)
@@ -132,7 +136,7 @@ def run_trial(
         progress(f"student: {n_params:,} parameters; training")
     pad_id = _pad_id(prepared.tokenizer)
     result = train(model, prepared.train_features, prepared.teacher_logits, params,
-                   config.training, task.kind, pad_id, progress)
+                   config.training, task.kind, pad_id, progress, deadline)
     device = resolve_device(config.training.device)
     start = time.perf_counter()
     logits = predict(model, prepared.eval_features, task.kind, pad_id,

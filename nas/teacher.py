@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,9 @@ from transformers import (
 from nas.cache import cached_folder, file_lock, fingerprint, write_folder_atomically
 from nas.config import StudyConfig, TeacherTrainConfig
 from nas.errors import CheckpointError, ConfigError
-from nas.tasks.base import Features, Task, TaskKind
+from nas.tasks.base import Features, QAExample, Task, TaskKind
 from nas.train import predict, resolve_device, train
+from nas.vocab import build_tokenizer, frequent_words
 
 Progress = Callable[[str], None]
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".txt")
@@ -169,7 +170,7 @@ def train_teacher(
         raise ConfigError(f"{config.source_file}: teacher.train is not set; add it to train one")
     task, splits, data = load_splits(config)
     num_labels = task.num_labels(splits)
-    tokenizer, model = _teacher_start(config, spec, task, num_labels)
+    tokenizer, model = _teacher_start(config, spec, task, num_labels, splits.train)
     cache = Path(config.cache_dir)
     train_f = encoded(task, splits.train, tokenizer, data, cache)
     eval_f = encoded(task, splits.eval, tokenizer, data, cache)
@@ -199,8 +200,19 @@ def train_teacher(
     return metrics
 
 
+def _texts(examples: list[Any]) -> Iterator[str]:
+    for ex in examples:
+        if isinstance(ex, QAExample):
+            yield ex.question
+            yield ex.context
+        else:
+            yield ex.text
+            yield ex.text_pair or ""
+
+
 def _teacher_start(
-    config: StudyConfig, spec: TeacherTrainConfig, task: Task, num_labels: int
+    config: StudyConfig, spec: TeacherTrainConfig, task: Task, num_labels: int,
+    train_examples: list[Any],
 ) -> tuple[Any, PreTrainedModel]:
     """Tokenizer and initial model: a pretrained checkpoint, or a random BERT from ``arch``."""
     extra = {} if task.kind == "qa" else {"num_labels": num_labels}
@@ -212,7 +224,9 @@ def _teacher_start(
         except (OSError, ValueError) as exc:
             raise CheckpointError(f"teacher.train.init '{init}' cannot be loaded ({exc})") from None
         return tokenizer, model
-    tokenizer = task.offline_tokenizer() if hasattr(task, "offline_tokenizer") else None
+    tokenizer = task.offline_tokenizer(config.data) if hasattr(task, "offline_tokenizer") else None
+    if tokenizer is None and spec.vocab_from_data:
+        tokenizer = build_tokenizer(frequent_words(_texts(train_examples), spec.vocab_from_data))
     if tokenizer is None:
         source = config.resolve(config.student_source) or config.student_source
         tokenizer = load_tokenizer(source, "student source (tokenizer for the new teacher)")

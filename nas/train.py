@@ -24,7 +24,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from nas.config import TrainingConfig
 from nas.distill import MASKED_LOGIT, distill_loss, qa_distill_loss
-from nas.errors import Diverged, OutOfMemory
+from nas.errors import Diverged, OutOfMemory, TrialTimeout
 from nas.tasks.base import Features, TaskKind
 
 FAULT_OOM_ENV = "NAS_FAULT_OOM_ABOVE_PARAMS"
@@ -138,6 +138,7 @@ def train(
     kind: TaskKind,
     pad_id: int,
     progress: Progress | None = None,
+    deadline: float | None = None,
 ) -> TrainResult:
     """Train ``model`` in place by distillation from cached ``teacher`` logits.
 
@@ -189,6 +190,8 @@ def train(
             )
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             loss = loss_of(batch)
+            if deadline is not None and time.time() > deadline:
+                raise TrialTimeout(f"stopped at step {step} of {total}: past the trial timeout")
             if not torch.isfinite(loss):
                 raise Diverged(f"loss became {loss.item()} at step {step + 1} of {total}")
             optimizer.zero_grad(set_to_none=True)

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from nas import __version__
-from nas.cli import _eval, _student, _teacher, _trial
+from nas.cli import _eval, _student, _study, _teacher, _trial
 from nas.errors import NasError
 
 EXIT_USAGE = 2
@@ -25,16 +25,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"nas {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (_trial, _student, _teacher, _eval):
+    for module in (_study, _trial, _student, _teacher, _eval):
         module.register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # nas prints its own progress
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
         return int(args.run(args))
     except NasError as exc:
         print(f"nas: error: {exc}", file=sys.stderr)

@@ -1,0 +1,105 @@
+"""``nas study run | status | list``: the search service."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import optuna
+
+from nas.cli._common import progress
+from nas.config import load_study
+from nas.errors import NasError
+
+
+def register(commands: Any) -> None:
+    study = commands.add_parser("study", help="run and inspect searches")
+    sub = study.add_subparsers(dest="study_command", metavar="ACTION", required=True)
+    run = sub.add_parser("run", help="search: Ray Tune trials recorded in an Optuna study",
+                         description="Run the study to its total of finished trials; "
+                         "running it again resumes where it stopped.")
+    run.add_argument("study", help="study config, e.g. studies/quickstart.yaml")
+    _storage_arg(run)
+    run.add_argument("--n-trials", type=int, help="total finished trials (default: the config's)")
+    run.add_argument("--workers", type=int, default=1, help="trials at once (default 1)")
+    run.add_argument("--ray-address", help="join a running Ray cluster (HOST:PORT or auto)")
+    run.add_argument("--artifact-root", default=".nas/artifacts",
+                     help="where checkpoints are stored (default .nas/artifacts)")
+    run.add_argument("--verbose", action="store_true", help="Ray's own progress tables and logs")
+    run.set_defaults(run=run_command)
+
+    status = sub.add_parser("status", help="counts by state, failure reasons, the front")
+    status.add_argument("name", help="study name")
+    _storage_arg(status)
+    status.set_defaults(run=status_command)
+
+    listing = sub.add_parser("list", help="studies in the storage")
+    _storage_arg(listing)
+    listing.set_defaults(run=list_command)
+
+
+def _storage_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--storage", help="SQLAlchemy URL or journal:FILE (default: the "
+                        "config's, then $NAS_STORAGE, then sqlite:///nas.db)")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from nas.search import RunOptions, run_study
+    from nas.study import format_front, open_storage, resolve_storage
+
+    config = load_study(args.study)
+    n_trials = args.n_trials or config.n_trials
+    if n_trials <= 0 or args.workers <= 0:
+        raise NasError(f"--n-trials {n_trials} and --workers {args.workers} must be positive")
+    url = resolve_storage(args.storage, config)
+    open_storage(url)  # an unreachable storage fails before any work
+    options = RunOptions(url, n_trials, args.workers, args.ray_address, args.verbose,
+                         args.artifact_root)
+    code = run_study(config, options, progress)
+    study = optuna.load_study(study_name=config.name, storage=open_storage(url))
+    print(format_front(study))
+    return code
+
+
+def _load(args: argparse.Namespace) -> optuna.Study:
+    from nas.study import DEFAULT_STORAGE, STORAGE_ENV, mask_password, open_storage
+
+    import os
+
+    url = args.storage or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+    storage = open_storage(url)
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    if args.name not in names:
+        raise NasError(f"no study '{args.name}' in {mask_password(url)}; studies there: "
+                       f"{names or 'none'} (pass --storage for another database)")
+    return optuna.load_study(study_name=args.name, storage=storage)
+
+
+def status_command(args: argparse.Namespace) -> int:
+    from nas.study import failure_reasons, format_front, state_counts
+
+    study = _load(args)
+    print(f"study {study.study_name}: objectives {study.metric_names} "
+          f"({', '.join(d.name.lower() for d in study.directions)})")
+    for state, count in sorted(state_counts(study).items()):
+        print(f"  {state:<22} {count}")
+    reasons = failure_reasons(study)
+    if reasons:
+        print("failures: " + ", ".join(f"{r} {n}" for r, n in sorted(reasons.items())))
+    print(format_front(study))
+    return 0
+
+
+def list_command(args: argparse.Namespace) -> int:
+    from nas.study import DEFAULT_STORAGE, STORAGE_ENV, open_storage
+
+    import os
+
+    storage = open_storage(args.storage or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE)
+    summaries = optuna.get_all_study_summaries(storage)
+    if not summaries:
+        print("no studies")
+    for s in summaries:
+        print(f"{s.study_name}  trials={s.n_trials}  "
+              f"directions={[d.name.lower() for d in s.directions]}")
+    return 0

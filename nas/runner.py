@@ -1,0 +1,202 @@
+"""The Ray side of a search: a Searcher that bridges the Optuna study, and the trial trainable.
+
+Ask/tell lives in the Ray Tune driver (DESIGN decision 2): :class:`StudySearcher` asks the study
+for a trial, samples it through the search space, hands the params to a Ray worker, and tells
+the study the outcome — values and constraints, or FAIL with a reason. Workers need no database.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from ray.tune.search import Searcher
+
+from nas.config import StudyConfig
+from nas.errors import InvalidConfig, TrialError
+from nas.search_space import SearchSpace
+from nas.study import (
+    BASELINE_TAG,
+    DRIVER,
+    constraint_values,
+    driver_id,
+    tell_complete,
+    tell_failure,
+)
+
+Printer = Callable[[str], None]
+_PREPARED: dict[str, Any] = {}  # per worker process: the study's data, loaded once
+
+
+def trainable(ray_config: dict[str, Any], study_config: StudyConfig) -> None:
+    """One trial on a Ray worker: run it and report a JSON outcome (never raises)."""
+    from ray import tune
+
+    from nas.objective import prepare, run_trial
+
+    number = int(ray_config["number"])
+    outcome: dict[str, Any]
+    try:
+        key = study_config.source_file + study_config.name
+        if key not in _PREPARED:
+            _PREPARED.clear()
+            _PREPARED[key] = prepare(study_config)
+        out = Path(ray_config["staging"]) / f"trial-{number}"
+        deadline = ray_config.get("deadline_s")
+        metrics = run_trial(_PREPARED[key], ray_config["params"], out,
+                            provenance={"trial": number},
+                            deadline=None if deadline is None else time.time() + deadline)
+        outcome = {"status": "ok", "metrics": metrics.as_dict(), "checkpoint": str(out)}
+    except (TrialError, InvalidConfig) as exc:
+        reason = exc.reason if isinstance(exc, TrialError) else "invalid_config"
+        outcome = {"status": "fail", "reason": reason, "message": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - any other crash is a failed trial, not a dead study
+        tail = "".join(traceback.format_exception(exc)[-3:])
+        outcome = {"status": "fail", "reason": "error", "message": f"{exc!r}\n{tail}"}
+    outcome["node"] = _node_id()
+    tune.report({"nas_outcome": json.dumps(outcome, default=str)})
+
+
+def _node_id() -> str:
+    try:
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())
+    except Exception:  # noqa: BLE001 - outside Ray (tests) there is no node
+        return "local"
+
+
+class StudySearcher(Searcher):
+    """Bridges an Optuna study and Ray Tune; stops after ``budget`` new trials."""
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        space: SearchSpace,
+        config: StudyConfig,
+        objective_names: list[str],
+        budget: int,
+        artifact_root: Path,
+        printer: Printer,
+        deadline_s: float | None = None,
+    ) -> None:
+        super().__init__(metric="nas_outcome", mode="max")
+        self.study, self.space, self.config = study, space, config
+        self.objective_names = objective_names
+        self.budget = budget
+        self.store = FileSystemArtifactStore(str(artifact_root))
+        self.staging = artifact_root / "staging" / config.name
+        self.printer = printer
+        self.deadline_s = deadline_s
+        self.live: dict[str, optuna.Trial] = {}
+        self.asked = 0
+        self.finished = 0
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        while self.asked < self.budget:
+            self.asked += 1
+            trial = self.study.ask()
+            trial.set_user_attr(DRIVER, driver_id())
+            try:
+                params = self.space.suggest(trial)
+            except InvalidConfig as exc:
+                frozen = tell_failure(self.study, trial, "invalid_config", str(exc))
+                self._print(frozen, None)
+                continue
+            self.live[trial_id] = trial
+            return {"params": params, "number": trial.number, "staging": str(self.staging),
+                    "deadline_s": self.deadline_s}
+        return Searcher.FINISHED
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
+        trial = self.live.pop(trial_id, None)
+        if trial is None:
+            return
+        outcome = _outcome(result, error)
+        attrs = {"node": outcome.get("node", "?")}
+        if outcome["status"] == "ok":
+            frozen = self._complete(trial, outcome, attrs)
+        else:
+            frozen = tell_failure(self.study, trial, outcome["reason"], outcome["message"], attrs)
+        self._print(frozen, outcome)
+
+    def fail_live(self, reason: str, message: str) -> None:
+        """End every trial still running (Ctrl-C, driver shutdown) as FAIL with ``reason``."""
+        for trial_id in list(self.live):
+            trial = self.live.pop(trial_id)
+            self._print(tell_failure(self.study, trial, reason, message), None)
+
+    def _complete(
+        self, trial: optuna.Trial, outcome: dict[str, Any], attrs: dict[str, Any]
+    ) -> optuna.trial.FrozenTrial:
+        from nas.objective import Metrics
+
+        metrics = Metrics(**outcome["metrics"])
+        try:
+            values = [metrics.value(n) for n in self.objective_names]
+        except KeyError as exc:
+            return tell_failure(self.study, trial, "error", f"missing metric {exc}", attrs)
+        if not all(math.isfinite(v) for v in values):
+            return tell_failure(self.study, trial, "nan_loss",
+                                f"non-finite objective values {values}", attrs)
+        attrs.update({f"metric:{k}": v for k, v in metrics.task.items()})
+        attrs.update(params=metrics.params, train_time_s=metrics.train_time_s,
+                     samples_per_s=metrics.samples_per_s, peak_memory_mb=metrics.peak_memory_mb,
+                     memory_kind=metrics.memory_kind, steps=metrics.steps,
+                     device=metrics.device, latency_ms=metrics.latency_ms)
+        attrs["checkpoint_files"] = self._upload(trial, Path(outcome["checkpoint"]))
+        constraints = constraint_values(self.config, metrics.task)
+        return tell_complete(self.study, trial, values, constraints, attrs)
+
+    def _upload(self, trial: optuna.Trial, folder: Path) -> dict[str, str]:
+        """Each checkpoint file becomes an Optuna artifact of the trial; staging is removed."""
+        ids = {}
+        for path in sorted(folder.iterdir()):
+            ids[path.name] = upload_artifact(artifact_store=self.store, file_path=str(path),
+                                             study_or_trial=trial)
+        shutil.rmtree(folder, ignore_errors=True)
+        return ids
+
+    def _print(self, trial: optuna.trial.FrozenTrial, outcome: dict[str, Any] | None) -> None:
+        self.finished += 1
+        self.printer(trial_line(trial, self.objective_names, f"{self.finished}/{self.budget}"))
+
+
+def _outcome(result: dict[str, Any] | None, error: bool) -> dict[str, Any]:
+    if error or not result or "nas_outcome" not in result:
+        return {"status": "fail", "reason": "error",
+                "message": "the Ray worker died or raised before reporting (see --verbose)"}
+    outcome: dict[str, Any] = json.loads(result["nas_outcome"])
+    return outcome
+
+
+def trial_line(trial: optuna.trial.FrozenTrial, objective_names: list[str], count: str) -> str:
+    """One readable line per finished trial."""
+    p = trial.params
+    shape = (f"L{p.get('n_layers', '?')} H{p.get('n_heads', '?')} d{p.get('hidden_size', '?')} "
+             f"ffn{p.get('ffn_dim', '?')}")
+    tag = " baseline" if trial.user_attrs.get(BASELINE_TAG) else ""
+    if trial.state == optuna.trial.TrialState.COMPLETE and trial.values:
+        vals = " ".join(f"{n}={_fmt(v)}" for n, v in zip(objective_names, trial.values))
+        feasible = all(v <= 0 for v in trial.constraints.values())
+        state = "COMPLETE" if feasible else "COMPLETE infeasible"
+        return f"[{count}] trial {trial.number}{tag}: {shape} {vals} {state}"
+    reason = trial.user_attrs.get("fail_reason", "?")
+    message = str(trial.user_attrs.get("fail_message", "")).splitlines()[0][:100]
+    return f"[{count}] trial {trial.number}{tag}: {shape} FAIL {reason}: {message}"
+
+
+def _fmt(value: float) -> str:
+    if abs(value) >= 1e4:
+        return f"{value / 1e6:.2f}M"
+    return f"{value:.2f}"
