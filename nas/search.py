@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,6 +46,7 @@ def run_study(config: StudyConfig, options: RunOptions, printer: Printer) -> int
         prepared.space.validate(config.baseline, where=f"{config.source_file}: baseline")
     names = objective_names(config, prepared.task)
     storage = open_storage(options.storage)
+    _probe_ray(options.ray_address)  # a dead address fails before the study is touched
     study = open_study(config, storage, names, options.storage)
     for orphan in recover_orphans(study):
         printer(f"trial {orphan.number} was left RUNNING by a dead driver: FAIL orphaned, "
@@ -101,6 +103,22 @@ def _run_ray(
         searcher.fail_live("error", "the Ray run ended before the trial reported")
         ray.shutdown()
     return 0
+
+
+def _probe_ray(address: str | None, timeout_s: float = 5.0) -> None:
+    """Ray retries a dead address for minutes; a TCP connect says at once whether it answers."""
+    if not address or address == "auto":
+        return
+    hostport = address.removeprefix("ray://")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise NasError(f"--ray-address {address!r} must be HOST:PORT (e.g. 10.0.0.5:6379), "
+                       "ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise NasError(f"Ray at {address} does not answer ({exc.strerror or exc}); start the "
+                       "head with `ray start --head` or drop --ray-address to run locally") from None
 
 
 def _init_ray(options: RunOptions) -> None:

@@ -43,3 +43,46 @@ def tiny_tokenizer(tiny_tokenizer_dir: Path):  # type: ignore[no-untyped-def]
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir))
+
+
+TINY_TEACHER = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                "intermediate_size": 64}
+TINY_BASELINE = {"n_layers": 1, "n_heads": 2, "hidden_size": 32, "ffn_dim": 64,
+                 "temperature": 2.0, "alpha": 0.5, "learning_rate": 1e-3, "warmup_ratio": 0.1,
+                 "weight_decay": 0.01, "batch_size": 32, "epochs": 1}
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache (teacher, features, logits) for every tiny study of the session."""
+    return tmp_path_factory.mktemp("nas-cache")
+
+
+@pytest.fixture
+def tiny_study(tmp_path: Path, shared_cache: Path):  # type: ignore[no-untyped-def]
+    """A factory for small synthetic_qa study files: ``tiny_study(name=..., n_trials=...)``."""
+    import yaml
+
+    def make(**overrides: object) -> Path:
+        study = {
+            "name": "tiny",
+            "task": "synthetic_qa",
+            "data": {"max_seq_length": 64, "doc_stride": 32, "max_query_length": 16,
+                     "synthetic": {"n_train": 200, "n_eval": 60, "seed": 0}},
+            "teacher": {"path": "{cache_dir}/teachers/tiny",
+                        "train": {"arch": TINY_TEACHER, "epochs": 1, "learning_rate": 1e-3}},
+            "student_source": "{cache_dir}/teachers/tiny",
+            "search_space": str(REPO / "search_spaces" / "quickstart.yaml"),
+            "cache_dir": str(shared_cache),
+            "artifact_root": str(tmp_path / "artifacts"),
+            "baseline": TINY_BASELINE,
+            "thresholds": [{"metric": "exact", "min": 50.0}],
+            "n_trials": 3,
+            "sampler": {"name": "random", "seed": 0},
+            **overrides,
+        }
+        path = tmp_path / f"{study['name']}.yaml"
+        path.write_text(yaml.safe_dump(study))
+        return path
+
+    return make

@@ -28,7 +28,7 @@ _VOWELS = ("a", "e", "i", "o", "u")
 _CODAS = ("", "", "", "n", "r", "l", "s")
 # How many invented words each category has.
 CATEGORY_SIZES = {
-    "name": 12,
+    "name": 6,
     "place": 24,
     "work": 16,
     "color": 8,
