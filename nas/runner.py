@@ -26,8 +26,10 @@ from nas.search_space import SearchSpace
 from nas.study import (
     BASELINE_TAG,
     DRIVER,
+    RERUN_REASONS,
     constraint_values,
     driver_id,
+    requeue,
     tell_complete,
     tell_failure,
 )
@@ -134,7 +136,10 @@ class StudySearcher(Searcher):
         """End every trial still running (Ctrl-C, driver shutdown) as FAIL with ``reason``."""
         for trial_id in list(self.live):
             trial = self.live.pop(trial_id)
-            self._print(tell_failure(self.study, trial, reason, message), None)
+            frozen = tell_failure(self.study, trial, reason, message)
+            if reason in RERUN_REASONS:
+                requeue(self.study, frozen)
+            self._print(frozen, None)
 
     def _complete(
         self, trial: optuna.Trial, outcome: dict[str, Any], attrs: dict[str, Any]

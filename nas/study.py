@@ -30,6 +30,7 @@ MESSAGE = "fail_message"
 BASELINE_TAG = "baseline"
 REQUEUED_FROM = "requeued_from"  # user attr on a re-enqueued trial: the orphan's number
 DRIVER = "driver"  # user attr: host:pid of the driver that asked the trial
+RERUN_REASONS = ("orphaned", "interrupted")  # failures whose params are queued again once
 
 
 class StorageError(NasError):
@@ -126,7 +127,7 @@ def driver_id() -> str:
 def finished_count(study: optuna.Study) -> int:
     """Trials that count toward n_trials: COMPLETE and FAIL, except orphans (they re-run)."""
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
-    return sum(1 for t in trials if t.user_attrs.get(REASON) != "orphaned")
+    return sum(1 for t in trials if t.user_attrs.get(REASON) not in RERUN_REASONS)
 
 
 def constraint_values(config: StudyConfig, metrics: Mapping[str, float]) -> dict[str, float]:
@@ -176,13 +177,19 @@ def recover_orphans(study: optuna.Study, alive: set[str] | None = None) -> list[
         if alive is None and d_host not in (host, ""):
             continue  # another machine's driver: it fails its own trials when it restarts
         tell_failure(study, trial.number, "orphaned", f"driver {driver or '?'} died")
-        if trial.params and REQUEUED_FROM not in trial.user_attrs:
-            tags = {REQUEUED_FROM: trial.number}
-            if trial.user_attrs.get(BASELINE_TAG):
-                tags[BASELINE_TAG] = True
-            study.enqueue_trial(trial.params, user_attrs=tags, skip_if_exists=False)
+        requeue(study, trial)
         orphans.append(trial)
     return orphans
+
+
+def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Enqueue a lost trial's params again, once (a re-run that is lost again is not)."""
+    if not trial.params or REQUEUED_FROM in trial.user_attrs:
+        return
+    tags: dict[str, Any] = {REQUEUED_FROM: trial.number}
+    if trial.user_attrs.get(BASELINE_TAG):
+        tags[BASELINE_TAG] = True
+    study.enqueue_trial(trial.params, user_attrs=tags, skip_if_exists=False)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -211,3 +211,41 @@ def test_bad_inputs_write_nothing(tiny_study, tmp_path: Path) -> None:  # type: 
     assert_usage_error(nas("study", "run", str(tiny_study()), "--storage", url),
                        "exists in")
     assert len(load(url, "tiny").trials) == 0
+
+
+def test_ctrl_c_fails_running_trials_as_interrupted(tiny_study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'nas.db'}"
+    study_file = tiny_study(name="slow", n_trials=3, data={
+        "max_seq_length": 64, "doc_stride": 32, "max_query_length": 16,
+        "synthetic": {"n_train": 3000, "n_eval": 60, "seed": 0}})
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    driver = subprocess.Popen([sys.executable, "-m", "nas", "study", "run", str(study_file),
+                               "--storage", url], cwd=REPO, env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_running(url, "slow", timeout=300)
+        driver.send_signal(signal.SIGINT)
+        _, stderr = driver.communicate(timeout=120)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    assert driver.returncode == 130, stderr[-2000:]
+    trials = load(url, "slow").trials
+    interrupted = [t for t in trials if t.user_attrs.get(REASON) == "interrupted"]
+    assert interrupted and all(t.state == TrialState.FAIL for t in interrupted)
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    waiting = [t for t in trials if t.state == TrialState.WAITING]
+    assert sorted(t.user_attrs["requeued_from"] for t in waiting) == sorted(
+        t.number for t in interrupted)
+
+
+def _wait_for_running(url: str, name: str, timeout: float) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if any(t.state == TrialState.RUNNING for t in load(url, name).trials):
+                return
+        except Exception:  # noqa: BLE001 - study not created yet
+            pass
+        time.sleep(0.2)
+    raise AssertionError("no RUNNING trial within the timeout")

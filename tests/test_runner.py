@@ -1,0 +1,61 @@
+"""The searcher's tell path on a real study: NaN values, worker errors, the budget."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
+from nas.config import load_study
+from nas.runner import StudySearcher
+from nas.search_space import load_search_space
+
+
+def make_searcher(tiny_study, tmp_path: Path, budget: int = 3):  # type: ignore[no-untyped-def]
+    config = load_study(tiny_study())
+    space = load_search_space(config.search_space)
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    lines: list[str] = []
+    searcher = StudySearcher(study, space, config, ["exact", "params"], budget, tmp_path,
+                             lines.append)
+    return searcher, study, lines
+
+
+def metrics(exact: float) -> dict[str, object]:
+    return {"task": {"exact": exact}, "params": 1000, "train_time_s": 1.0, "samples_per_s": 1.0,
+            "peak_memory_mb": 1.0, "memory_kind": "cpu_max_rss", "steps": 1,
+            "eval_time_s": 0.1, "device": "cpu"}
+
+
+def test_nan_metric_fails_the_trial_as_nan_loss(tiny_study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    searcher, study, lines = make_searcher(tiny_study, tmp_path)
+    assert searcher.suggest("a") is not None
+    checkpoint = tmp_path / "ckpt"
+    checkpoint.mkdir()
+    outcome = {"status": "ok", "metrics": metrics(float("nan")), "checkpoint": str(checkpoint)}
+    searcher.on_trial_complete("a", {"nas_outcome": json.dumps(outcome)})
+    trial = study.trials[0]
+    assert trial.state == TrialState.FAIL
+    assert trial.user_attrs["fail_reason"] == "nan_loss"
+    assert "FAIL nan_loss" in lines[0]
+
+
+def test_worker_error_and_missing_result_never_leave_running(tiny_study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    searcher, study, _ = make_searcher(tiny_study, tmp_path)
+    searcher.suggest("a")
+    searcher.suggest("b")
+    searcher.on_trial_complete("a", None, error=True)
+    searcher.on_trial_complete("b", {"unrelated": 1})
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.FAIL]
+    assert {t.user_attrs["fail_reason"] for t in study.trials} == {"error"}
+
+
+def test_budget_ends_the_search(tiny_study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    searcher, study, _ = make_searcher(tiny_study, tmp_path, budget=2)
+    assert searcher.suggest("a") is not None
+    assert searcher.suggest("b") is not None
+    assert searcher.suggest("c") == Searcher.FINISHED
+    assert len(study.trials) == 2
