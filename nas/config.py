@@ -16,7 +16,6 @@ import yaml
 
 from nas.errors import ConfigError
 
-
 QA_TASKS = ("squad_v2", "synthetic_qa")  # tasks whose data settings include windows and strides
 
 
@@ -135,7 +134,9 @@ class StudyConfig:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     storage: str | None = None
     artifact_root: str | None = None
-    cache_dir: str = ".nas/cache"  # tokenized data, teacher logits, trained teachers (cwd-relative)
+    cache_dir: str = (
+        ".nas/cache"  # tokenized data, teacher logits, trained teachers (cwd-relative)
+    )
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     trial_timeout_s: float | None = None
     source_file: str = ""  # set by the loader: the YAML this came from
@@ -153,7 +154,7 @@ class StudyConfig:
 
 
 def resolve_path(value: str, source_file: str, hub_ok: bool = True) -> str:
-    """Resolve ``value`` against the folder of ``source_file`` when it is (or looks like) a path."""
+    """Resolve ``value`` against the folder of ``source_file`` when it is or looks like a path."""
     p = Path(value).expanduser()
     if p.is_absolute() or not source_file:
         return str(p)
@@ -166,13 +167,17 @@ def load_study(path: str | Path) -> StudyConfig:
     """Read a study YAML into a :class:`StudyConfig`; raises ConfigError naming file and key."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: study file not found; pass a file such as studies/quickstart.yaml")
+        raise ConfigError(
+            f"{path}: study file not found; pass a file such as studies/quickstart.yaml"
+        )
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc}); fix the syntax") from exc
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys at the top, got {type(raw).__name__}")
+        raise ConfigError(
+            f"{path}: expected a mapping of keys at the top, got {type(raw).__name__}"
+        )
     raw = {**raw, "source_file": str(path.resolve())}
     config = from_dict(StudyConfig, raw, str(path), "")
     check_study(config, str(path))

@@ -80,8 +80,14 @@ def encoded(
 ) -> Features:
     """Tokenize ``examples`` once; later calls (any process) memory-map the cached arrays."""
     lengths = (data.max_seq_length, data.doc_stride, data.max_query_length)
-    key_parts = [task.name, str(lengths), tokenizer_key or tokenizer_digest(tokenizer),
-                 examples_digest(examples)]
+    key_parts = [
+        task.name,
+        str(lengths),
+        tokenizer_key or tokenizer_digest(tokenizer),
+        examples_digest(examples),
+    ]
     folder = cache_dir / "features" / fingerprint(*key_parts)
-    cached_folder(folder, "starts.npy", lambda tmp: task.encode(examples, tokenizer, data).save(tmp))
+    cached_folder(
+        folder, "starts.npy", lambda tmp: task.encode(examples, tokenizer, data).save(tmp)
+    )
     return Features.load(folder)

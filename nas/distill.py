@@ -20,9 +20,7 @@ SoftLoss = Literal["kl", "mse"]
 MASKED_LOGIT = -1.0e4
 
 
-def kl_soft_loss(
-    student: torch.Tensor, teacher: torch.Tensor, temperature: float
-) -> torch.Tensor:
+def kl_soft_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
     """``T^2 * KL(softmax(teacher/T) || softmax(student/T))``, averaged over rows.
 
     Args:

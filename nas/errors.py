@@ -24,7 +24,7 @@ class CheckpointError(NasError):
 
 
 class InvalidConfig(NasError):
-    """Sampled parameters describe a student that cannot be built (e.g. heads do not divide dim)."""
+    """Parameters describe a student that cannot be built (e.g. heads do not divide dim)."""
 
 
 class TrialError(Exception):

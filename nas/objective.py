@@ -104,15 +104,38 @@ def prepare(config: StudyConfig, progress: Progress | None = None) -> Prepared:
     check_same_tokenization(load_tokenizer(teacher, "teacher"), tokenizer, teacher, source)
     cache = Path(config.cache_dir)
     if progress:
-        progress(f"data: {len(splits.train)} train / {len(splits.eval)} eval examples "
-                 f"({splits.description})")
+        progress(
+            f"data: {len(splits.train)} train / {len(splits.eval)} eval examples "
+            f"({splits.description})"
+        )
     train_f = encoded(task, splits.train, tokenizer, data, cache)
     eval_f = encoded(task, splits.eval, tokenizer, data, cache)
-    logits = cached_logits(cache, teacher, train_f, task.kind, num_labels, _pad_id(tokenizer),
-                           config.training.device, config.training.eval_batch_size, progress)
+    logits = cached_logits(
+        cache,
+        teacher,
+        train_f,
+        task.kind,
+        num_labels,
+        _pad_id(tokenizer),
+        config.training.device,
+        config.training.eval_batch_size,
+        progress,
+    )
     _check_objectives(config, task)
-    return Prepared(config, task, splits, data, tokenizer, train_f, eval_f, logits, num_labels,
-                    source, teacher, space)
+    return Prepared(
+        config,
+        task,
+        splits,
+        data,
+        tokenizer,
+        train_f,
+        eval_f,
+        logits,
+        num_labels,
+        source,
+        teacher,
+        space,
+    )
 
 
 def run_trial(
@@ -135,22 +158,38 @@ def run_trial(
     if progress:
         progress(f"student: {n_params:,} parameters; training")
     pad_id = _pad_id(prepared.tokenizer)
-    result = train(model, prepared.train_features, prepared.teacher_logits, params,
-                   config.training, task.kind, pad_id, progress, deadline)
+    result = train(
+        model,
+        prepared.train_features,
+        prepared.teacher_logits,
+        params,
+        config.training,
+        task.kind,
+        pad_id,
+        progress,
+        deadline,
+    )
     device = resolve_device(config.training.device)
     start = time.perf_counter()
-    logits = predict(model, prepared.eval_features, task.kind, pad_id,
-                     config.training.eval_batch_size, device)
+    logits = predict(
+        model, prepared.eval_features, task.kind, pad_id, config.training.eval_batch_size, device
+    )
     scores = task.evaluate(prepared.splits.eval, prepared.eval_features, logits, prepared.data)
     eval_time = time.perf_counter() - start
     latency = None
     if LATENCY_OBJECTIVE in objective_names(config, task):
         latency = measure_latency(model, prepared.eval_features, task.kind, pad_id, device)
     metrics = Metrics(
-        task={k: float(v) for k, v in scores.items()}, params=n_params,
-        train_time_s=result.train_time_s, samples_per_s=result.samples_per_s,
-        peak_memory_mb=result.peak_memory_mb, memory_kind=result.memory_kind,
-        steps=result.steps, eval_time_s=eval_time, device=str(device), latency_ms=latency,
+        task={k: float(v) for k, v in scores.items()},
+        params=n_params,
+        train_time_s=result.train_time_s,
+        samples_per_s=result.samples_per_s,
+        peak_memory_mb=result.peak_memory_mb,
+        memory_kind=result.memory_kind,
+        steps=result.steps,
+        eval_time_s=eval_time,
+        device=str(device),
+        latency_ms=latency,
         extra={"final_loss": result.final_loss, "train_samples": result.samples},
     )
     if out_dir is not None:
@@ -205,8 +244,16 @@ def _check_objectives(config: StudyConfig, task: Task) -> None:
 
 def task_metric_names(task: Task) -> list[str]:
     if task.kind == "qa":
-        return ["exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1",
-                "best_exact", "best_f1"]
+        return [
+            "exact",
+            "f1",
+            "HasAns_exact",
+            "HasAns_f1",
+            "NoAns_exact",
+            "NoAns_f1",
+            "best_exact",
+            "best_f1",
+        ]
     return ["accuracy", "macro_f1", "mcc"]
 
 

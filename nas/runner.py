@@ -53,9 +53,13 @@ def trainable(ray_config: dict[str, Any], study_config: StudyConfig) -> None:
             _PREPARED[key] = prepare(study_config)
         out = Path(ray_config["staging"]) / f"trial-{number}"
         deadline = ray_config.get("deadline_s")
-        metrics = run_trial(_PREPARED[key], ray_config["params"], out,
-                            provenance={"trial": number},
-                            deadline=None if deadline is None else time.time() + deadline)
+        metrics = run_trial(
+            _PREPARED[key],
+            ray_config["params"],
+            out,
+            provenance={"trial": number},
+            deadline=None if deadline is None else time.time() + deadline,
+        )
         outcome = {"status": "ok", "metrics": metrics.as_dict(), "checkpoint": str(out)}
     except (TrialError, InvalidConfig) as exc:
         reason = exc.reason if isinstance(exc, TrialError) else "invalid_config"
@@ -114,9 +118,13 @@ class StudySearcher(Searcher):
                 self._print(frozen, None)
                 continue
             self.live[trial_id] = trial
-            return {"params": params, "number": trial.number, "staging": str(self.staging),
-                    "deadline_s": self.deadline_s}
-        return Searcher.FINISHED
+            return {
+                "params": params,
+                "number": trial.number,
+                "staging": str(self.staging),
+                "deadline_s": self.deadline_s,
+            }
+        return Searcher.FINISHED  # type: ignore[return-value]  # Ray's documented sentinel
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
@@ -152,13 +160,20 @@ class StudySearcher(Searcher):
         except KeyError as exc:
             return tell_failure(self.study, trial, "error", f"missing metric {exc}", attrs)
         if not all(math.isfinite(v) for v in values):
-            return tell_failure(self.study, trial, "nan_loss",
-                                f"non-finite objective values {values}", attrs)
+            return tell_failure(
+                self.study, trial, "nan_loss", f"non-finite objective values {values}", attrs
+            )
         attrs.update({f"metric:{k}": v for k, v in metrics.task.items()})
-        attrs.update(params=metrics.params, train_time_s=metrics.train_time_s,
-                     samples_per_s=metrics.samples_per_s, peak_memory_mb=metrics.peak_memory_mb,
-                     memory_kind=metrics.memory_kind, steps=metrics.steps,
-                     device=metrics.device, latency_ms=metrics.latency_ms)
+        attrs.update(
+            params=metrics.params,
+            train_time_s=metrics.train_time_s,
+            samples_per_s=metrics.samples_per_s,
+            peak_memory_mb=metrics.peak_memory_mb,
+            memory_kind=metrics.memory_kind,
+            steps=metrics.steps,
+            device=metrics.device,
+            latency_ms=metrics.latency_ms,
+        )
         attrs["checkpoint_files"] = self._upload(trial, Path(outcome["checkpoint"]))
         constraints = constraint_values(self.config, metrics.task)
         return tell_complete(self.study, trial, values, constraints, attrs)
@@ -167,8 +182,9 @@ class StudySearcher(Searcher):
         """Each checkpoint file becomes an Optuna artifact of the trial; staging is removed."""
         ids = {}
         for path in sorted(folder.iterdir()):
-            ids[path.name] = upload_artifact(artifact_store=self.store, file_path=str(path),
-                                             study_or_trial=trial)
+            ids[path.name] = upload_artifact(
+                artifact_store=self.store, file_path=str(path), study_or_trial=trial
+            )
         shutil.rmtree(folder, ignore_errors=True)
         return ids
 
@@ -179,8 +195,11 @@ class StudySearcher(Searcher):
 
 def _outcome(result: dict[str, Any] | None, error: bool) -> dict[str, Any]:
     if error or not result or "nas_outcome" not in result:
-        return {"status": "fail", "reason": "error",
-                "message": "the Ray worker died or raised before reporting (see --verbose)"}
+        return {
+            "status": "fail",
+            "reason": "error",
+            "message": "the Ray worker died or raised before reporting (see --verbose)",
+        }
     outcome: dict[str, Any] = json.loads(result["nas_outcome"])
     return outcome
 
@@ -188,11 +207,15 @@ def _outcome(result: dict[str, Any] | None, error: bool) -> dict[str, Any]:
 def trial_line(trial: optuna.trial.FrozenTrial, objective_names: list[str], count: str) -> str:
     """One readable line per finished trial."""
     p = trial.params
-    shape = (f"L{p.get('n_layers', '?')} H{p.get('n_heads', '?')} d{p.get('hidden_size', '?')} "
-             f"ffn{p.get('ffn_dim', '?')}")
+    shape = (
+        f"L{p.get('n_layers', '?')} H{p.get('n_heads', '?')} d{p.get('hidden_size', '?')} "
+        f"ffn{p.get('ffn_dim', '?')}"
+    )
     tag = " baseline" if trial.user_attrs.get(BASELINE_TAG) else ""
     if trial.state == optuna.trial.TrialState.COMPLETE and trial.values:
-        vals = " ".join(f"{n}={_fmt(v)}" for n, v in zip(objective_names, trial.values))
+        vals = " ".join(
+            f"{n}={_fmt(v)}" for n, v in zip(objective_names, trial.values, strict=False)
+        )
         feasible = all(v <= 0 for v in trial.constraints.values())
         state = "COMPLETE" if feasible else "COMPLETE infeasible"
         return f"[{count}] trial {trial.number}{tag}: {shape} {vals} {state}"

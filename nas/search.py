@@ -14,6 +14,7 @@ import optuna
 
 from nas.config import StudyConfig
 from nas.errors import NasError
+from nas.search_space import SearchSpace
 from nas.study import (
     enqueue_baseline,
     finished_count,
@@ -50,12 +51,16 @@ def run_study(config: StudyConfig, options: RunOptions, printer: Printer) -> int
     _probe_ray(options.ray_address)  # a dead address fails before the study is touched
     study = open_study(config, storage, names, options.storage)
     for orphan in recover_orphans(study):
-        printer(f"trial {orphan.number} was left RUNNING by a dead driver: FAIL orphaned, "
-                "its params are queued again")
+        printer(
+            f"trial {orphan.number} was left RUNNING by a dead driver: FAIL orphaned, "
+            "its params are queued again"
+        )
     done = finished_count(study)
     remaining = options.n_trials - done
-    printer(f"study '{config.name}' in {mask_password(options.storage)}: {done} finished, "
-            f"running {max(remaining, 0)} more (total {options.n_trials})")
+    printer(
+        f"study '{config.name}' in {mask_password(options.storage)}: {done} finished, "
+        f"running {max(remaining, 0)} more (total {options.n_trials})"
+    )
     if remaining <= 0:
         return 0
     enqueue_baseline(study, config.baseline)
@@ -66,7 +71,7 @@ def _run_ray(
     config: StudyConfig,
     options: RunOptions,
     study: optuna.Study,
-    space: object,
+    space: SearchSpace,
     names: list[str],
     budget: int,
     printer: Printer,
@@ -82,16 +87,30 @@ def _run_ray(
     artifact_root = Path(config.artifact_root or options.artifact_root).resolve()
     artifact_root.mkdir(parents=True, exist_ok=True)
     _init_ray(options)
-    searcher = StudySearcher(study, space, config, names, budget, artifact_root,  # type: ignore[arg-type]
-                             printer, config.trial_timeout_s)
+    searcher = StudySearcher(
+        study,
+        space,
+        config,
+        names,
+        budget,
+        artifact_root,
+        printer,
+        config.trial_timeout_s,
+    )
     resources = {"cpu": config.resources.cpu, "gpu": config.resources.gpu}
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(trainable, study_config=config), resources),
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
-                                    max_concurrent_trials=options.workers, reuse_actors=True),
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            num_samples=-1,
+            max_concurrent_trials=options.workers,
+            reuse_actors=True,
+        ),
         run_config=tune.RunConfig(
-            name=f"nas-{config.name}", storage_path=str(Path(config.cache_dir) / "ray"),
-            verbose=2 if options.verbose else 0, log_to_file=True,
+            name=f"nas-{config.name}",
+            storage_path=str(Path(config.cache_dir) / "ray"),
+            verbose=2 if options.verbose else 0,
+            log_to_file=True,
             failure_config=tune.FailureConfig(max_failures=0),
         ),
     )
@@ -114,13 +133,17 @@ def _probe_ray(address: str | None, timeout_s: float = 5.0) -> None:
     hostport = address.removeprefix("ray://")
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():
-        raise NasError(f"--ray-address {address!r} must be HOST:PORT (e.g. 10.0.0.5:6379), "
-                       "ray://HOST:PORT or auto")
+        raise NasError(
+            f"--ray-address {address!r} must be HOST:PORT (e.g. 10.0.0.5:6379), "
+            "ray://HOST:PORT or auto"
+        )
     try:
         socket.create_connection((host, int(port)), timeout=timeout_s).close()
     except OSError as exc:
-        raise NasError(f"Ray at {address} does not answer ({exc.strerror or exc}); start the "
-                       "head with `ray start --head` or drop --ray-address to run locally") from None
+        raise NasError(
+            f"Ray at {address} does not answer ({exc.strerror or exc}); start the "
+            "head with `ray start --head` or drop --ray-address to run locally"
+        ) from None
 
 
 def _init_ray(options: RunOptions) -> None:
@@ -128,11 +151,18 @@ def _init_ray(options: RunOptions) -> None:
 
     level = logging.INFO if options.verbose else logging.ERROR
     try:
-        ray.init(address=options.ray_address, include_dashboard=False, logging_level=level,
-                 log_to_driver=options.verbose, configure_logging=True,
-                 ignore_reinit_error=True)
+        ray.init(
+            address=options.ray_address,
+            include_dashboard=False,
+            logging_level=level,
+            log_to_driver=options.verbose,
+            configure_logging=True,
+            ignore_reinit_error=True,
+        )
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = options.ray_address or "a local Ray instance"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise NasError(f"cannot connect to Ray at {where} ({first[:200]}); start it with "
-                       "`ray start --head` or drop --ray-address to run locally") from None
+        raise NasError(
+            f"cannot connect to Ray at {where} ({first[:200]}); start it with "
+            "`ray start --head` or drop --ray-address to run locally"
+        ) from None

@@ -168,7 +168,9 @@ def parse_distribution(spec: Any, where: str, name: str) -> BaseDistribution:
     except ConfigError as exc:
         raise ConfigError(f"{where}: {name}: {exc}") from None
     except (ValueError, TypeError, KeyError) as exc:
-        raise ConfigError(f"{where}: {name} = {spec!r} is not a valid distribution ({exc})") from None
+        raise ConfigError(
+            f"{where}: {name} = {spec!r} is not a valid distribution ({exc})"
+        ) from None
 
 
 def _short_form(spec: dict[str, Any], name: str) -> BaseDistribution:

@@ -80,15 +80,17 @@ def make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
 
 def directions(config: StudyConfig, objective_names: Sequence[str]) -> list[str]:
     by_name = {o.name: o.direction for o in config.objectives}
-    return [by_name.get(n, "minimize" if n in ("params", "latency_ms") else "maximize")
-            for n in objective_names]
+    return [
+        by_name.get(n, "minimize" if n in ("params", "latency_ms") else "maximize")
+        for n in objective_names
+    ]
 
 
 def open_study(
     config: StudyConfig, storage: BaseStorage, objective_names: Sequence[str], url: str
 ) -> optuna.Study:
     """Create or load the study; an existing study with other directions is an error."""
-    wanted = directions(config, objective_names)
+    wanted: list[Any] = directions(config, objective_names)
     existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
     if config.name in existing:
         have = [d.name.lower() for d in existing[config.name].directions]
@@ -98,9 +100,13 @@ def open_study(
                 f"but {config.source_file} asks {wanted} for {list(objective_names)}; "
                 "rename the study (name:) or use another storage"
             )
-    study = optuna.create_study(study_name=config.name, storage=storage,
-                                directions=wanted, sampler=make_sampler(config),
-                                load_if_exists=True)
+    study = optuna.create_study(
+        study_name=config.name,
+        storage=storage,
+        directions=wanted,
+        sampler=make_sampler(config),
+        load_if_exists=True,
+    )
     if study.metric_names != list(objective_names):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -150,7 +156,10 @@ def tell_complete(
 
 
 def tell_failure(
-    study: optuna.Study, trial: optuna.Trial | int, reason: str, message: str,
+    study: optuna.Study,
+    trial: optuna.Trial | int,
+    reason: str,
+    message: str,
     attrs: Mapping[str, Any] | None = None,
 ) -> FrozenTrial:
     """Mark a trial FAIL with a reason (oom, nan_loss, invalid_config, timeout, error...)."""
@@ -227,13 +236,18 @@ def format_front(study: optuna.Study) -> str:
     header = ["trial", *names, "n_layers", "n_heads", "hidden_size", "ffn_dim"]
     lines = [header]
     for t in rows:
-        values = [f"{v / 1e6:.3f}M" if n == "params" else f"{v:.2f}"
-                  for n, v in zip(names, t.values)]
+        values = [
+            f"{v / 1e6:.3f}M" if n == "params" else f"{v:.2f}"
+            for n, v in zip(names, t.values, strict=False)
+        ]
         tag = "*" if t.user_attrs.get(BASELINE_TAG) else ""
-        lines.append([f"{t.number}{tag}", *values,
-                      *(str(t.params.get(k, "")) for k in header[-4:])])
+        lines.append(
+            [f"{t.number}{tag}", *values, *(str(t.params.get(k, "")) for k in header[-4:])]
+        )
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
-    text = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in lines]
+    text = [
+        "  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=False)) for row in lines
+    ]
     return "Pareto front (feasible, * = baseline):\n" + "\n".join(text)
 
 

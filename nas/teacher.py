@@ -73,7 +73,9 @@ def load_tokenizer(path: str, role: str) -> Any:
         ) from None
 
 
-def check_same_tokenization(teacher: Any, student: Any, teacher_name: str, student_name: str) -> None:
+def check_same_tokenization(
+    teacher: Any, student: Any, teacher_name: str, student_name: str
+) -> None:
     """Distillation on cached logits needs identical tokens: same vocabulary, same casing."""
     t_vocab, s_vocab = teacher.get_vocab(), student.get_vocab()
     if t_vocab != s_vocab:
@@ -131,11 +133,14 @@ def cached_logits(
 
     def build(tmp: Path) -> None:
         if progress:
-            progress(f"teacher logits: one pass of {teacher_path} over {len(features)} features "
-                     "(cached for every trial)")
+            progress(
+                f"teacher logits: one pass of {teacher_path} over {len(features)} features "
+                "(cached for every trial)"
+            )
         model = load_teacher(teacher_path, kind, num_labels)
-        logits = predict(model, features, kind, pad_id, batch_size, resolve_device(device),
-                         progress)
+        logits = predict(
+            model, features, kind, pad_id, batch_size, resolve_device(device), progress
+        )
         np.save(tmp / "logits.npy", logits)
         meta = {"teacher": teacher_path, "kind": kind, "features": len(features)}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
@@ -174,20 +179,38 @@ def train_teacher(
     cache = Path(config.cache_dir)
     train_f = encoded(task, splits.train, tokenizer, data, cache)
     eval_f = encoded(task, splits.eval, tokenizer, data, cache)
-    params = {"batch_size": spec.batch_size, "epochs": spec.epochs, "seed": spec.seed,
-              "learning_rate": spec.learning_rate, "weight_decay": spec.weight_decay,
-              "warmup_ratio": spec.warmup_ratio}
+    params = {
+        "batch_size": spec.batch_size,
+        "epochs": spec.epochs,
+        "seed": spec.seed,
+        "learning_rate": spec.learning_rate,
+        "weight_decay": spec.weight_decay,
+        "warmup_ratio": spec.warmup_ratio,
+    }
     if progress:
         n = sum(p.numel() for p in model.parameters())
-        progress(f"teacher: training a {n:,}-parameter {model.config.model_type} on "
-                 f"{len(splits.train)} {task.name} examples")
+        progress(
+            f"teacher: training a {n:,}-parameter {model.config.model_type} on "
+            f"{len(splits.train)} {task.name} examples"
+        )
     pad_id = tokenizer.pad_token_id or 0
     train(model, train_f, None, params, config.training, task.kind, pad_id, progress)
-    logits = predict(model, eval_f, task.kind, pad_id, config.training.eval_batch_size,
-                     resolve_device(config.training.device))
+    logits = predict(
+        model,
+        eval_f,
+        task.kind,
+        pad_id,
+        config.training.eval_batch_size,
+        resolve_device(config.training.device),
+    )
     metrics = task.evaluate(splits.eval, eval_f, logits, data)
-    record = {"study": config.name, "task": task.name, "data": splits.description,
-              "train": dataclasses.asdict(spec), "metrics": metrics}
+    record = {
+        "study": config.name,
+        "task": task.name,
+        "data": splits.description,
+        "train": dataclasses.asdict(spec),
+        "metrics": metrics,
+    }
 
     def write(tmp: Path) -> None:
         model.save_pretrained(str(tmp), safe_serialization=True)
@@ -211,18 +234,23 @@ def _texts(examples: list[Any]) -> Iterator[str]:
 
 
 def _teacher_start(
-    config: StudyConfig, spec: TeacherTrainConfig, task: Task, num_labels: int,
+    config: StudyConfig,
+    spec: TeacherTrainConfig,
+    task: Task,
+    num_labels: int,
     train_examples: list[Any],
 ) -> tuple[Any, PreTrainedModel]:
     """Tokenizer and initial model: a pretrained checkpoint, or a random BERT from ``arch``."""
-    extra = {} if task.kind == "qa" else {"num_labels": num_labels}
+    extra: dict[str, Any] = {} if task.kind == "qa" else {"num_labels": num_labels}
     if spec.init is not None:
         init = config.resolve(spec.init) or spec.init
         tokenizer = load_tokenizer(init, "teacher.train.init")
         try:
             model = model_class(task.kind).from_pretrained(init, **extra)
         except (OSError, ValueError) as exc:
-            raise CheckpointError(f"teacher.train.init '{init}' cannot be loaded ({exc})") from None
+            raise CheckpointError(
+                f"teacher.train.init '{init}' cannot be loaded ({exc})"
+            ) from None
         return tokenizer, model
     tokenizer = task.offline_tokenizer(config.data) if hasattr(task, "offline_tokenizer") else None
     if tokenizer is None and spec.vocab_from_data:
@@ -233,11 +261,14 @@ def _teacher_start(
     allowed = set(BertConfig().to_dict())
     unknown = sorted(set(spec.arch) - allowed)
     if unknown:
-        raise ConfigError(f"{config.source_file}: teacher.train.arch has unknown key "
-                          f"'{unknown[0]}'; use BertConfig fields such as hidden_size, "
-                          "num_hidden_layers, num_attention_heads, intermediate_size")
+        raise ConfigError(
+            f"{config.source_file}: teacher.train.arch has unknown key "
+            f"'{unknown[0]}'; use BertConfig fields such as hidden_size, "
+            "num_hidden_layers, num_attention_heads, intermediate_size"
+        )
     arch = {"max_position_embeddings": max(512, config.data.max_seq_length), **spec.arch}
-    bert = BertConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id or 0,
-                      **arch, **extra)
+    bert = BertConfig(
+        vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id or 0, **arch, **extra
+    )
     cls = BertForQuestionAnswering if task.kind == "qa" else BertForSequenceClassification
     return tokenizer, cls(bert)

@@ -96,7 +96,7 @@ def collate(
         ids[row, : end - start] = features.ids[start:end]
         type_ids[row, : end - start] = features.type_ids[start:end]
         mask[row, : end - start] = 1
-        if soft is not None:
+        if soft is not None and teacher is not None:
             soft[row, : end - start] = teacher[start:end] if kind == "qa" else teacher[i]
     batch = {
         "input_ids": torch.from_numpy(ids),
@@ -213,12 +213,16 @@ def train(
         raise OutOfMemory(str(exc).splitlines()[0] if str(exc) else "CUDA out of memory") from exc
     elapsed = time.perf_counter() - start
     peak, memory_kind = peak_memory_mb(device)
-    return TrainResult(step, samples, elapsed, samples / max(elapsed, 1e-9), loss_value, peak,
-                       memory_kind)
+    return TrainResult(
+        step, samples, elapsed, samples / max(elapsed, 1e-9), loss_value, peak, memory_kind
+    )
 
 
 def _steps(
-    lengths: np.ndarray, batch_size: int, rng: np.random.Generator, config: TrainingConfig,
+    lengths: np.ndarray,
+    batch_size: int,
+    rng: np.random.Generator,
+    config: TrainingConfig,
     total: int,
 ) -> Iterator[np.ndarray]:
     done = 0
@@ -232,13 +236,16 @@ def _steps(
 
 def _optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
     """AdamW; biases and LayerNorm weights get no weight decay."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW(groups, lr=lr)
 
 

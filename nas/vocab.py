@@ -23,7 +23,7 @@ def build_tokenizer(words: Iterable[str], folder: Path | None = None) -> PreTrai
     their ``##`` continuations, punctuation, and ``words`` (deduplicated, order kept).
 
     Any lowercase ASCII text tokenizes without ``[UNK]`` (it falls back to characters). Saved to
-    ``folder`` when given, as ``vocab.txt`` plus the tokenizer files, so ``from_pretrained`` loads it.
+    ``folder`` when given (``vocab.txt`` and tokenizer files) for ``from_pretrained``.
     """
     vocab: dict[str, int] = {}
     pieces = [*SPECIAL_TOKENS, *_CHARS, *string.punctuation, *(f"##{c}" for c in _CHARS)]

@@ -28,11 +28,64 @@ def tiny_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A WordPiece tokenizer with common English words; any ASCII text tokenizes."""
     from nas.vocab import build_tokenizer
 
-    words = (
-        "the a an of to in is was it and for on that with as by at from this be are or "
-        "what who where when which how why did does do not no yes film movie good bad great "
-        "i you he she we they me my love joy anger fear sadness surprise feel feeling"
-    ).split()
+    words = [
+        "the",
+        "a",
+        "an",
+        "of",
+        "to",
+        "in",
+        "is",
+        "was",
+        "it",
+        "and",
+        "for",
+        "on",
+        "that",
+        "with",
+        "as",
+        "by",
+        "at",
+        "from",
+        "this",
+        "be",
+        "are",
+        "or",
+        "what",
+        "who",
+        "where",
+        "when",
+        "which",
+        "how",
+        "why",
+        "did",
+        "does",
+        "do",
+        "not",
+        "no",
+        "yes",
+        "film",
+        "movie",
+        "good",
+        "bad",
+        "great",
+        "i",
+        "you",
+        "he",
+        "she",
+        "we",
+        "they",
+        "me",
+        "my",
+        "love",
+        "joy",
+        "anger",
+        "fear",
+        "sadness",
+        "surprise",
+        "feel",
+        "feeling",
+    ]
     folder = tmp_path_factory.mktemp("tokenizer")
     build_tokenizer(words, folder)
     return folder
@@ -45,11 +98,25 @@ def tiny_tokenizer(tiny_tokenizer_dir: Path):  # type: ignore[no-untyped-def]
     return AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir))
 
 
-TINY_TEACHER = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                "intermediate_size": 64}
-TINY_BASELINE = {"n_layers": 1, "n_heads": 2, "hidden_size": 32, "ffn_dim": 64,
-                 "temperature": 2.0, "alpha": 0.5, "learning_rate": 1e-3, "warmup_ratio": 0.1,
-                 "weight_decay": 0.01, "batch_size": 32, "epochs": 1}
+TINY_TEACHER = {
+    "hidden_size": 32,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+}
+TINY_BASELINE = {
+    "n_layers": 1,
+    "n_heads": 2,
+    "hidden_size": 32,
+    "ffn_dim": 64,
+    "temperature": 2.0,
+    "alpha": 0.5,
+    "learning_rate": 1e-3,
+    "warmup_ratio": 0.1,
+    "weight_decay": 0.01,
+    "batch_size": 32,
+    "epochs": 1,
+}
 
 
 @pytest.fixture(scope="session")
@@ -67,10 +134,16 @@ def tiny_study(tmp_path: Path, shared_cache: Path):  # type: ignore[no-untyped-d
         study = {
             "name": "tiny",
             "task": "synthetic_qa",
-            "data": {"max_seq_length": 64, "doc_stride": 32, "max_query_length": 16,
-                     "synthetic": {"n_train": 200, "n_eval": 60, "seed": 0}},
-            "teacher": {"path": "{cache_dir}/teachers/tiny",
-                        "train": {"arch": TINY_TEACHER, "epochs": 1, "learning_rate": 1e-3}},
+            "data": {
+                "max_seq_length": 64,
+                "doc_stride": 32,
+                "max_query_length": 16,
+                "synthetic": {"n_train": 200, "n_eval": 60, "seed": 0},
+            },
+            "teacher": {
+                "path": "{cache_dir}/teachers/tiny",
+                "train": {"arch": TINY_TEACHER, "epochs": 1, "learning_rate": 1e-3},
+            },
             "student_source": "{cache_dir}/teachers/tiny",
             "search_space": str(REPO / "search_spaces" / "quickstart.yaml"),
             "cache_dir": str(shared_cache),

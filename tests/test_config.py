@@ -52,8 +52,15 @@ def write_study(tmp_path: Path, **changes: object) -> Path:
         ({"thresholds": [{"metric": "exact"}]}, "missing required key 'thresholds[0].min'"),
         ({"teacher": "bert"}, "'teacher' must be a mapping"),
         ({"data__eval_fraction": 1.5}, "eval_fraction = 1.5 must be in (0, 1)"),
-        ({"objectives": [{"name": "exact", "direction": "maximize"},
-                         {"name": "exact", "direction": "minimize"}]}, "repeat a name"),
+        (
+            {
+                "objectives": [
+                    {"name": "exact", "direction": "maximize"},
+                    {"name": "exact", "direction": "minimize"},
+                ]
+            },
+            "repeat a name",
+        ),
     ],
 )
 def test_bad_study_is_an_error_naming_file_key_and_value(
@@ -77,7 +84,9 @@ def test_missing_and_invalid_yaml(tmp_path: Path) -> None:
 
 def test_paths_resolve_against_the_study_file_and_cache_dir(tmp_path: Path) -> None:
     config = load_study(write_study(tmp_path, data__train_file="data/train.json"))
-    assert config.resolve(config.data.train_file, hub_ok=False) == str(tmp_path / "data" / "train.json")
+    assert config.resolve(config.data.train_file, hub_ok=False) == str(
+        tmp_path / "data" / "train.json"
+    )
     assert config.resolve("distilbert-base-uncased") == "distilbert-base-uncased"
     assert Path(config.cache_dir).is_absolute()
     teacher = config.resolve(config.teacher.path) or ""

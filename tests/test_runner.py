@@ -19,15 +19,24 @@ def make_searcher(tiny_study, tmp_path: Path, budget: int = 3):  # type: ignore[
     space = load_search_space(config.search_space)
     study = optuna.create_study(directions=["maximize", "minimize"])
     lines: list[str] = []
-    searcher = StudySearcher(study, space, config, ["exact", "params"], budget, tmp_path,
-                             lines.append)
+    searcher = StudySearcher(
+        study, space, config, ["exact", "params"], budget, tmp_path, lines.append
+    )
     return searcher, study, lines
 
 
 def metrics(exact: float) -> dict[str, object]:
-    return {"task": {"exact": exact}, "params": 1000, "train_time_s": 1.0, "samples_per_s": 1.0,
-            "peak_memory_mb": 1.0, "memory_kind": "cpu_max_rss", "steps": 1,
-            "eval_time_s": 0.1, "device": "cpu"}
+    return {
+        "task": {"exact": exact},
+        "params": 1000,
+        "train_time_s": 1.0,
+        "samples_per_s": 1.0,
+        "peak_memory_mb": 1.0,
+        "memory_kind": "cpu_max_rss",
+        "steps": 1,
+        "eval_time_s": 0.1,
+        "device": "cpu",
+    }
 
 
 def test_nan_metric_fails_the_trial_as_nan_loss(tiny_study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -22,11 +23,18 @@ POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 MARIADB = "mysql+pymysql://root@127.0.0.1:3306/test"
 
 
-def nas(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-        timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def nas(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "nas", *args], capture_output=True, text=True,
-                          env=full_env, cwd=cwd or REPO, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "nas", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd or REPO,
+        timeout=timeout,
+    )
 
 
 def load(url: str, name: str) -> optuna.Study:
@@ -47,10 +55,8 @@ def unique_name() -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:8]}"
     yield name
     for url in (POSTGRES, MARIADB):
-        try:
+        with contextlib.suppress(Exception):  # not created there, or server absent
             optuna.delete_study(study_name=name, storage=url)
-        except Exception:  # noqa: BLE001 - not created there, or server absent
-            pass
 
 
 def test_sqlite_study_records_everything(tiny_study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -68,8 +74,15 @@ def test_sqlite_study_records_everything(tiny_study, tmp_path: Path) -> None:  #
         assert set(t.constraints) == {"exact>=50"}
         assert t.constraints["exact>=50"] == pytest.approx(50.0 - t.user_attrs["metric:exact"])
         assert t.values[1] == t.user_attrs["params"]
-        for key in ("metric:f1", "metric:HasAns_exact", "metric:NoAns_exact", "train_time_s",
-                    "samples_per_s", "peak_memory_mb", "node"):
+        for key in (
+            "metric:f1",
+            "metric:HasAns_exact",
+            "metric:NoAns_exact",
+            "train_time_s",
+            "samples_per_s",
+            "peak_memory_mb",
+            "node",
+        ):
             assert key in t.user_attrs, key
         files = t.user_attrs["checkpoint_files"]
         assert {"model.safetensors", "config.json", "nas.json"} <= set(files)
@@ -103,8 +116,14 @@ def test_threshold_keeps_infeasible_trials_out_of_the_front(tiny_study, tmp_path
 def test_oom_trials_fail_with_reason_and_the_study_goes_on(tiny_study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     url = f"sqlite:///{tmp_path / 'nas.db'}"
     limit = "40000"  # the baseline (32,642 parameters) fits; most sampled students do not
-    result = nas("study", "run", str(tiny_study(n_trials=5)), "--storage", url,
-                 env={"NAS_FAULT_OOM_ABOVE_PARAMS": limit})
+    result = nas(
+        "study",
+        "run",
+        str(tiny_study(n_trials=5)),
+        "--storage",
+        url,
+        env={"NAS_FAULT_OOM_ABOVE_PARAMS": limit},
+    )
     assert result.returncode == 0, result.stderr
     trials = load(url, "tiny").trials
     assert len(trials) == 5
@@ -128,13 +147,24 @@ def test_cluster_storages(tiny_study, unique_name: str, url: str) -> None:  # ty
 
 def test_sigkill_then_resume_loses_and_duplicates_nothing(tiny_study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     url = f"sqlite:///{tmp_path / 'nas.db'}"
-    study_file = tiny_study(n_trials=4, data={
-        "max_seq_length": 64, "doc_stride": 32, "max_query_length": 16,
-        "synthetic": {"n_train": 200, "n_eval": 60, "seed": 0}})
+    study_file = tiny_study(
+        n_trials=4,
+        data={
+            "max_seq_length": 64,
+            "doc_stride": 32,
+            "max_query_length": 16,
+            "synthetic": {"n_train": 200, "n_eval": 60, "seed": 0},
+        },
+    )
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    driver = subprocess.Popen([sys.executable, "-m", "nas", "study", "run", str(study_file),
-                               "--storage", url], cwd=REPO, env=env, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "nas", "study", "run", str(study_file), "--storage", url],
+        cwd=REPO,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         complete_before = _wait_for_complete_and_running(url, "tiny", timeout=300)
     finally:
@@ -156,8 +186,12 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(tiny_study, tmp_path: 
     after = {t.number: t.values for t in trials if t.state == TrialState.COMPLETE}
     for number, values in complete_before.items():
         assert after[number] == values  # nothing completed was lost or changed
-    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.FAIL)
-                and t.user_attrs.get(REASON) != "orphaned"]
+    finished = [
+        t
+        for t in trials
+        if t.state in (TrialState.COMPLETE, TrialState.FAIL)
+        and t.user_attrs.get(REASON) != "orphaned"
+    ]
     assert len(finished) == 4
     assert not [t for t in trials if t.state == TrialState.RUNNING]
 
@@ -191,37 +225,72 @@ def test_bad_inputs_write_nothing(tiny_study, tmp_path: Path) -> None:  # type: 
     url = f"sqlite:///{db}"
     bad_yaml = tiny_study(name="typo")
     bad_yaml.write_text(bad_yaml.read_text() + "n_trails: 3\n")
-    assert_usage_error(nas("study", "run", str(bad_yaml), "--storage", url),
-                       "unknown key 'n_trails'")
     assert_usage_error(
-        nas("study", "run", str(tiny_study()), "--storage",
-            "postgresql://nobody:secret@127.0.0.1:1/none"), "cannot be opened")
-    assert "secret" not in nas("study", "run", str(tiny_study()), "--storage",
-                               "postgresql://nobody:secret@127.0.0.1:1/none").stderr
-    assert_usage_error(nas("study", "run", str(tiny_study()), "--storage", url,
-                           "--ray-address", "127.0.0.1:1"), "does not answer")
+        nas("study", "run", str(bad_yaml), "--storage", url), "unknown key 'n_trails'"
+    )
+    assert_usage_error(
+        nas(
+            "study",
+            "run",
+            str(tiny_study()),
+            "--storage",
+            "postgresql://nobody:secret@127.0.0.1:1/none",
+        ),
+        "cannot be opened",
+    )
+    assert (
+        "secret"
+        not in nas(
+            "study",
+            "run",
+            str(tiny_study()),
+            "--storage",
+            "postgresql://nobody:secret@127.0.0.1:1/none",
+        ).stderr
+    )
+    assert_usage_error(
+        nas("study", "run", str(tiny_study()), "--storage", url, "--ray-address", "127.0.0.1:1"),
+        "does not answer",
+    )
     space = tmp_path / "space.yaml"
-    space.write_text((REPO / "search_spaces" / "quickstart.yaml").read_text()
-                     .replace("choices: [2, 4]", "choices: [3, 4]"))
-    assert_usage_error(nas("study", "run", str(tiny_study(search_space=str(space))),
-                           "--storage", url), "does not divide")
+    space.write_text(
+        (REPO / "search_spaces" / "quickstart.yaml")
+        .read_text()
+        .replace("choices: [2, 4]", "choices: [3, 4]")
+    )
+    assert_usage_error(
+        nas("study", "run", str(tiny_study(search_space=str(space))), "--storage", url),
+        "does not divide",
+    )
     if db.exists():  # nothing above may have created a study
         assert optuna.get_all_study_summaries(url) == []
     optuna.create_study(study_name="tiny", storage=url, directions=["maximize", "maximize"])
-    assert_usage_error(nas("study", "run", str(tiny_study()), "--storage", url),
-                       "exists in")
+    assert_usage_error(nas("study", "run", str(tiny_study()), "--storage", url), "exists in")
     assert len(load(url, "tiny").trials) == 0
 
 
 def test_ctrl_c_fails_running_trials_as_interrupted(tiny_study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     url = f"sqlite:///{tmp_path / 'nas.db'}"
-    study_file = tiny_study(name="slow", n_trials=3, data={
-        "max_seq_length": 64, "doc_stride": 32, "max_query_length": 16,
-        "synthetic": {"n_train": 3000, "n_eval": 60, "seed": 0}})
+    study_file = tiny_study(
+        name="slow",
+        n_trials=3,
+        data={
+            "max_seq_length": 64,
+            "doc_stride": 32,
+            "max_query_length": 16,
+            "synthetic": {"n_train": 3000, "n_eval": 60, "seed": 0},
+        },
+    )
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    driver = subprocess.Popen([sys.executable, "-m", "nas", "study", "run", str(study_file),
-                               "--storage", url], cwd=REPO, env=env, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "nas", "study", "run", str(study_file), "--storage", url],
+        cwd=REPO,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         _wait_for_running(url, "slow", timeout=300)
         driver.send_signal(signal.SIGINT)
@@ -236,7 +305,8 @@ def test_ctrl_c_fails_running_trials_as_interrupted(tiny_study, tmp_path: Path) 
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     waiting = [t for t in trials if t.state == TrialState.WAITING]
     assert sorted(t.user_attrs["requeued_from"] for t in waiting) == sorted(
-        t.number for t in interrupted)
+        t.number for t in interrupted
+    )
 
 
 def _wait_for_running(url: str, name: str, timeout: float) -> None:

@@ -15,8 +15,11 @@ BASE = REPO / "search_spaces" / "quickstart.yaml"
 
 
 def write_space(tmp_path: Path, **overrides: str) -> Path:
-    lines = {line.split(":", 1)[0]: line for line in BASE.read_text().splitlines()
-             if line and not line.startswith("#")}
+    lines = {
+        line.split(":", 1)[0]: line
+        for line in BASE.read_text().splitlines()
+        if line and not line.startswith("#")
+    }
     for name, spec in overrides.items():
         lines[name] = f"{name}: {spec}" if spec else ""
     path = tmp_path / "space.yaml"
@@ -80,9 +83,19 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
 
 def test_validate_rejects_params_outside_the_space() -> None:
     space = load_search_space(BASE)
-    good = {"n_layers": 2, "n_heads": 4, "hidden_size": 128, "ffn_dim": 256,
-            "temperature": 2.0, "alpha": 0.5, "learning_rate": 1e-3, "warmup_ratio": 0.1,
-            "weight_decay": 0.0, "batch_size": 32, "epochs": 2}
+    good = {
+        "n_layers": 2,
+        "n_heads": 4,
+        "hidden_size": 128,
+        "ffn_dim": 256,
+        "temperature": 2.0,
+        "alpha": 0.5,
+        "learning_rate": 1e-3,
+        "warmup_ratio": 0.1,
+        "weight_decay": 0.0,
+        "batch_size": 32,
+        "epochs": 2,
+    }
     assert space.validate(good) == good
     with pytest.raises(InvalidConfig, match=r"hidden_size = 100 is outside the search space"):
         space.validate({**good, "hidden_size": 100})

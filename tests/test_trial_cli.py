@@ -14,17 +14,37 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SPACE = REPO / "search_spaces" / "quickstart.yaml"
-TINY_BERT = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-             "intermediate_size": 128}
-STUDENT = {"n_layers": 1, "n_heads": 2, "hidden_size": 32, "ffn_dim": 64, "temperature": 2.0,
-           "alpha": 0.5, "learning_rate": 2e-3, "warmup_ratio": 0.1, "weight_decay": 0.01,
-           "batch_size": 32, "epochs": 1}
+TINY_BERT = {
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 128,
+}
+STUDENT = {
+    "n_layers": 1,
+    "n_heads": 2,
+    "hidden_size": 32,
+    "ffn_dim": 64,
+    "temperature": 2.0,
+    "alpha": 0.5,
+    "learning_rate": 2e-3,
+    "warmup_ratio": 0.1,
+    "weight_decay": 0.01,
+    "batch_size": 32,
+    "epochs": 1,
+}
 
 
 def nas(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "nas", *args], capture_output=True, text=True,
-                          env=full_env, cwd=REPO, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "nas", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=REPO,
+        timeout=600,
+    )
 
 
 def write_study(folder: Path, task: str, data: dict[str, Any], **extra: Any) -> Path:
@@ -32,9 +52,16 @@ def write_study(folder: Path, task: str, data: dict[str, Any], **extra: Any) -> 
         "name": f"test-{task}",
         "task": task,
         "data": data,
-        "teacher": {"path": str(folder / "teacher"),
-                    "train": {"arch": TINY_BERT, "epochs": 2, "learning_rate": 1e-3,
-                              "batch_size": 32, "vocab_from_data": 3000}},
+        "teacher": {
+            "path": str(folder / "teacher"),
+            "train": {
+                "arch": TINY_BERT,
+                "epochs": 2,
+                "learning_rate": 1e-3,
+                "batch_size": 32,
+                "vocab_from_data": 3000,
+            },
+        },
         "student_source": str(folder / "teacher"),
         "search_space": str(SPACE),
         "cache_dir": str(folder / "cache"),
@@ -51,9 +78,15 @@ def write_study(folder: Path, task: str, data: dict[str, Any], **extra: Any) -> 
 def squad_study(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
     """SQuAD 2.0 dev split by article (12 train / 4 eval), a 2-layer teacher trained here."""
     folder = tmp_path_factory.mktemp("squad")
-    data = {"train_file": str(shared_data / "squad_v2" / "dev-v2.0.json"), "eval_articles": 4,
-            "max_train_samples": 300, "max_eval_samples": 200, "max_seq_length": 128,
-            "doc_stride": 48, "max_query_length": 32}
+    data = {
+        "train_file": str(shared_data / "squad_v2" / "dev-v2.0.json"),
+        "eval_articles": 4,
+        "max_train_samples": 300,
+        "max_eval_samples": 200,
+        "max_seq_length": 128,
+        "doc_stride": 48,
+        "max_query_length": 32,
+    }
     return write_study(folder, "squad_v2", data)
 
 
@@ -80,17 +113,27 @@ def test_squad_trial_end_to_end(squad_study: Path, tmp_path: Path) -> None:
     assert model.config.model_type == "distilbert" and model.config.n_layers == 1
 
     # A second trial reuses the cached teacher logits and features.
-    again = nas("trial", "run", "--study", str(squad_study), "--params",
-                '{"n_layers": 2, "hidden_size": 64}', "--quiet")
+    again = nas(
+        "trial",
+        "run",
+        "--study",
+        str(squad_study),
+        "--params",
+        '{"n_layers": 2, "hidden_size": 64}',
+        "--quiet",
+    )
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["params"] > metrics["params"]
     assert again.stderr == ""
 
 
 def test_sst2_trial_on_real_sentences(tmp_path: Path, shared_data: Path) -> None:
-    data = {"train_file": str(shared_data / "sst2" / "train.tsv"),
-            "eval_file": str(shared_data / "sst2" / "dev.tsv"),
-            "max_train_samples": 1500, "max_seq_length": 48}
+    data = {
+        "train_file": str(shared_data / "sst2" / "train.tsv"),
+        "eval_file": str(shared_data / "sst2" / "dev.tsv"),
+        "max_train_samples": 1500,
+        "max_seq_length": 48,
+    }
     study = write_study(tmp_path, "sst2", data)
     result = nas("trial", "run", "--study", str(study), "--params", '{"epochs": 2}')
     assert result.returncode == 0, result.stderr
@@ -128,8 +171,15 @@ def test_nan_loss_is_diverged(squad_study: Path) -> None:
     model = build_student(STUDENT, prepared.source, "qa")
     params = {**STUDENT, "learning_rate": 1.0e6, "warmup_ratio": 0.0}  # far outside any space
     with pytest.raises(Diverged, match=r"loss became (nan|inf)"):
-        train(model, prepared.train_features, prepared.teacher_logits, params,
-              prepared.config.training, "qa", 0)
+        train(
+            model,
+            prepared.train_features,
+            prepared.teacher_logits,
+            params,
+            prepared.config.training,
+            "qa",
+            0,
+        )
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -167,8 +217,16 @@ def test_label_outside_the_label_set(tmp_path: Path) -> None:
 
 def test_params_outside_the_search_space(squad_study: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = nas("trial", "run", "--study", str(squad_study), "--params",
-                 '{"hidden_size": 100}', "--out", str(out))
+    result = nas(
+        "trial",
+        "run",
+        "--study",
+        str(squad_study),
+        "--params",
+        '{"hidden_size": 100}',
+        "--out",
+        str(out),
+    )
     assert_usage_error(result, "hidden_size = 100 is outside the search space")
     assert not out.exists()
     result = nas("trial", "run", "--study", str(squad_study), "--params", "{n_layers: 2}")
@@ -201,8 +259,12 @@ def test_unreadable_checkpoint(squad_study: Path, tmp_path: Path) -> None:
 def test_eval_squad_v2_cli_prints_the_official_keys(shared_data: Path, tmp_path: Path) -> None:
     dev = shared_data / "squad_v2" / "dev-v2.0.json"
     raw = json.loads(dev.read_text())
-    preds = {qa["id"]: (qa["answers"][0]["text"] if qa["answers"] else "")
-             for article in raw["data"] for p in article["paragraphs"] for qa in p["qas"]}
+    preds = {
+        qa["id"]: (qa["answers"][0]["text"] if qa["answers"] else "")
+        for article in raw["data"]
+        for p in article["paragraphs"]
+        for qa in p["qas"]
+    }
     pred_file = tmp_path / "preds.json"
     pred_file.write_text(json.dumps(preds))
     result = nas("eval", "squad-v2", "--data", str(dev), "--predictions", str(pred_file))

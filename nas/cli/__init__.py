@@ -47,4 +47,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nas: interrupted", file=sys.stderr)
         return 130
-

@@ -17,8 +17,12 @@ def register(commands: Any) -> None:
     squad.add_argument("--data", required=True, help="official-format JSON (dev-v2.0.json)")
     squad.add_argument("--predictions", required=True, help="JSON object: question id -> text")
     squad.add_argument("--na-probs", help="JSON object: question id -> no-answer probability")
-    squad.add_argument("--na-prob-thresh", type=float, default=1.0,
-                       help="predict no answer above this probability (default 1.0)")
+    squad.add_argument(
+        "--na-prob-thresh",
+        type=float,
+        default=1.0,
+        help="predict no answer above this probability (default 1.0)",
+    )
     squad.set_defaults(run=squad_command)
 
 

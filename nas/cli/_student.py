@@ -17,14 +17,21 @@ def register(commands: Any) -> None:
         "importance) and print the shape and parameter count of each part, the total, and the "
         "estimated memory of one AdamW training step.",
     )
-    student.add_argument("--source", required=True,
-                         help="DistilBERT or BERT checkpoint: folder or hub name")
-    student.add_argument("--task", required=True, choices=["squad_v2", "synthetic_qa", "qa",
-                                                           "classification"],
-                         help="head: QA span logits or a sequence classifier")
+    student.add_argument(
+        "--source", required=True, help="DistilBERT or BERT checkpoint: folder or hub name"
+    )
+    student.add_argument(
+        "--task",
+        required=True,
+        choices=["squad_v2", "synthetic_qa", "qa", "classification"],
+        help="head: QA span logits or a sequence classifier",
+    )
     student.add_argument("--num-labels", type=int, default=2, help="classifier labels")
-    student.add_argument("--params", required=True,
-                         help='JSON: {"n_layers": 3, "n_heads": 12, "hidden_size": 768, ...}')
+    student.add_argument(
+        "--params",
+        required=True,
+        help='JSON: {"n_layers": 3, "n_heads": 12, "hidden_size": 768, ...}',
+    )
     student.add_argument("--batch-size", type=int, help="default: params' batch_size or 32")
     student.add_argument("--seq-len", type=int, default=384, help="tokens per feature (384)")
     student.add_argument("--bf16", action="store_true", help="estimate with bf16 autocast")
@@ -44,14 +51,34 @@ def student_command(args: argparse.Namespace) -> int:
     source = load_source(args.source)
     model = build_student(shape, source, kind, args.num_labels)
     batch = args.batch_size or int(params.get("batch_size", 32))
-    memory = estimate_training_memory(shape, source.vocab_size, source.max_positions, kind,
-                                      args.num_labels, batch, args.seq_len, amp=args.bf16)
+    memory = estimate_training_memory(
+        shape,
+        source.vocab_size,
+        source.max_positions,
+        kind,
+        args.num_labels,
+        batch,
+        args.seq_len,
+        amp=args.bf16,
+    )
     if args.json:
-        parts = [{"name": p.name, "shape": list(p.shape), "params": p.params}
-                 for p in describe_student(model)]
-        print(json.dumps({"params": count_parameters(model), "shape": shape.__dict__,
-                          "parts": parts, "batch_size": batch, "seq_len": args.seq_len,
-                          "memory_bytes": memory.as_dict()}, indent=2))
+        parts = [
+            {"name": p.name, "shape": list(p.shape), "params": p.params}
+            for p in describe_student(model)
+        ]
+        print(
+            json.dumps(
+                {
+                    "params": count_parameters(model),
+                    "shape": shape.__dict__,
+                    "parts": parts,
+                    "batch_size": batch,
+                    "seq_len": args.seq_len,
+                    "memory_bytes": memory.as_dict(),
+                },
+                indent=2,
+            )
+        )
         return 0
     print(f"student of {args.source} for {kind}: {shape}")
     print(student_report(model, memory))

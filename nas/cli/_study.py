@@ -15,16 +15,22 @@ from nas.errors import NasError
 def register(commands: Any) -> None:
     study = commands.add_parser("study", help="run and inspect searches")
     sub = study.add_subparsers(dest="study_command", metavar="ACTION", required=True)
-    run = sub.add_parser("run", help="search: Ray Tune trials recorded in an Optuna study",
-                         description="Run the study to its total of finished trials; "
-                         "running it again resumes where it stopped.")
+    run = sub.add_parser(
+        "run",
+        help="search: Ray Tune trials recorded in an Optuna study",
+        description="Run the study to its total of finished trials; "
+        "running it again resumes where it stopped.",
+    )
     run.add_argument("study", help="study config, e.g. studies/quickstart.yaml")
     _storage_arg(run)
     run.add_argument("--n-trials", type=int, help="total finished trials (default: the config's)")
     run.add_argument("--workers", type=int, default=1, help="trials at once (default 1)")
     run.add_argument("--ray-address", help="join a running Ray cluster (HOST:PORT or auto)")
-    run.add_argument("--artifact-root", default=".nas/artifacts",
-                     help="where checkpoints are stored (default .nas/artifacts)")
+    run.add_argument(
+        "--artifact-root",
+        default=".nas/artifacts",
+        help="where checkpoints are stored (default .nas/artifacts)",
+    )
     run.add_argument("--verbose", action="store_true", help="Ray's own progress tables and logs")
     run.set_defaults(run=run_command)
 
@@ -39,8 +45,11 @@ def register(commands: Any) -> None:
 
 
 def _storage_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--storage", help="SQLAlchemy URL or journal:FILE (default: the "
-                        "config's, then $NAS_STORAGE, then sqlite:///nas.db)")
+    parser.add_argument(
+        "--storage",
+        help="SQLAlchemy URL or journal:FILE (default: the "
+        "config's, then $NAS_STORAGE, then sqlite:///nas.db)",
+    )
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -53,8 +62,9 @@ def run_command(args: argparse.Namespace) -> int:
         raise NasError(f"--n-trials {n_trials} and --workers {args.workers} must be positive")
     url = resolve_storage(args.storage, config)
     open_storage(url)  # an unreachable storage fails before any work
-    options = RunOptions(url, n_trials, args.workers, args.ray_address, args.verbose,
-                         args.artifact_root)
+    options = RunOptions(
+        url, n_trials, args.workers, args.ray_address, args.verbose, args.artifact_root
+    )
     code = run_study(config, options, progress)
     study = optuna.load_study(study_name=config.name, storage=open_storage(url))
     print(format_front(study))
@@ -62,16 +72,18 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> optuna.Study:
-    from nas.study import DEFAULT_STORAGE, STORAGE_ENV, mask_password, open_storage
-
     import os
+
+    from nas.study import DEFAULT_STORAGE, STORAGE_ENV, mask_password, open_storage
 
     url = args.storage or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
     storage = open_storage(url)
     names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
     if args.name not in names:
-        raise NasError(f"no study '{args.name}' in {mask_password(url)}; studies there: "
-                       f"{names or 'none'} (pass --storage for another database)")
+        raise NasError(
+            f"no study '{args.name}' in {mask_password(url)}; studies there: "
+            f"{names or 'none'} (pass --storage for another database)"
+        )
     return optuna.load_study(study_name=args.name, storage=storage)
 
 
@@ -79,8 +91,10 @@ def status_command(args: argparse.Namespace) -> int:
     from nas.study import failure_reasons, format_front, state_counts
 
     study = _load(args)
-    print(f"study {study.study_name}: objectives {study.metric_names} "
-          f"({', '.join(d.name.lower() for d in study.directions)})")
+    print(
+        f"study {study.study_name}: objectives {study.metric_names} "
+        f"({', '.join(d.name.lower() for d in study.directions)})"
+    )
     for state, count in sorted(state_counts(study).items()):
         print(f"  {state:<22} {count}")
     reasons = failure_reasons(study)
@@ -91,15 +105,17 @@ def status_command(args: argparse.Namespace) -> int:
 
 
 def list_command(args: argparse.Namespace) -> int:
-    from nas.study import DEFAULT_STORAGE, STORAGE_ENV, open_storage
-
     import os
+
+    from nas.study import DEFAULT_STORAGE, STORAGE_ENV, open_storage
 
     storage = open_storage(args.storage or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE)
     summaries = optuna.get_all_study_summaries(storage)
     if not summaries:
         print("no studies")
     for s in summaries:
-        print(f"{s.study_name}  trials={s.n_trials}  "
-              f"directions={[d.name.lower() for d in s.directions]}")
+        print(
+            f"{s.study_name}  trials={s.n_trials}  "
+            f"directions={[d.name.lower() for d in s.directions]}"
+        )
     return 0

@@ -22,8 +22,11 @@ def register(commands: Any) -> None:
         "baseline), distill it from the cached teacher logits, evaluate it, print its metrics.",
     )
     run.add_argument("--study", required=True, help="study config, e.g. studies/quickstart.yaml")
-    run.add_argument("--params", default="{}",
-                     help="JSON object of parameters over the study's baseline, or @file.json")
+    run.add_argument(
+        "--params",
+        default="{}",
+        help="JSON object of parameters over the study's baseline, or @file.json",
+    )
     run.add_argument("--out", type=Path, help="save the student here (Hugging Face folder)")
     run.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     run.set_defaults(run=run_command)
@@ -39,8 +42,7 @@ def run_command(args: argparse.Namespace) -> int:
     sink = quiet if args.quiet else progress
     prepared = prepare(config, sink)
     metrics = run_trial(prepared, params, args.out, sink, {"trial": "cli"})
-    result = {"study": config.name, "params": prepared.space.validate(params),
-              **metrics.as_dict()}
+    result = {"study": config.name, "params": prepared.space.validate(params), **metrics.as_dict()}
     if args.out is not None:
         result["checkpoint"] = str(args.out)
     print(json.dumps(result, indent=2))

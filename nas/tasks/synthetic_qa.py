@@ -272,8 +272,10 @@ class SyntheticQATask(SquadV2Task):
     def load(self, data: Any) -> Splits:
         train, evals = generate(data.synthetic)
         info = describe(data.synthetic)
-        text = (f"synthetic_qa seed {info['seed']}: {len(train)} train / {len(evals)} eval "
-                f"questions, {info['unanswerable_fraction']:.0%} unanswerable")
+        text = (
+            f"synthetic_qa seed {info['seed']}: {len(train)} train / {len(evals)} eval "
+            f"questions, {info['unanswerable_fraction']:.0%} unanswerable"
+        )
         return Splits(train=train, eval=evals, description=text)
 
     def offline_tokenizer(self, data: Any) -> Any:

@@ -152,11 +152,16 @@ def _write(path: Path, text: str) -> str:
 
 
 def test_jsonl_with_named_columns_and_pairs(tmp_path: Path) -> None:
-    rows = [{"premise": f"p{i}", "hypothesis": f"h{i}", "gold": ["yes", "no"][i % 2]} for i in range(6)]
+    rows = [
+        {"premise": f"p{i}", "hypothesis": f"h{i}", "gold": ["yes", "no"][i % 2]} for i in range(6)
+    ]
     train = _write(tmp_path / "t.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
     data = DataConfig(
-        train_file=train, eval_file=train, text_column="premise",
-        text_pair_column="hypothesis", label_column="gold",
+        train_file=train,
+        eval_file=train,
+        text_column="premise",
+        text_pair_column="hypothesis",
+        label_column="gold",
     )
     splits = TASKS["text_classification"].load(data)
     assert splits.label_names == ("no", "yes")  # sorted distinct train values
@@ -182,7 +187,9 @@ def test_no_eval_split_is_an_error(tmp_path: Path) -> None:
 
 
 def test_label_names_from_config_and_integer_labels(tmp_path: Path) -> None:
-    train = _write(tmp_path / "d.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "label": "low"}\n')
+    train = _write(
+        tmp_path / "d.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "label": "low"}\n'
+    )
     data = DataConfig(train_file=train, eval_file=train, label_names=("low", "high"))
     splits = TASKS["text_classification"].load(data)
     assert [e.label for e in splits.train] == [1, 0]
@@ -192,7 +199,13 @@ def test_label_names_from_config_and_integer_labels(tmp_path: Path) -> None:
 def test_label_map_aliases_and_indices() -> None:
     labels = LabelMap(("negative", "positive"), {"neg": "negative", "pos": "positive"})
     assert [labels.index(v) for v in ("pos", "negative", "Positive", 0, "1", 2, "7")] == [
-        1, 0, 1, 0, 1, None, None,
+        1,
+        0,
+        1,
+        0,
+        1,
+        None,
+        None,
     ]
     inferred = LabelMap(("1", "2", "5"), by_value=True)
     assert [inferred.index(v) for v in (5, "1", 0)] == [2, 0, None]

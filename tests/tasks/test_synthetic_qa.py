@@ -45,7 +45,9 @@ def test_answer_starts_point_at_the_answers(
 
 @pytest.mark.parametrize("fraction", [0.0, 0.3, 0.5])
 def test_unanswerable_fraction(fraction: float) -> None:
-    train, evals = generate(SyntheticConfig(n_train=400, n_eval=100, unanswerable_fraction=fraction))
+    train, evals = generate(
+        SyntheticConfig(n_train=400, n_eval=100, unanswerable_fraction=fraction)
+    )
     for split in (train, evals):
         share = sum(e.is_impossible for e in split) / len(split)
         assert share == pytest.approx(fraction, abs=0.01)
