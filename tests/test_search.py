@@ -280,6 +280,20 @@ def test_ctrl_c_fails_running_trials_as_interrupted(tiny_study, tmp_path: Path) 
             "max_query_length": 16,
             "synthetic": {"n_train": 3000, "n_eval": 60, "seed": 0},
         },
+        # a baseline that trains for tens of seconds, so the signal lands mid-trial
+        baseline={
+            "n_layers": 4,
+            "n_heads": 4,
+            "hidden_size": 128,
+            "ffn_dim": 512,
+            "temperature": 2.0,
+            "alpha": 0.5,
+            "learning_rate": 1e-3,
+            "warmup_ratio": 0.1,
+            "weight_decay": 0.01,
+            "batch_size": 16,
+            "epochs": 3,
+        },
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     driver = subprocess.Popen(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -124,11 +125,12 @@ def test_imdb_csv_splits_itself(shared_data: Path) -> None:
 
 
 def test_sample_limits_are_seeded(shared_data: Path) -> None:
-    base = {"train_file": str(shared_data / "imdb/texts.csv"), "max_eval_samples": 10}
-    first = TASKS["imdb"].load(DataConfig(**base, max_train_samples=50, seed=1))
-    again = TASKS["imdb"].load(DataConfig(**base, max_train_samples=50, seed=1))
-    other = TASKS["imdb"].load(DataConfig(**base, max_train_samples=50, seed=2))
-    full = TASKS["imdb"].load(DataConfig(train_file=base["train_file"]))
+    full_data = DataConfig(train_file=str(shared_data / "imdb/texts.csv"))
+    base = replace(full_data, max_eval_samples=10, max_train_samples=50)
+    first = TASKS["imdb"].load(replace(base, seed=1))
+    again = TASKS["imdb"].load(replace(base, seed=1))
+    other = TASKS["imdb"].load(replace(base, seed=2))
+    full = TASKS["imdb"].load(full_data)
     assert len(first.train) == 50 and first.train == again.train != other.train
     assert first.eval == full.eval[:10]
 
