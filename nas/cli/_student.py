@@ -23,8 +23,7 @@ def register(commands: Any) -> None:
     student.add_argument(
         "--task",
         required=True,
-        choices=["squad_v2", "synthetic_qa", "qa", "classification"],
-        help="head: QA span logits or a sequence classifier",
+        help="a task name (squad_v2, sst2, ...) or just qa / classification: picks the head",
     )
     student.add_argument("--num-labels", type=int, default=2, help="classifier labels")
     student.add_argument(
@@ -43,11 +42,12 @@ def student_command(args: argparse.Namespace) -> int:
     from nas.cost import describe_student, estimate_training_memory, student_report
     from nas.search_space import check_params
     from nas.students import StudentShape, build_student, count_parameters, load_source
+    from nas.tasks import get_task
 
     params = parse_params(args.params)
     check_params(params)
     shape = StudentShape.from_params(params)
-    kind = "qa" if args.task in ("squad_v2", "synthetic_qa", "qa") else "classification"
+    kind = args.task if args.task in ("qa", "classification") else get_task(args.task).kind
     source = load_source(args.source)
     model = build_student(shape, source, kind, args.num_labels)
     batch = args.batch_size or int(params.get("batch_size", 32))

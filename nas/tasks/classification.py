@@ -464,16 +464,7 @@ class ClassificationTask(Task):
             evals = read_examples(eval_path, data, "data.eval_file")
             return _Part(rows, path), _Part(evals, eval_path)
         if self.splits_itself and all(r.is_valid is not None for r in rows):
-            train = [r for r in rows if not r.is_valid]
-            evals = [r for r in rows if r.is_valid]
-            if not train or not evals:
-                raise DataError(
-                    f"{path}: every row has {VALID_COLUMN} = {bool(evals)}; mark some rows "
-                    f"True for evaluation, or set data.eval_file"
-                )
-            return _Part(train, f"{path} ({VALID_COLUMN}=False)"), _Part(
-                evals, f"{path} ({VALID_COLUMN}=True)"
-            )
+            return _split_by_flag(rows, path)
         if data.eval_fraction:
             return _hold_out(rows, path, data.eval_fraction, data.seed)
         raise DataError(
@@ -500,8 +491,9 @@ class ClassificationTask(Task):
 
             dataset = datasets.load_dataset(name, config)
         except Exception as exc:  # any hub failure gets the same advice
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
             raise DataError(
-                f"hub dataset {label!r} could not be loaded ({type(exc).__name__}: {exc}); "
+                f"hub dataset {label!r} could not be loaded ({type(exc).__name__}: {first}); "
                 "the hub may be unreachable: set data.train_file and data.eval_file to local files"
             ) from exc
         parts, hub_names = [], None
@@ -532,11 +524,21 @@ def _hold_out(rows: list[Row], path: str, fraction: float, seed: int) -> tuple[_
         )
     held = np.zeros(len(rows), dtype=bool)
     held[np.random.default_rng(seed).permutation(len(rows))[:n_eval]] = True
-    where = f"{path} (seeded {fraction:g} hold-out)"
     train = [r for r, h in zip(rows, held, strict=True) if not h]
-    return _Part(train, f"{path} (rest)"), _Part(
-        [r for r, h in zip(rows, held, strict=True) if h], where
-    )
+    evals = [r for r, h in zip(rows, held, strict=True) if h]
+    return _Part(train, f"{path} (rest)"), _Part(evals, f"{path} (seeded {fraction:g} hold-out)")
+
+
+def _split_by_flag(rows: list[Row], path: str) -> tuple[_Part, _Part]:
+    train = [r for r in rows if not r.is_valid]
+    evals = [r for r in rows if r.is_valid]
+    if not train or not evals:
+        raise DataError(
+            f"{path}: every row has {VALID_COLUMN} = {bool(evals)}; mark some rows True for "
+            "evaluation, or set data.eval_file"
+        )
+    where = f"{path} ({VALID_COLUMN}="
+    return _Part(train, where + "False)"), _Part(evals, where + "True)")
 
 
 def _hub_rows(split: Any, where: str, data: Any) -> tuple[list[Row], Any]:

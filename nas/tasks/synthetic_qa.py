@@ -1,15 +1,22 @@
 """Synthetic SQuAD 2.0-style data, generated in code: no external text, deterministic by seed.
 
-Contexts are 3-6 short fact sentences about 2-3 invented people (names, places, foods... are
-invented words built from syllables)::
+A context is 3-6 fact sentences of six tokens each about 2-3 people, who share the same 2-3
+relations (names, places, foods... are invented words built from syllables)::
 
-    mirel works at the dosan . zorba lives in kelmar . zorba owns a vesu tavik .
+    zorba lives in the kelmar . mirel owns a vesu tavik . mirel lives in the dosan .
 
-Questions ask for one relation of one person ("where does zorba live ?" -> "kelmar", "what does
-zorba own ?" -> "vesu tavik"). Unanswerable questions ask about a person who is not in the
-context, or about a relation the context states for someone else but not for that person, so a
-model has to match both the person and the relation. Every word is in :func:`vocabulary`, so
-``nas.vocab.build_tokenizer(vocabulary(seed))`` tokenizes each word as one token.
+Questions ask for one relation of one person ("where does mirel live ?" -> "dosan", "what does
+mirel own ?" -> "vesu tavik"). As every relation is stated for several people, a model has to
+match the person; unanswerable questions ask about a person who is not in the context, or about
+a relation the context states for someone else but not for that person. Every word is in
+:func:`vocabulary`, so ``nas.vocab.build_tokenizer(vocabulary(seed))`` tokenizes each word as
+one token.
+
+Learnability (measured on CPU, 2 layers, hidden 128, 3000 examples, lr 1e-3, batch 32): with
+``initializer_range: 0.1`` and dropout 0, eval exact match reaches 87-100% within 1000-3500
+steps (depending on the seed); with BERT's defaults (initializer_range 0.02, dropout 0.1) the
+model stays near the 50% that "no answer" to everything scores, because matching a person's
+name across question and context is learnt late.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from nas.vocab import build_tokenizer
 _ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z")
 _VOWELS = ("a", "e", "i", "o", "u")
 _CODAS = ("", "", "", "n", "r", "l", "s")
-# How many invented words each category has.
+# How many invented words each category has. Few names make name matching learnable quickly.
 CATEGORY_SIZES = {
     "name": 6,
     "place": 24,
@@ -131,7 +138,10 @@ class _Fact:
 
 
 def _facts(rng: random.Random, words: dict[str, list[str]]) -> list[_Fact]:
-    """3-6 facts about 2-3 people, each (person, relation) at most once, in random order."""
+    """Facts about 2-3 people sharing 2-3 relations (all pairs, sometimes one dropped), shuffled.
+
+    Two people get 2-3 relations, three people 2, so a context has 3-6 facts.
+    """
     people = rng.sample(words["name"], rng.randint(2, 3))
     relations = rng.sample(RELATIONS, 2 if len(people) == 3 else rng.randint(2, 3))
     slots = [(p, r) for p in people for r in relations]

@@ -314,3 +314,32 @@ def test_sst2_encodes_fast(tiny_tokenizer, shared_data: Path) -> None:  # type: 
     features = task.encode(train, tiny_tokenizer, data)
     assert len(features) == 67_349
     assert time.perf_counter() - start < 20  # generous for loaded CI machines; ~3 s here
+
+
+def test_hub_dataset_with_class_labels(monkeypatch: pytest.MonkeyPatch) -> None:
+    datasets = pytest.importorskip("datasets")
+    features = datasets.Features(
+        {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])}
+    )
+
+    def split(n: int) -> object:
+        rows = {"text": [f"review {i}" for i in range(n)], "label": [i % 2 for i in range(n)]}
+        return datasets.Dataset.from_dict(rows, features=features)
+
+    calls: list[tuple[object, ...]] = []
+
+    def fake_load(*args: object) -> object:
+        calls.append(args)
+        parts = {"train": split(8), "test": split(4), "validation": split(3)}
+        return datasets.DatasetDict(parts)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    splits = TASKS["imdb"].load(DataConfig(max_train_samples=5))
+    assert calls == [("imdb", None)]
+    assert (len(splits.train), len(splits.eval)) == (5, 4)
+    assert splits.label_names == ("negative", "positive")
+    assert [e.label for e in splits.eval] == [0, 1, 0, 1]
+    assert "hub imdb [test]" in splits.description
+    generic = TASKS["text_classification"].load(DataConfig(hub_name="someone/reviews:v2"))
+    assert calls[-1] == ("someone/reviews", "v2") and generic.label_names == ("neg", "pos")
+    assert len(generic.eval) == 3  # the generic task evaluates on "validation"
