@@ -32,7 +32,7 @@ EXIT_INTERRUPTED = 130
 class RunOptions:
     storage: str
     n_trials: int
-    workers: int = 1
+    workers: int | None = None  # None: as many as the Ray resources fit
     ray_address: str | None = None
     verbose: bool = False
     artifact_root: str = ".nas/artifacts"

@@ -24,7 +24,11 @@ def register(commands: Any) -> None:
     run.add_argument("study", help="study config, e.g. studies/quickstart.yaml")
     _storage_arg(run)
     run.add_argument("--n-trials", type=int, help="total finished trials (default: the config's)")
-    run.add_argument("--workers", type=int, default=1, help="trials at once (default 1)")
+    run.add_argument(
+        "--workers",
+        type=int,
+        help="trials at once (default: as many as the Ray resources fit, resources.cpu/gpu each)",
+    )
     run.add_argument("--ray-address", help="join a running Ray cluster (HOST:PORT or auto)")
     run.add_argument(
         "--artifact-root",
@@ -58,7 +62,7 @@ def run_command(args: argparse.Namespace) -> int:
 
     config = load_study(args.study)
     n_trials = args.n_trials or config.n_trials
-    if n_trials <= 0 or args.workers <= 0:
+    if n_trials <= 0 or (args.workers is not None and args.workers <= 0):
         raise NasError(f"--n-trials {n_trials} and --workers {args.workers} must be positive")
     url = resolve_storage(args.storage, config)
     open_storage(url)  # an unreachable storage fails before any work

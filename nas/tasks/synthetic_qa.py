@@ -12,11 +12,13 @@ a relation the context states for someone else but not for that person. Every wo
 :func:`vocabulary`, so ``nas.vocab.build_tokenizer(vocabulary(seed))`` tokenizes each word as
 one token.
 
-Learnability (measured on CPU, 2 layers, hidden 128, 3000 examples, lr 1e-3, batch 32): with
-``initializer_range: 0.1`` and dropout 0, eval exact match reaches 87-100% within 1000-3500
-steps (depending on the seed); with BERT's defaults (initializer_range 0.02, dropout 0.1) the
-model stays near the 50% that "no answer" to everything scores, because matching a person's
-name across question and context is learnt late.
+Learnability (measured on a 2-core CPU; BertForQuestionAnswering from scratch, hidden 128,
+n_train 3000, unanswerable 0.5, AdamW lr 1e-3, batch 32, warmup 10% then linear decay, eval EM
+on the 400 eval questions): with ``initializer_range: 0.1`` and dropout 0, 4 layers reach
+82-98% after 1000-1500 steps (about a minute), 2 layers 87-100% after 1000-3500 steps. With
+BERT's defaults (initializer_range 0.02, dropout 0.1), 2 layers are at 64% after 2300 steps,
+barely above the 50% that "no answer" to everything scores: matching a person's name across
+question and context is learnt late. Untrained models score 0-8%.
 """
 
 from __future__ import annotations

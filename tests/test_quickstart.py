@@ -1,0 +1,42 @@
+"""The README's main job, as a user runs it: `nas study run studies/quickstart.yaml`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_quickstart_study_from_nothing(tmp_path: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    # run from an empty folder, so the defaults (sqlite:///nas.db, .nas/) land there
+    result = subprocess.run(
+        [sys.executable, "-m", "nas", "study", "run", str(REPO / "studies" / "quickstart.yaml")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=1200,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    teacher = json.loads((tmp_path / ".nas/cache/teachers/quickstart/teacher.json").read_text())
+    assert teacher["metrics"]["exact"] > 70.0  # synthetic_qa is learnable well above 50% EM
+    study = optuna.load_study(study_name="quickstart", storage=f"sqlite:///{tmp_path}/nas.db")
+    finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.FAIL)]
+    assert len(finished) >= 12
+    assert study.best_trials, "the front must not be empty"
+    infeasible = [
+        t
+        for t in study.trials
+        if t.state == TrialState.COMPLETE and any(v > 0 for v in t.constraints.values())
+    ]
+    assert infeasible, "some student should fall below the 50 EM threshold"
+    assert all(t.values[0] >= 50.0 for t in study.best_trials)
+    assert "infeasible" in result.stderr and "Pareto front" in result.stdout
