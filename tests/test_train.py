@@ -1,0 +1,125 @@
+"""The training loop: batching, padding, determinism on CPU, typed failures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+from nas.config import TrainingConfig
+from nas.distill import MASKED_LOGIT
+from nas.errors import TrialTimeout
+from nas.tasks.base import Features
+from nas.train import batch_indices, collate, predict, train
+
+PARAMS = {
+    "batch_size": 4,
+    "epochs": 2,
+    "learning_rate": 1e-3,
+    "weight_decay": 0.01,
+    "warmup_ratio": 0.1,
+    "alpha": 0.5,
+    "temperature": 2.0,
+}
+
+
+def features(n: int = 24, seed: int = 0) -> Features:
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(3, 12, size=n)
+    starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    ids = rng.integers(5, 60, size=int(starts[-1])).astype(np.int32)
+    return Features(
+        ids=ids,
+        type_ids=np.zeros_like(ids, dtype=np.int8),
+        starts=starts,
+        labels=rng.integers(0, 3, size=n).astype(np.int64),
+    )
+
+
+def model(seed: int = 0) -> DistilBertForSequenceClassification:
+    torch.manual_seed(seed)
+    config = DistilBertConfig(
+        vocab_size=64, dim=16, n_layers=1, n_heads=2, hidden_dim=32, max_position_embeddings=32
+    )
+    config.num_labels = 3
+    return DistilBertForSequenceClassification(config)
+
+
+def test_length_grouped_batches_cover_every_feature_once() -> None:
+    lengths = np.arange(100) % 17
+    batches = batch_indices(lengths, 8, np.random.default_rng(0), grouped=True)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(100))
+    spread = np.mean([np.ptp(lengths[b]) for b in batches])
+    random_spread = np.mean(
+        [
+            np.ptp(lengths[b])
+            for b in batch_indices(lengths, 8, np.random.default_rng(0), grouped=False)
+        ]
+    )
+    assert spread < random_spread  # grouping pads less
+
+
+def test_collate_pads_to_the_longest_and_masks_teacher_logits() -> None:
+    f = features()
+    index = np.array([0, 1, 2])
+    qa_teacher = np.ones((len(f.ids), 2), dtype=np.float32)
+    batch = collate(f, index, pad_id=0, kind="qa", teacher=qa_teacher)
+    width = int(f.lengths()[index].max())
+    assert batch["input_ids"].shape == (3, width)
+    for row, i in enumerate(index):
+        n = int(f.lengths()[i])
+        assert batch["attention_mask"][row].sum() == n
+        assert (
+            batch["input_ids"][row, :n].tolist() == f.ids[f.starts[i] : f.starts[i + 1]].tolist()
+        )
+        assert torch.all(batch["teacher"][row, n:] == MASKED_LOGIT)
+        assert torch.all(batch["teacher"][row, :n] == 1.0)
+
+
+def test_training_is_deterministic_on_cpu() -> None:
+    f = features()
+    teacher = np.random.default_rng(1).normal(size=(len(f), 3)).astype(np.float32)
+    config = TrainingConfig(device="cpu", seed=3)
+    results = []
+    for _ in range(2):
+        m = model()
+        result = train(m, f, teacher, PARAMS, config, "classification", 0)
+        results.append(
+            (result.final_loss, predict(m, f, "classification", 0, 8, torch.device("cpu")))
+        )
+    assert results[0][0] == results[1][0]
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    assert result.steps == 12 and result.samples == 48  # 24 features / 4 per batch x 2 epochs
+
+
+def test_training_reduces_the_loss_and_respects_max_steps() -> None:
+    f = features(64)
+    m = model()
+    config = TrainingConfig(device="cpu", max_steps=5)
+    result = train(m, f, None, {**PARAMS, "epochs": 3}, config, "classification", 0)
+    assert result.steps == 5
+    long = train(
+        model(),
+        f,
+        None,
+        {**PARAMS, "epochs": 30, "learning_rate": 3e-3},
+        TrainingConfig(device="cpu"),
+        "classification",
+        0,
+    )
+    assert long.final_loss < 0.5  # random labels of 64 features can be memorized
+
+
+def test_deadline_in_the_past_is_a_timeout() -> None:
+    with pytest.raises(TrialTimeout, match="trial timeout"):
+        train(
+            model(),
+            features(),
+            None,
+            PARAMS,
+            TrainingConfig(device="cpu"),
+            "classification",
+            0,
+            deadline=0.0,
+        )
