@@ -14,27 +14,14 @@ from pathlib import Path
 
 import optuna
 import pytest
+from cli_run import REPO, assert_usage_error
+from cli_run import run_nas as nas
 from optuna.trial import TrialState
 
 from nas.study import REASON
 
-REPO = Path(__file__).resolve().parents[1]
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 MARIADB = "mysql+pymysql://root@127.0.0.1:3306/test"
-
-
-def nas(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 600
-) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "nas", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        cwd=cwd or REPO,
-        timeout=timeout,
-    )
 
 
 def load(url: str, name: str) -> optuna.Study:
@@ -211,13 +198,6 @@ def _wait_for_complete_and_running(url: str, name: str, timeout: float) -> dict[
 
 
 # ----------------------------------------------------------------------------- bad input
-
-
-def assert_usage_error(result: subprocess.CompletedProcess[str], fragment: str) -> None:
-    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
-    errors = [line for line in result.stderr.splitlines() if line.startswith("nas: error:")]
-    assert len(errors) == 1 and fragment in errors[0], result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
 
 
 def test_bad_inputs_write_nothing(tiny_study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from cli_run import REPO, assert_usage_error
+from cli_run import run_nas as nas
 
-REPO = Path(__file__).resolve().parents[1]
 SPACE = REPO / "search_spaces" / "quickstart.yaml"
 TINY_BERT = {
     "hidden_size": 64,
@@ -33,18 +32,6 @@ STUDENT = {
     "batch_size": 32,
     "epochs": 1,
 }
-
-
-def nas(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "nas", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        cwd=REPO,
-        timeout=600,
-    )
 
 
 def write_study(folder: Path, task: str, data: dict[str, Any], **extra: Any) -> Path:
@@ -183,15 +170,6 @@ def test_nan_loss_is_diverged(squad_study: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- bad input
-
-
-def assert_usage_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    lines = [line for line in result.stderr.splitlines() if line.startswith("nas: error:")]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
 
 
 def test_missing_data_file(tmp_path: Path) -> None:
