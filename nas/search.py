@@ -35,7 +35,7 @@ class RunOptions:
     workers: int | None = None  # None: as many as the Ray resources fit
     ray_address: str | None = None
     verbose: bool = False
-    artifact_root: str = ".nas/artifacts"
+    artifact_root: str | None = None  # None: the config's, then .nas/artifacts
 
 
 def run_study(config: StudyConfig, options: RunOptions, printer: Printer) -> int:
@@ -49,7 +49,7 @@ def run_study(config: StudyConfig, options: RunOptions, printer: Printer) -> int
     names = objective_names(config, prepared.task)
     storage = open_storage(options.storage)
     _probe_ray(options.ray_address)  # a dead address fails before the study is touched
-    study = open_study(config, storage, names, options.storage)
+    study = open_study(config, storage, names, options.storage, prepared.splits.description)
     for orphan in recover_orphans(study):
         printer(
             f"trial {orphan.number} was left RUNNING by a dead driver: FAIL orphaned, "
@@ -84,7 +84,8 @@ def _run_ray(
 
     from nas.runner import StudySearcher, trainable
 
-    artifact_root = Path(config.artifact_root or options.artifact_root).resolve()
+    root = options.artifact_root or config.artifact_root or ".nas/artifacts"
+    artifact_root = Path(root).resolve()
     artifact_root.mkdir(parents=True, exist_ok=True)
     _init_ray(options)
     searcher = StudySearcher(

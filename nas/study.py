@@ -87,7 +87,11 @@ def directions(config: StudyConfig, objective_names: Sequence[str]) -> list[str]
 
 
 def open_study(
-    config: StudyConfig, storage: BaseStorage, objective_names: Sequence[str], url: str
+    config: StudyConfig,
+    storage: BaseStorage,
+    objective_names: Sequence[str],
+    url: str,
+    dataset: str = "",
 ) -> optuna.Study:
     """Create or load the study; an existing study with other directions is an error."""
     wanted: list[Any] = directions(config, objective_names)
@@ -115,6 +119,7 @@ def open_study(
         study.set_user_attr("config", _config_snapshot(config))
         study.set_user_attr("teacher", config.teacher.path)
         study.set_user_attr("task", config.task)
+        study.set_user_attr("dataset", dataset)
         study.set_user_attr("nas_version", nas.__version__)
     return study
 

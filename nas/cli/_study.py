@@ -32,8 +32,8 @@ def register(commands: Any) -> None:
     run.add_argument("--ray-address", help="join a running Ray cluster (HOST:PORT or auto)")
     run.add_argument(
         "--artifact-root",
-        default=".nas/artifacts",
-        help="where checkpoints are stored (default .nas/artifacts)",
+        help="where checkpoints are stored (default: the config's artifact_root, "
+        "then .nas/artifacts)",
     )
     run.add_argument("--verbose", action="store_true", help="Ray's own progress tables and logs")
     run.set_defaults(run=run_command)
