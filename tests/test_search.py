@@ -143,15 +143,7 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(tiny_study, tmp_path: 
             "synthetic": {"n_train": 200, "n_eval": 60, "seed": 0},
         },
     )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "nas", "study", "run", str(study_file), "--storage", url],
-        cwd=REPO,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    driver = start_driver(study_file, url)
     try:
         complete_before = _wait_for_complete_and_running(url, "tiny", timeout=300)
     finally:
@@ -181,6 +173,20 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(tiny_study, tmp_path: 
     ]
     assert len(finished) == 4
     assert not [t for t in trials if t.state == TrialState.RUNNING]
+
+
+def start_driver(study_file: Path, url: str) -> subprocess.Popen[str]:
+    """`nas study run` in its own process group, so a test can signal or kill all of it."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "nas", "study", "run", str(study_file), "--storage", url],
+        cwd=REPO,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for_complete_and_running(url: str, name: str, timeout: float) -> dict[int, list[float]]:
@@ -275,16 +281,7 @@ def test_ctrl_c_fails_running_trials_as_interrupted(tiny_study, tmp_path: Path) 
             "epochs": 3,
         },
     )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "nas", "study", "run", str(study_file), "--storage", url],
-        cwd=REPO,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    driver = start_driver(study_file, url)
     try:
         _wait_for_running(url, "slow", timeout=300)
         driver.send_signal(signal.SIGINT)
