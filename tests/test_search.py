@@ -176,15 +176,19 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(tiny_study, tmp_path: 
 
 
 def start_driver(study_file: Path, url: str) -> subprocess.Popen[str]:
-    """`nas study run` in its own process group, so a test can signal or kill all of it."""
+    """`nas study run` in its own process group, so a test can signal or kill all of it.
+
+    Its stderr goes to ``driver.log`` beside the study file (a pipe nobody reads could fill).
+    """
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    log = open(study_file.parent / "driver.log", "w")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(
         [sys.executable, "-m", "nas", "study", "run", str(study_file), "--storage", url],
         cwd=REPO,
         env=env,
         start_new_session=True,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
         text=True,
     )
 
@@ -285,7 +289,8 @@ def test_ctrl_c_fails_running_trials_as_interrupted(tiny_study, tmp_path: Path) 
     try:
         _wait_for_running(url, "slow", timeout=300)
         driver.send_signal(signal.SIGINT)
-        _, stderr = driver.communicate(timeout=120)
+        driver.wait(timeout=120)
+        stderr = (study_file.parent / "driver.log").read_text()
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
