@@ -1,0 +1,73 @@
+"""``nas export``: trials of a study as Hugging Face folders, a model card each, an index."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from nas.errors import NasError
+
+
+def register(commands: Any) -> None:
+    export = commands.add_parser(
+        "export",
+        help="write trials as Hugging Face folders",
+        description="Copy the checkpoints of the Pareto front (or of chosen trials) out of the "
+        "artifact store into OUT/trial-<number>/ folders that load with AutoModel*."
+        "from_pretrained, each with nas.json provenance and a model card; OUT/index.json and "
+        "OUT/index.csv list them. OUT is written whole or not at all.",
+    )
+    export.add_argument("name", help="study name")
+    export.add_argument(
+        "--out", required=True, type=Path, help="export folder (must not exist, unless --force)"
+    )
+    which = export.add_mutually_exclusive_group()
+    which.add_argument(
+        "--front", action="store_true", help="the feasible Pareto front (the default)"
+    )
+    which.add_argument("--trials", help="comma-separated COMPLETE trial numbers, e.g. 3,7")
+    export.add_argument(
+        "--storage",
+        help="SQLAlchemy URL or journal:FILE (default: $NAS_STORAGE, then sqlite:///nas.db)",
+    )
+    export.add_argument(
+        "--artifact-root",
+        help="where the study run stored checkpoints (default: the study config's "
+        "artifact_root, then .nas/artifacts)",
+    )
+    export.add_argument(
+        "--force", action="store_true", help="replace OUT if it exists, once the new one is done"
+    )
+    export.set_defaults(run=export_command)
+
+
+def parse_trial_numbers(text: str) -> list[int]:
+    """``"3,7"`` -> ``[3, 7]``; anything but non-negative integers is an error."""
+    parts = [part.strip() for part in text.split(",")]
+    if not all(part.isdigit() for part in parts):
+        raise NasError(
+            f"--trials {text!r} is not a comma-separated list of trial numbers; write e.g. 3,7"
+        )
+    return [int(part) for part in parts]
+
+
+def export_command(args: argparse.Namespace) -> int:
+    from nas.cli._study import _load
+    from nas.export import export_trials, resolve_artifact_root, select_trials
+    from nas.study import DEFAULT_STORAGE, STORAGE_ENV
+
+    numbers = None if args.trials is None else parse_trial_numbers(args.trials)
+    if os.path.lexists(args.out) and not args.force:
+        raise NasError(
+            f"--out {args.out} exists; choose a new folder, or pass --force to replace it"
+        )
+    study = _load(args)
+    url = args.storage or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE  # as _load resolves
+    trials = select_trials(study, numbers)
+    root = resolve_artifact_root(args.artifact_root, study)
+    rows = export_trials(study, trials, args.out, root, url, force=args.force)
+    folders = ", ".join(str(row["folder"]) for row in rows)
+    print(f"exported {len(rows)} trial(s) of study {study.study_name} to {args.out}: {folders}")
+    return 0

@@ -1,0 +1,404 @@
+"""Trials of a study as Hugging Face folders with provenance, a model card and an index.
+
+A completed trial's checkpoint lives in the artifact store, one Optuna artifact per file, its
+ids in the trial's ``checkpoint_files`` user attribute (see ``nas.runner``). An export copies
+those files into ``OUT/trial-<number>/``, completes ``nas.json`` with what the study knows
+(values by metric name, constraints, storage), writes a model card ``README.md``, and lists the
+trials in ``OUT/index.json`` and ``OUT/index.csv``. Everything is built in a temporary folder
+beside ``OUT`` and renamed into place: a failed export leaves nothing behind, and ``force``
+replaces an existing ``OUT`` only once the new one is complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, download_artifact
+from optuna.artifacts.exceptions import ArtifactNotFound
+from optuna.trial import FrozenTrial, TrialState
+
+import nas
+from nas.errors import NasError
+from nas.study import BASELINE_TAG, front_rows, mask_password
+
+DEFAULT_ARTIFACT_ROOT = ".nas/artifacts"  # as ``nas study run``: relative to where nas runs
+CHECKPOINT_FILES = "checkpoint_files"  # trial user attr: file name -> artifact id
+PROVENANCE = "nas.json"
+MODEL_CARD = "README.md"
+INDEX_JSON = "index.json"
+INDEX_CSV = "index.csv"
+
+
+class ExportError(NasError):
+    """Trials cannot be exported: no such trial, a missing checkpoint, an existing folder."""
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every exported trial of one export shares."""
+
+    study: optuna.Study
+    store: FileSystemArtifactStore
+    root: Path  # the artifact root, for messages
+    storage: str  # password masked
+    exported_at: str  # ISO 8601, UTC
+    out: Path  # the destination as the user named it, for the load snippet
+
+
+def resolve_artifact_root(cli: str | None, study: optuna.Study) -> Path:
+    """The artifact root: ``--artifact-root``, the study's config snapshot, ``.nas/artifacts``.
+
+    Args:
+        cli: The ``--artifact-root`` value, if given.
+        study: The study; its ``config`` user attribute holds the run's ``artifact_root``.
+
+    Returns:
+        The folder the trials' checkpoint files were uploaded to.
+    """
+    config = study.user_attrs.get("config")
+    configured = config.get("artifact_root") if isinstance(config, dict) else None
+    return Path(cli or configured or DEFAULT_ARTIFACT_ROOT)
+
+
+def select_trials(study: optuna.Study, numbers: Sequence[int] | None) -> list[FrozenTrial]:
+    """The trials to export: the feasible Pareto front, or the COMPLETE trials ``numbers``.
+
+    Args:
+        study: The study.
+        numbers: Trial numbers (``--trials``); None for the front (smallest student first).
+
+    Returns:
+        The trials, in the order given (duplicates once).
+
+    Raises:
+        ExportError: The front is empty, or a number is no trial or not a COMPLETE one.
+    """
+    name = study.study_name
+    if numbers is None:
+        front = front_rows(study)
+        if not front:
+            raise ExportError(
+                f"study '{name}' has an empty Pareto front (no feasible COMPLETE trial); run "
+                "more trials, or pick trials with --trials N,M (see nas study status)"
+            )
+        return front
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    chosen = []
+    for number in dict.fromkeys(numbers):
+        trial = trials.get(number)
+        if trial is None:
+            last = f"0..{max(trials)}" if trials else "none"
+            raise ExportError(
+                f"--trials {number}: study '{name}' has no trial {number} (its trials: "
+                f"{last}); pass numbers of COMPLETE trials (see nas study status {name})"
+            )
+        if trial.state != TrialState.COMPLETE:
+            raise ExportError(
+                f"--trials {number}: trial {number} of study '{name}' is {trial.state.name}, "
+                "not COMPLETE, and has no checkpoint; pick a COMPLETE trial"
+            )
+        chosen.append(trial)
+    return chosen
+
+
+def export_trials(
+    study: optuna.Study,
+    trials: Sequence[FrozenTrial],
+    out: Path,
+    artifact_root: Path,
+    storage_url: str,
+    force: bool = False,
+) -> list[dict[str, Any]]:
+    """Write ``out/trial-<n>/`` for each trial, and ``out/index.json`` and ``out/index.csv``.
+
+    Args:
+        study: The study the trials belong to.
+        trials: COMPLETE trials with a ``checkpoint_files`` user attribute.
+        out: The export folder; it must not exist unless ``force``.
+        artifact_root: The folder of the study's ``FileSystemArtifactStore``.
+        storage_url: The study's storage, recorded with its password masked.
+        force: Replace an existing ``out`` (only once the new export is complete).
+
+    Returns:
+        The index rows, one per trial.
+
+    Raises:
+        ExportError: ``out`` exists without ``force``, or a checkpoint cannot be read.
+    """
+    if os.path.lexists(out) and not force:
+        raise ExportError(
+            f"--out {out} exists; choose a new folder, or pass --force to replace it"
+        )
+    final = Path(out).resolve()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    store = FileSystemArtifactStore(str(artifact_root))
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    context = _Context(study, store, artifact_root, mask_password(storage_url), now, Path(out))
+    return _build_and_move(context, trials, final)
+
+
+def _build_and_move(
+    context: _Context, trials: Sequence[FrozenTrial], final: Path
+) -> list[dict[str, Any]]:
+    """Build the export in a fresh folder beside ``final``, then rename it there."""
+    tmp = _fresh_folder(final, "new")
+    try:
+        rows = [_export_trial(context, trial, tmp) for trial in trials]
+        _write_index(context, rows, tmp)
+        _move_into_place(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return rows
+
+
+def _export_trial(context: _Context, trial: FrozenTrial, into: Path) -> dict[str, Any]:
+    folder = into / f"trial-{trial.number}"
+    folder.mkdir()
+    _download_checkpoint(context, trial, folder)
+    record = _provenance(context, trial, folder / PROVENANCE)
+    (folder / PROVENANCE).write_text(json.dumps(record, indent=2, default=str) + "\n")
+    load_path = (context.out / folder.name).as_posix()
+    card = model_card(record, _model_class(folder), load_path)
+    (folder / MODEL_CARD).write_text(card)
+    return index_row(context.study, trial)
+
+
+def _download_checkpoint(context: _Context, trial: FrozenTrial, folder: Path) -> None:
+    files = trial.user_attrs.get(CHECKPOINT_FILES)
+    where = f"trial {trial.number} of study '{context.study.study_name}'"
+    if not isinstance(files, dict) or "config.json" not in files:
+        raise ExportError(
+            f"{where} has no checkpoint ({CHECKPOINT_FILES} attribute missing or without "
+            f"config.json; artifact root {context.root}); re-run the study or export another "
+            "trial"
+        )
+    for name, artifact_id in sorted(files.items()):
+        if Path(name).name != name or name in (".", ".."):
+            raise ExportError(f"{where}: checkpoint file name {name!r} is not a plain file name")
+        try:
+            download_artifact(
+                artifact_store=context.store,
+                artifact_id=str(artifact_id),
+                file_path=str(folder / name),
+            )
+        except (ArtifactNotFound, ValueError):
+            raise ExportError(
+                f"{where}: checkpoint file {name} (artifact {artifact_id}) is missing from the "
+                f"artifact root {context.root}; pass --artifact-root with the folder the study "
+                "run stored its checkpoints in"
+            ) from None
+
+
+def _provenance(context: _Context, trial: FrozenTrial, path: Path) -> dict[str, Any]:
+    """The trial's ``nas.json`` (as training wrote it) completed with what the study knows."""
+    study = context.study
+    try:
+        record: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    except json.JSONDecodeError as exc:
+        raise ExportError(
+            f"trial {trial.number}: its {PROVENANCE} is not valid JSON ({exc.msg}); "
+            f"the artifact under {context.root} is damaged, export another trial"
+        ) from None
+    for key, attr in (("task", "task"), ("teacher", "teacher"), ("data", "dataset")):
+        record.setdefault(key, study.user_attrs.get(attr))
+    record.update(
+        study=study.study_name,
+        trial=trial.number,
+        values=dict(zip(metric_names(study), trial.values, strict=True)),
+        directions=[d.name.lower() for d in study.directions],
+        constraints=dict(trial.constraints),
+        feasible=is_feasible(trial),
+        baseline=bool(trial.user_attrs.get(BASELINE_TAG)),
+        n_params=trial.user_attrs.get("params"),
+        trial_params=dict(trial.params),
+        storage=context.storage,
+        exported_at=context.exported_at,
+        exported_by=f"nas {nas.__version__}",
+    )
+    return record
+
+
+def metric_names(study: optuna.Study) -> list[str]:
+    """The study's objective names (``value0``... when the study never named them)."""
+    return study.metric_names or [f"value{i}" for i in range(len(study.directions))]
+
+
+def is_feasible(trial: FrozenTrial) -> bool:
+    """Whether every constraint of the trial holds (Optuna: a value <= 0 is feasible)."""
+    return all(v <= 0 for v in trial.constraints.values())
+
+
+def _model_class(folder: Path) -> str:
+    """The ``transformers`` auto class that loads the checkpoint, from its ``architectures``."""
+    config = json.loads((folder / "config.json").read_text())
+    architectures = " ".join(config.get("architectures") or [])
+    if "ForQuestionAnswering" in architectures:
+        return "AutoModelForQuestionAnswering"
+    if "ForSequenceClassification" in architectures:
+        return "AutoModelForSequenceClassification"
+    return "AutoModel"
+
+
+def index_row(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
+    """One row of the index: trial, folder, values and task metrics by name, params count,
+    feasible, baseline flag, then the trial's params (``param:NAME`` if a name is taken)."""
+    row: dict[str, Any] = {"trial": trial.number, "folder": f"trial-{trial.number}"}
+    row.update(zip(metric_names(study), trial.values, strict=True))
+    for key, value in sorted(trial.user_attrs.items()):
+        if key.startswith("metric:"):
+            row.setdefault(key.removeprefix("metric:"), value)
+    row["n_params"] = trial.user_attrs.get("params")
+    row["feasible"] = is_feasible(trial)
+    row["baseline"] = bool(trial.user_attrs.get(BASELINE_TAG))
+    row.update({k if k not in row else f"param:{k}": v for k, v in trial.params.items()})
+    return row
+
+
+def _write_index(context: _Context, rows: Sequence[Mapping[str, Any]], into: Path) -> None:
+    study = context.study
+    index = {
+        "study": study.study_name,
+        "storage": context.storage,
+        "artifact_root": str(context.root),
+        "exported_at": context.exported_at,
+        "nas_version": nas.__version__,
+        "objectives": dict(
+            zip(metric_names(study), [d.name.lower() for d in study.directions], strict=True)
+        ),
+        "trials": list(rows),
+    }
+    (into / INDEX_JSON).write_text(json.dumps(index, indent=2, default=str) + "\n")
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    with open(into / INDEX_CSV, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _fresh_folder(final: Path, role: str) -> Path:
+    """A new hidden folder beside ``final`` (made with ``mkdir``, so the umask applies)."""
+    folder = final.parent / f".{final.name}.{role}-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    return folder
+
+
+def _move_into_place(tmp: Path, final: Path) -> None:
+    """Rename ``tmp`` to ``final``; an existing ``final`` is set aside first, removed after."""
+    if not os.path.lexists(final):
+        os.rename(tmp, final)
+        return
+    aside = _fresh_folder(final, "old")
+    os.rename(final, aside / final.name)
+    try:
+        os.rename(tmp, final)
+    except BaseException:
+        os.rename(aside / final.name, final)  # the old export comes back untouched
+        shutil.rmtree(aside, ignore_errors=True)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def model_card(record: Mapping[str, Any], model_class: str, path: str) -> str:
+    """A Hugging Face model card (``README.md``) for one exported trial.
+
+    Args:
+        record: The trial's completed ``nas.json``.
+        model_class: The ``transformers`` auto class that loads it.
+        path: The folder to load from, as shown in the snippet.
+
+    Returns:
+        Markdown with YAML front matter.
+    """
+    metrics = record.get("metrics") or {}
+    lines = [
+        *_card_header(record),
+        *_section("Objectives", "metric", record.get("values") or {}),
+        *_section("Task metrics", "metric", metrics.get("task") or {}),
+        *_section("Trial parameters", "parameter", record.get("trial_params") or {}),
+        *_load_snippet(model_class, path),
+        *_provenance_lines(record),
+    ]
+    return "\n".join(lines)
+
+
+def _card_header(record: Mapping[str, Any]) -> list[str]:
+    role = " (the study's baseline)" if record.get("baseline") else ""
+    summary = {
+        "task": record.get("task"),
+        "teacher": record.get("teacher"),
+        "data": record.get("data"),
+        "parameters": _count(record.get("n_params")),
+        "feasible": "yes" if record.get("feasible") else "no",
+    }
+    return [
+        "---",
+        "library_name: transformers",
+        f"tags: [distillation, nas, {record.get('task')}]",
+        "---",
+        "",
+        f"# {record.get('study')}: trial {record.get('trial')}",
+        "",
+        f"A DistilBERT student distilled from `{record.get('teacher')}` by nas, trial "
+        f"{record.get('trial')} of study `{record.get('study')}`{role}.",
+        "",
+        *_table(("item", "value"), summary),
+        "",
+    ]
+
+
+def _section(title: str, key: str, rows: Mapping[str, Any]) -> list[str]:
+    return [f"## {title}", "", *_table((key, "value"), rows), ""]
+
+
+def _table(header: tuple[str, str], rows: Mapping[str, Any]) -> list[str]:
+    cells = [f"| {k} | {_cell(v)} |" for k, v in rows.items()]
+    return [f"| {header[0]} | {header[1]} |", "| --- | --- |", *cells]
+
+
+def _cell(value: Any) -> str:
+    text = f"{value:.6g}" if isinstance(value, float) else str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _count(value: Any) -> str:
+    return f"{int(value):,}" if isinstance(value, int | float) else str(value)
+
+
+def _load_snippet(model_class: str, path: str) -> list[str]:
+    return [
+        "## How to load",
+        "",
+        "```python",
+        f"from transformers import {model_class}, AutoTokenizer",
+        "",
+        f'model = {model_class}.from_pretrained("{path}")',
+        f'tokenizer = AutoTokenizer.from_pretrained("{path}")',
+        "```",
+        "",
+    ]
+
+
+def _provenance_lines(record: Mapping[str, Any]) -> list[str]:
+    return [
+        "## Provenance",
+        "",
+        f"- study: `{record.get('study')}` in `{record.get('storage')}`, "
+        f"trial {record.get('trial')}",
+        f"- constraints (<= 0 feasible): {record.get('constraints') or 'none'}",
+        f"- trained with nas {record.get('nas_version', '?')}, python "
+        f"{record.get('python', '?')}, torch {record.get('torch', '?')}",
+        f"- exported by {record.get('exported_by')} at {record.get('exported_at')}",
+        f"- full record: `{PROVENANCE}`",
+        "",
+    ]
