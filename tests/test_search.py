@@ -161,7 +161,9 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(tiny_study, tmp_path: 
     assert sorted(t.user_attrs["requeued_from"] for t in requeued) == running
     for orphan in orphans:
         twin = next(t for t in requeued if t.user_attrs["requeued_from"] == orphan.number)
-        assert twin.params == orphan.params
+        # the kill can land while the orphan's params are still being sampled: the re-run
+        # keeps every param the orphan had and samples the rest
+        assert orphan.params.items() <= twin.params.items()
     after = {t.number: t.values for t in trials if t.state == TrialState.COMPLETE}
     for number, values in complete_before.items():
         assert after[number] == values  # nothing completed was lost or changed
