@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from transformers import (
     AutoConfig,
     AutoModelForQuestionAnswering,
@@ -242,6 +243,7 @@ def _teacher_start(
 ) -> tuple[Any, PreTrainedModel]:
     """Tokenizer and initial model: a pretrained checkpoint, or a random BERT from ``arch``."""
     extra: dict[str, Any] = {} if task.kind == "qa" else {"num_labels": num_labels}
+    torch.manual_seed(spec.seed)  # the random init (and any new head) is part of the recipe
     if spec.init is not None:
         init = config.resolve(spec.init) or spec.init
         tokenizer = load_tokenizer(init, "teacher.train.init")
