@@ -37,9 +37,13 @@ class StorageError(NasError):
     """The storage URL cannot be opened."""
 
 
-def resolve_storage(cli: str | None, config: StudyConfig) -> str:
-    """The storage URL: ``--storage``, then the study config, then ``NAS_STORAGE``, then SQLite."""
-    return cli or config.storage or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+def resolve_storage(cli: str | None, config: StudyConfig | None = None) -> str:
+    """The storage URL: ``--storage``, then the study config, then ``NAS_STORAGE``, then SQLite.
+
+    Commands that name a study rather than a config file pass no config.
+    """
+    from_config = config.storage if config is not None else None
+    return cli or from_config or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
 
 
 def mask_password(url: str) -> str:

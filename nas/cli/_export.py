@@ -56,7 +56,7 @@ def parse_trial_numbers(text: str) -> list[int]:
 def export_command(args: argparse.Namespace) -> int:
     from nas.cli._study import _load
     from nas.export import export_trials, resolve_artifact_root, select_trials
-    from nas.study import DEFAULT_STORAGE, STORAGE_ENV
+    from nas.study import resolve_storage
 
     numbers = None if args.trials is None else parse_trial_numbers(args.trials)
     if os.path.lexists(args.out) and not args.force:
@@ -64,7 +64,7 @@ def export_command(args: argparse.Namespace) -> int:
             f"--out {args.out} exists; choose a new folder, or pass --force to replace it"
         )
     study = _load(args)
-    url = args.storage or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE  # as _load resolves
+    url = resolve_storage(args.storage)  # the URL _load opened
     trials = select_trials(study, numbers)
     root = resolve_artifact_root(args.artifact_root, study)
     rows = export_trials(study, trials, args.out, root, url, force=args.force)

@@ -85,11 +85,9 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> optuna.Study:
-    import os
+    from nas.study import mask_password, open_storage, resolve_storage
 
-    from nas.study import DEFAULT_STORAGE, STORAGE_ENV, mask_password, open_storage
-
-    url = args.storage or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+    url = resolve_storage(args.storage)
     storage = open_storage(url)
     names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
     if args.name not in names:
@@ -118,11 +116,9 @@ def status_command(args: argparse.Namespace) -> int:
 
 
 def list_command(args: argparse.Namespace) -> int:
-    import os
+    from nas.study import open_storage, resolve_storage
 
-    from nas.study import DEFAULT_STORAGE, STORAGE_ENV, open_storage
-
-    storage = open_storage(args.storage or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE)
+    storage = open_storage(resolve_storage(args.storage))
     summaries = optuna.get_all_study_summaries(storage)
     if not summaries:
         print("no studies")
