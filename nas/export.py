@@ -29,7 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 import nas
 from nas.errors import NasError
-from nas.study import BASELINE_TAG, front_rows, mask_password
+from nas.study import BASELINE_TAG, front_rows, mask_password, named_constraints
 
 DEFAULT_ARTIFACT_ROOT = ".nas/artifacts"  # as ``nas study run``: relative to where nas runs
 CHECKPOINT_FILES = "checkpoint_files"  # trial user attr: file name -> artifact id
@@ -217,7 +217,7 @@ def _provenance(context: _Context, trial: FrozenTrial, path: Path) -> dict[str, 
         trial=trial.number,
         values=dict(zip(metric_names(study), trial.values, strict=True)),
         directions=[d.name.lower() for d in study.directions],
-        constraints=dict(trial.constraints),
+        constraints=named_constraints(trial),
         feasible=is_feasible(trial),
         baseline=bool(trial.user_attrs.get(BASELINE_TAG)),
         n_params=trial.user_attrs.get("params"),

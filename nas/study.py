@@ -31,6 +31,7 @@ BASELINE_TAG = "baseline"
 REQUEUED_FROM = "requeued_from"  # user attr on a re-enqueued trial: the orphan's number
 DRIVER = "driver"  # user attr: host:pid of the driver that asked the trial
 RERUN_REASONS = ("orphaned", "interrupted")  # failures whose params are queued again once
+DASHBOARD_CONSTRAINTS = "constraints"  # system attr: the list optuna-dashboard reads
 
 
 class StorageError(NasError):
@@ -161,7 +162,18 @@ def tell_complete(
         trial.set_user_attr(key, value)
     for key, value in constraints.items():
         trial.set_constraint(key, value)
+    if constraints:
+        # optuna-dashboard 0.21 reads constraint values only from this list (Optuna's older
+        # format); Optuna 5 reads both, so the list repeats the named values under "0", "1"...
+        trial.storage.set_trial_system_attr(
+            trial._trial_id, DASHBOARD_CONSTRAINTS, [float(v) for v in constraints.values()]
+        )
     return study.tell(trial, list(values))
+
+
+def named_constraints(trial: FrozenTrial) -> dict[str, float]:
+    """The trial's constraints by name, without the dashboard's positional copies."""
+    return {k: v for k, v in trial.constraints.items() if not k.isdigit()}
 
 
 def tell_failure(

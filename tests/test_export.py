@@ -13,6 +13,7 @@ import pytest
 from cli_run import assert_usage_error, run_nas
 
 from nas.export import ExportError, export_trials, resolve_artifact_root, select_trials
+from nas.study import named_constraints
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def test_front_export_writes_folders_and_index(searched: Searched, tmp_path: Pat
         record = json.loads((folder / "nas.json").read_text())
         assert record["study"] == "tiny" and record["trial"] == trial.number
         assert record["values"] == dict(zip(study.metric_names, trial.values, strict=True))
-        assert record["constraints"] == trial.constraints and record["feasible"] is True
+        assert record["constraints"] == named_constraints(trial) and record["feasible"] is True
         assert record["storage"] == searched.url and record["exported_at"]
         card = (folder / "README.md").read_text()
         assert "AutoModelForQuestionAnswering.from_pretrained" in card
