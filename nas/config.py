@@ -130,6 +130,9 @@ class StudyConfig:
     objectives: tuple[Objective, ...] = ()  # default: task metric max, params min
     thresholds: tuple[Threshold, ...] = ()
     baseline: dict[str, Any] | None = None  # params enqueued first and tagged `baseline`
+    # hypervolume reference point by objective name, e.g. {exact: 50, params: 66.4e6};
+    # unset objectives default to the threshold (task metric) and the baseline's value
+    reference_point: dict[str, float] | None = None
     n_trials: int = 20
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     storage: str | None = None
@@ -208,6 +211,9 @@ def check_study(config: StudyConfig, where: str) -> None:
     names = [o.name for o in config.objectives]
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}: objectives repeat a name: {names}")
+    for key, value in (config.reference_point or {}).items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: reference_point.{key} = {value!r} must be a number")
     if config.resources.cpu <= 0 or config.resources.gpu < 0:
         raise ConfigError(f"{where}: resources {config.resources} must have cpu > 0 and gpu >= 0")
 
