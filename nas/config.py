@@ -211,9 +211,6 @@ def check_study(config: StudyConfig, where: str) -> None:
     names = [o.name for o in config.objectives]
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}: objectives repeat a name: {names}")
-    for key, value in (config.reference_point or {}).items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where}: reference_point.{key} = {value!r} must be a number")
     if config.resources.cpu <= 0 or config.resources.gpu < 0:
         raise ConfigError(f"{where}: resources {config.resources} must have cpu > 0 and gpu >= 0")
 
@@ -285,6 +282,8 @@ def _coerce(tp: Any, value: Any, where: str, key: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: {key} = {value!r} must be a mapping")
+        if len(args) == 2 and args[1] is not Any:
+            return {k: _coerce(args[1], v, where, f"{key}.{k}") for k, v in value.items()}
         return dict(value)
     return _scalar(tp, value, where, key)
 
