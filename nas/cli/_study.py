@@ -131,26 +131,12 @@ def list_command(args: argparse.Namespace) -> int:
 
 
 def front_command(args: argparse.Namespace) -> int:
-    from nas.front import Point, deltas, pick
+    from nas.front import deltas
+    from nas.summary import front_table, pick_lines, summarize
 
-    study = _load(args)
-    names = study.metric_names or []
-    if "params" not in names or len(names) < 2:
-        raise NasError(
-            f"study {args.name} has objectives {names}; the front table needs a "
-            "task metric and params"
-        )
-    metric = next(n for n in names if n not in ("params", "latency_ms"))
-    im, ip = names.index(metric), names.index("params")
-
-    def point(t: optuna.trial.FrozenTrial) -> Point:
-        return Point(t.number, t.values[im], t.values[ip], bool(t.user_attrs.get("baseline")))
-
-    front = sorted((point(t) for t in study.best_trials), key=lambda p: p.params)
-    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    baseline = next((point(t) for t in done if t.user_attrs.get("baseline")), None)
-    picks = pick(front, baseline)
-    rows = [(p, *deltas(p, baseline)) for p in front]
+    summary = summarize(_load(args))
+    metric, baseline, picks = summary.metric, summary.baseline, summary.picks
+    rows = [(p, *deltas(p, baseline)) for p in summary.front]
     if args.json:
         import json
 
@@ -169,34 +155,7 @@ def front_command(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    print(_front_table(metric, baseline, rows))
-    labels = {
-        "same_size": "keep the baseline's size, maximize " + metric,
-        "balanced": "minimize size and maximize " + metric + " (knee)",
-        "smallest": "minimize size, keep the baseline's " + metric,
-    }
-    for key, label in labels.items():
-        chosen = getattr(picks, key)
+    print(front_table(metric, baseline, rows))
+    for label, chosen in pick_lines(metric, picks):
         print(f"{label}: " + (f"trial {chosen.trial}" if chosen else "none"))
     return 0
-
-
-def _front_table(metric: str, baseline: Any, rows: list[Any]) -> str:
-    header = f"{'trial':>7}  {metric:>8}  {'params':>9}  {'d ' + metric:>9}  {'d params':>9}"
-    lines = [header]
-    if baseline is not None:
-        lines.append(
-            f"{str(baseline.trial) + ' (b)':>7}  {baseline.metric:8.2f}  "
-            f"{baseline.params / 1e6:8.3f}M  {'':>9}  {'':>9}"
-        )
-    for p, dm, dp in rows:
-        tag = "*" if p.baseline else ""
-        dm_text = "" if dm is None else f"{dm:+.2f}"
-        dp_text = "" if dp is None else f"{dp:+.1f}%"
-        lines.append(
-            f"{str(p.trial) + tag:>7}  {p.metric:8.2f}  {p.params / 1e6:8.3f}M  "
-            f"{dm_text:>9}  {dp_text:>9}"
-        )
-    if not rows:
-        lines.append("(no feasible COMPLETE trial yet)")
-    return "\n".join(lines)

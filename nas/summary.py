@@ -1,0 +1,239 @@
+"""A finished (or running) study read back as plain data: the front, the baseline, the picks,
+every trial's standing, and the hypervolume history.
+
+``nas study front``, the HTML report and the dashboard publication all read the study through
+:func:`summarize`, so the three always agree.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from nas.errors import NasError
+from nas.front import Picks, Point, pick
+from nas.study import BASELINE_TAG, MESSAGE, REASON, named_constraints
+
+SIZE_OBJECTIVES = ("params", "latency_ms")  # objectives that are costs, not task metrics
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    """One trial as the report's table shows it."""
+
+    number: int
+    state: str  # COMPLETE, FAIL, RUNNING, WAITING, PRUNED
+    standing: str  # front, dominated, infeasible, failed, running, waiting
+    values: dict[str, float]
+    params: dict[str, Any]
+    constraints: dict[str, float]
+    baseline: bool
+    reason: str = ""  # failure reason (oom, nan_loss, ...) of a FAIL trial
+    message: str = ""
+    duration_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Summary:
+    study: str
+    names: list[str]  # objective names, in the study's order
+    directions: list[str]  # "maximize" / "minimize" per objective
+    metric: str  # the task metric among the objectives
+    rows: list[TrialRow]
+    front: list[Point]  # feasible Pareto front, smallest first
+    baseline: Point | None
+    picks: Picks
+    failures: dict[str, int] = field(default_factory=dict)  # reason -> count
+
+    def count(self, standing: str) -> int:
+        return sum(1 for r in self.rows if r.standing == standing)
+
+
+def task_metric(names: list[str]) -> str:
+    """The objective that is a task metric (the first one that is not a cost)."""
+    for name in names:
+        if name not in SIZE_OBJECTIVES:
+            return name
+    raise NasError(f"the study's objectives {names} have no task metric")
+
+
+def summarize(study: optuna.Study) -> Summary:
+    names = list(study.metric_names or [f"value{i}" for i in range(len(study.directions))])
+    if "params" not in names:
+        raise NasError(
+            f"study '{study.study_name}' has objectives {names}; nas reads studies whose "
+            "objectives include a task metric and params (studies made by nas study run)"
+        )
+    metric = task_metric(names)
+    im, ip = names.index(metric), names.index("params")
+    front_numbers = {t.number for t in study.best_trials}
+    rows = [_row(t, names, front_numbers) for t in study.get_trials(deepcopy=False)]
+
+    def point(r: TrialRow) -> Point:
+        return Point(r.number, r.values[names[im]], r.values[names[ip]], r.baseline)
+
+    front = sorted((point(r) for r in rows if r.standing == "front"), key=lambda p: p.params)
+    done = [r for r in rows if r.state == "COMPLETE"]
+    baseline = next((point(r) for r in done if r.baseline), None)
+    failures: dict[str, int] = {}
+    for r in rows:
+        if r.state == "FAIL":
+            failures[r.reason] = failures.get(r.reason, 0) + 1
+    return Summary(
+        study=study.study_name,
+        names=names,
+        directions=[d.name.lower() for d in study.directions],
+        metric=metric,
+        rows=rows,
+        front=front,
+        baseline=baseline,
+        picks=pick(front, baseline),
+        failures=failures,
+    )
+
+
+def _row(t: FrozenTrial, names: list[str], front: set[int]) -> TrialRow:
+    constraints = named_constraints(t)
+    if t.state == TrialState.COMPLETE:
+        if any(v > 0 for v in constraints.values()):
+            standing = "infeasible"
+        else:
+            standing = "front" if t.number in front else "dominated"
+    else:
+        standing = {TrialState.FAIL: "failed", TrialState.RUNNING: "running"}.get(
+            t.state, t.state.name.lower()
+        )
+    duration = t.duration.total_seconds() if t.duration is not None else None
+    values = dict(zip(names, t.values, strict=True)) if t.values else {}
+    return TrialRow(
+        number=t.number,
+        state=t.state.name,
+        standing=standing,
+        values=values,
+        params=dict(t.params),
+        constraints=constraints,
+        baseline=bool(t.user_attrs.get(BASELINE_TAG)),
+        reason=str(t.user_attrs.get(REASON, "unknown")) if t.state == TrialState.FAIL else "",
+        message=str(t.user_attrs.get(MESSAGE, "")).splitlines()[0][:200]
+        if t.user_attrs.get(MESSAGE)
+        else "",
+        duration_s=duration,
+    )
+
+
+# ------------------------------------------------------------------------------ text forms
+
+
+def pick_lines(metric: str, picks: Picks) -> list[tuple[str, Any]]:
+    """The reference experiment's three picks, labelled."""
+    return [
+        (f"keep the baseline's size, maximize {metric}", picks.same_size),
+        (f"minimize size and maximize {metric} (knee)", picks.balanced),
+        (f"minimize size, keep the baseline's {metric}", picks.smallest),
+    ]
+
+
+def front_table(
+    metric: str, baseline: Point | None, rows: list[tuple[Point, float | None, float | None]]
+) -> str:
+    """The front as the reference experiment's table: size, metric, differences to baseline."""
+    seen = [p.metric for p, _, _ in rows] + ([baseline.metric] if baseline else [])
+    d = metric_digits(seen)
+    header = f"{'trial':>7}  {metric:>8}  {'params':>9}  {'d ' + metric:>9}  {'d params':>9}"
+    lines = [header]
+    if baseline is not None:
+        lines.append(
+            f"{str(baseline.trial) + ' (b)':>7}  {baseline.metric:8.{d}f}  "
+            f"{baseline.params / 1e6:8.3f}M  {'':>9}  {'':>9}"
+        )
+    for p, dm, dp in rows:
+        tag = "*" if p.baseline else ""
+        dm_text = "" if dm is None else f"{dm:+.{d}f}"
+        dp_text = "" if dp is None else f"{dp:+.1f}%"
+        lines.append(
+            f"{str(p.trial) + tag:>7}  {p.metric:8.{d}f}  {p.params / 1e6:8.3f}M  "
+            f"{dm_text:>9}  {dp_text:>9}"
+        )
+    if not rows:
+        lines.append("(no feasible COMPLETE trial yet)")
+    return "\n".join(lines)
+
+
+def metric_digits(values: list[float]) -> int:
+    """Decimals for a metric: 4 for fractions (accuracy 0.8512), 2 for percentages (EM 67.07)."""
+    return 4 if values and max(abs(v) for v in values) <= 1.0 else 2
+
+
+# ------------------------------------------------------------------------------- hypervolume
+
+
+def reference_point(
+    summary: Summary, config: Mapping[str, Any] | None
+) -> tuple[dict[str, float], dict[str, str]]:
+    """The hypervolume reference point by objective, and where each value came from.
+
+    From the study config's ``reference_point`` where given; otherwise the task metric's
+    threshold, and the baseline's value for the costs; otherwise the worst value seen.
+    """
+    config = config or {}
+    given = dict(config.get("reference_point") or {})
+    unknown = sorted(set(given) - set(summary.names))
+    if unknown:
+        raise NasError(
+            f"reference_point names {unknown}, which are not objectives of study "
+            f"'{summary.study}' ({summary.names}); use those names in the study file"
+        )
+    thresholds = {t["metric"]: float(t["min"]) for t in config.get("thresholds") or ()}
+    baseline = next((r for r in summary.rows if r.baseline and r.state == "COMPLETE"), None)
+    done = [r for r in summary.rows if r.state == "COMPLETE"]
+    point: dict[str, float] = {}
+    source: dict[str, str] = {}
+    for name, direction in zip(summary.names, summary.directions, strict=True):
+        if name in given:
+            point[name], source[name] = float(given[name]), "study config"
+        elif name in thresholds and direction == "maximize":
+            point[name], source[name] = thresholds[name], "threshold"
+        elif baseline is not None and name in SIZE_OBJECTIVES:
+            point[name], source[name] = (
+                baseline.values[name],
+                f"baseline (trial {baseline.number})",
+            )
+        elif done:
+            seen = [r.values[name] for r in done]
+            point[name] = min(seen) if direction == "maximize" else max(seen)
+            source[name] = "worst value seen"
+    return point, source
+
+
+def hypervolume_history(summary: Summary, ref: Mapping[str, float]) -> list[tuple[int, float]]:
+    """(trial number, hypervolume of the feasible trials up to it) in trial order.
+
+    Parameter counts enter in millions, so a 2-objective value reads as metric x M params.
+    Trials that do not beat the reference point in every objective add nothing.
+    """
+    from optuna._hypervolume import compute_hypervolume  # Optuna's own WFG implementation
+
+    if set(ref) != set(summary.names):
+        return []
+    signs = np.array([-1.0 if d == "maximize" else 1.0 for d in summary.directions])
+    scale = np.array([1e-6 if n == "params" else 1.0 for n in summary.names])
+    ref_min = signs * scale * np.array([ref[n] for n in summary.names])
+    kept: list[np.ndarray] = []
+    history = []
+    volume = 0.0
+    for row in sorted(summary.rows, key=lambda r: r.number):
+        if row.state != "COMPLETE":
+            continue
+        if row.standing != "infeasible":
+            v = signs * scale * np.array([row.values[n] for n in summary.names])
+            if (v < ref_min).all():
+                kept.append(v)
+                volume = float(compute_hypervolume(np.stack(kept), ref_min))
+        history.append((row.number, volume if math.isfinite(volume) else 0.0))
+    return history
