@@ -114,8 +114,16 @@ class SamplerConfig:
 
 @dataclass(frozen=True)
 class ResourcesConfig:
+    """What one trial asks Ray for, and the memory pre-flight."""
+
     cpu: float = 1.0
-    gpu: float = 0.0  # fractions allowed: 0.5 runs two trials per GPU
+    gpu: float = 0.0  # per trial; a fraction (0.5: two trials share a GPU) or whole GPUs
+    # Fail a trial as `oom_predicted`, without building it, when its estimated training memory
+    # (nas.cost.estimate_training_memory) exceeds the memory it may use: gpu_memory_gb if set
+    # (checked by the driver: the trial never reaches a worker), else the worker GPU's total
+    # memory times `gpu` (checked on the worker, before the student is built).
+    preflight_memory: bool = False
+    gpu_memory_gb: float | None = None  # GiB (2**30 bytes) one trial may use
 
 
 @dataclass(frozen=True)
@@ -211,8 +219,28 @@ def check_study(config: StudyConfig, where: str) -> None:
     names = [o.name for o in config.objectives]
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}: objectives repeat a name: {names}")
-    if config.resources.cpu <= 0 or config.resources.gpu < 0:
-        raise ConfigError(f"{where}: resources {config.resources} must have cpu > 0 and gpu >= 0")
+    _check_resources(config.resources, where)
+
+
+def _check_resources(resources: ResourcesConfig, where: str) -> None:
+    if resources.cpu <= 0 or resources.gpu < 0:
+        raise ConfigError(
+            f"{where}: resources.cpu = {resources.cpu:g}, resources.gpu = {resources.gpu:g}; "
+            "cpu must be > 0 and gpu >= 0"
+        )
+    if resources.gpu > 1 and not resources.gpu.is_integer():
+        raise ConfigError(
+            f"{where}: resources.gpu = {resources.gpu:g}; Ray gives a trial a fraction of one "
+            "GPU or whole GPUs: write e.g. 0.5, 1 or 2"
+        )
+    memory = resources.gpu_memory_gb
+    if memory is not None and memory <= 0:
+        raise ConfigError(f"{where}: resources.gpu_memory_gb = {memory:g} must be > 0 (GiB)")
+    if resources.preflight_memory and memory is None and resources.gpu == 0:
+        raise ConfigError(
+            f"{where}: resources.preflight_memory needs the memory a trial may use; set "
+            "resources.gpu > 0 (the worker's GPU memory times gpu) or resources.gpu_memory_gb"
+        )
 
 
 def _check_qa_lengths(data: DataConfig, where: str) -> None:

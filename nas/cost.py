@@ -58,7 +58,8 @@ def parameter_count(
     )
 
 
-def _human(n_bytes: float) -> str:
+def human_bytes(n_bytes: float) -> str:
+    """``1536`` -> ``1.5 KiB``."""
     for unit in ("B", "KiB", "MiB", "GiB"):
         if abs(n_bytes) < 1024 or unit == "GiB":
             return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
@@ -85,7 +86,7 @@ class MemoryEstimate:
 
     def human(self) -> str:
         """One line, e.g. ``weights 253.2 MiB, gradients ..., total 2.1 GiB``."""
-        return ", ".join(f"{key} {_human(value)}" for key, value in self.as_dict().items())
+        return ", ".join(f"{key} {human_bytes(value)}" for key, value in self.as_dict().items())
 
 
 def activation_bytes_per_token(

@@ -39,6 +39,12 @@ class OutOfMemory(TrialError):
     reason = "oom"
 
 
+class PredictedOutOfMemory(TrialError):
+    """The memory pre-flight predicts the trial will not fit; it was not built or trained."""
+
+    reason = "oom_predicted"
+
+
 class Diverged(TrialError):
     """The training loss became NaN or infinite."""
 

@@ -1,7 +1,9 @@
 """Trials of a study as Hugging Face folders with provenance, a model card and an index.
 
-A completed trial's checkpoint lives in the artifact store, one Optuna artifact per file, its
-ids in the trial's ``checkpoint_files`` user attribute (see ``nas.runner``). An export copies
+A completed trial's checkpoint lives in the artifact store (a folder or ``s3://BUCKET/PREFIX``,
+see ``nas.artifacts``), one Optuna artifact per file, its ids in the trial's
+``checkpoint_files`` user attribute and its root in ``artifact_root`` (see ``nas.runner``). An
+export copies
 those files into ``OUT/trial-<number>/``, completes ``nas.json`` with what the study knows
 (values by metric name, constraints, storage), writes a model card ``README.md``, and lists the
 trials in ``OUT/index.json`` and ``OUT/index.csv``. Everything is built in a temporary folder
@@ -23,16 +25,22 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.artifacts import FileSystemArtifactStore, download_artifact
+from optuna.artifacts import download_artifact
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
 
 import nas
+from nas.artifacts import (
+    ARTIFACT_ROOT,
+    CHECKPOINT_FILES,
+    DEFAULT_ARTIFACT_ROOT,
+    ArtifactRoot,
+    open_store,
+    parse_root,
+)
 from nas.errors import NasError
 from nas.study import BASELINE_TAG, front_rows, mask_password, named_constraints
 
-DEFAULT_ARTIFACT_ROOT = ".nas/artifacts"  # as ``nas study run``: relative to where nas runs
-CHECKPOINT_FILES = "checkpoint_files"  # trial user attr: file name -> artifact id
 PROVENANCE = "nas.json"
 MODEL_CARD = "README.md"
 INDEX_JSON = "index.json"
@@ -48,26 +56,35 @@ class _Context:
     """What every exported trial of one export shares."""
 
     study: optuna.Study
-    store: FileSystemArtifactStore
-    root: Path  # the artifact root, for messages
+    root: ArtifactRoot | None  # --artifact-root: overrides what each trial recorded
     storage: str  # password masked
     exported_at: str  # ISO 8601, UTC
     out: Path  # the destination as the user named it, for the load snippet
+    stores: dict[str, Any]  # artifact root URL -> its open store
 
 
-def resolve_artifact_root(cli: str | None, study: optuna.Study) -> Path:
-    """The artifact root: ``--artifact-root``, the study's config snapshot, ``.nas/artifacts``.
+def resolve_artifact_root(
+    cli: str | Path | None, study: optuna.Study, trial: FrozenTrial | None = None
+) -> ArtifactRoot:
+    """Where a trial's checkpoint is: ``--artifact-root``; else the root the trial recorded
+    when it was stored; else the study config's ``artifact_root``; else ``.nas/artifacts``.
 
     Args:
-        cli: The ``--artifact-root`` value, if given.
+        cli: The ``--artifact-root`` value, if given (a folder or ``s3://BUCKET/PREFIX``).
         study: The study; its ``config`` user attribute holds the run's ``artifact_root``.
+        trial: The trial; its ``artifact_root`` user attribute is the root it was written to.
 
-    Returns:
-        The folder the trials' checkpoint files were uploaded to.
+    Raises:
+        ArtifactRootError: the value is neither a folder nor an ``s3://`` URL.
     """
+    if cli:
+        return parse_root(cli)
+    recorded = trial.user_attrs.get(ARTIFACT_ROOT) if trial is not None else None
+    if recorded:
+        return parse_root(recorded, f"trial {trial.number if trial else '?'}: artifact_root")
     config = study.user_attrs.get("config")
     configured = config.get("artifact_root") if isinstance(config, dict) else None
-    return Path(cli or configured or DEFAULT_ARTIFACT_ROOT)
+    return parse_root(configured or DEFAULT_ARTIFACT_ROOT, "the study config's artifact_root")
 
 
 def select_trials(study: optuna.Study, numbers: Sequence[int] | None) -> list[FrozenTrial]:
@@ -115,7 +132,7 @@ def export_trials(
     study: optuna.Study,
     trials: Sequence[FrozenTrial],
     out: Path,
-    artifact_root: Path,
+    artifact_root: ArtifactRoot | str | Path | None,
     storage_url: str,
     force: bool = False,
 ) -> list[dict[str, Any]]:
@@ -125,7 +142,8 @@ def export_trials(
         study: The study the trials belong to.
         trials: COMPLETE trials with a ``checkpoint_files`` user attribute.
         out: The export folder; it must not exist unless ``force``.
-        artifact_root: The folder of the study's ``FileSystemArtifactStore``.
+        artifact_root: Where every trial's checkpoint is (``--artifact-root``); None: where
+            each trial recorded it (see :func:`resolve_artifact_root`).
         storage_url: The study's storage, recorded with its password masked.
         force: Replace an existing ``out`` (only once the new export is complete).
 
@@ -141,9 +159,11 @@ def export_trials(
         )
     final = Path(out).resolve()
     final.parent.mkdir(parents=True, exist_ok=True)
-    store = FileSystemArtifactStore(str(artifact_root))
+    root = artifact_root
+    if root is not None and not isinstance(root, ArtifactRoot):
+        root = parse_root(root)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    context = _Context(study, store, artifact_root, mask_password(storage_url), now, Path(out))
+    context = _Context(study, root, mask_password(storage_url), now, Path(out), {})
     return _build_and_move(context, trials, final)
 
 
@@ -165,8 +185,8 @@ def _build_and_move(
 def _export_trial(context: _Context, trial: FrozenTrial, into: Path) -> dict[str, Any]:
     folder = into / f"trial-{trial.number}"
     folder.mkdir()
-    _download_checkpoint(context, trial, folder)
-    record = _provenance(context, trial, folder / PROVENANCE)
+    root = _download_checkpoint(context, trial, folder)
+    record = _provenance(context, trial, folder / PROVENANCE, root)
     (folder / PROVENANCE).write_text(json.dumps(record, indent=2, default=str) + "\n")
     load_path = (context.out / folder.name).as_posix()
     card = model_card(record, _model_class(folder), load_path)
@@ -174,33 +194,46 @@ def _export_trial(context: _Context, trial: FrozenTrial, into: Path) -> dict[str
     return index_row(context.study, trial)
 
 
-def _download_checkpoint(context: _Context, trial: FrozenTrial, folder: Path) -> None:
+def _download_checkpoint(context: _Context, trial: FrozenTrial, folder: Path) -> ArtifactRoot:
+    """Copy the trial's checkpoint files into ``folder``; returns the root they came from."""
+    root = context.root or resolve_artifact_root(None, context.study, trial)
     files = trial.user_attrs.get(CHECKPOINT_FILES)
     where = f"trial {trial.number} of study '{context.study.study_name}'"
     if not isinstance(files, dict) or "config.json" not in files:
         raise ExportError(
             f"{where} has no checkpoint ({CHECKPOINT_FILES} attribute missing or without "
-            f"config.json; artifact root {context.root}); re-run the study or export another "
-            "trial"
+            f"config.json; artifact root {root}); re-run the study or export another trial"
         )
+    if root.url not in context.stores:
+        context.stores[root.url] = open_store(root)
     for name, artifact_id in sorted(files.items()):
         if Path(name).name != name or name in (".", ".."):
             raise ExportError(f"{where}: checkpoint file name {name!r} is not a plain file name")
         try:
             download_artifact(
-                artifact_store=context.store,
+                artifact_store=context.stores[root.url],
                 artifact_id=str(artifact_id),
                 file_path=str(folder / name),
             )
         except (ArtifactNotFound, ValueError):
             raise ExportError(
                 f"{where}: checkpoint file {name} (artifact {artifact_id}) is missing from the "
-                f"artifact root {context.root}; pass --artifact-root with the folder the study "
-                "run stored its checkpoints in"
+                f"artifact root {root}; pass --artifact-root with the folder or s3:// URL the "
+                "study run stored its checkpoints in"
             ) from None
+        except Exception as exc:  # noqa: BLE001 - OSError, botocore errors: one line each
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            raise ExportError(
+                f"{where}: cannot read checkpoint file {name} from the artifact root {root} "
+                f"({first[:200]}); check that it is reachable (S3: credentials and "
+                "AWS_ENDPOINT_URL in the environment)"
+            ) from None
+    return root
 
 
-def _provenance(context: _Context, trial: FrozenTrial, path: Path) -> dict[str, Any]:
+def _provenance(
+    context: _Context, trial: FrozenTrial, path: Path, root: ArtifactRoot
+) -> dict[str, Any]:
     """The trial's ``nas.json`` (as training wrote it) completed with what the study knows."""
     study = context.study
     try:
@@ -208,7 +241,7 @@ def _provenance(context: _Context, trial: FrozenTrial, path: Path) -> dict[str, 
     except json.JSONDecodeError as exc:
         raise ExportError(
             f"trial {trial.number}: its {PROVENANCE} is not valid JSON ({exc.msg}); "
-            f"the artifact under {context.root} is damaged, export another trial"
+            f"the artifact under {root} is damaged, export another trial"
         ) from None
     for key, attr in (("task", "task"), ("teacher", "teacher"), ("data", "dataset")):
         record.setdefault(key, study.user_attrs.get(attr))
@@ -223,6 +256,7 @@ def _provenance(context: _Context, trial: FrozenTrial, path: Path) -> dict[str, 
         n_params=trial.user_attrs.get("params"),
         trial_params=dict(trial.params),
         storage=context.storage,
+        artifact_root=root.url,
         exported_at=context.exported_at,
         exported_by=f"nas {nas.__version__}",
     )
@@ -270,7 +304,7 @@ def _write_index(context: _Context, rows: Sequence[Mapping[str, Any]], into: Pat
     index = {
         "study": study.study_name,
         "storage": context.storage,
-        "artifact_root": str(context.root),
+        "artifact_roots": sorted(context.stores),  # where the checkpoints were read from
         "exported_at": context.exported_at,
         "nas_version": nas.__version__,
         "objectives": dict(

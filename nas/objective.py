@@ -52,6 +52,7 @@ class Metrics:
     eval_time_s: float
     device: str
     latency_ms: float | None = None  # median batch-1 inference latency, when an objective
+    peak_memory_bytes: int | None = None  # peak_memory_mb in bytes (see memory_kind)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def value(self, name: str) -> float:
@@ -190,6 +191,7 @@ def run_trial(
         eval_time_s=eval_time,
         device=str(device),
         latency_ms=latency,
+        peak_memory_bytes=result.peak_memory_bytes,
         extra={"final_loss": result.final_loss, "train_samples": result.samples},
     )
     if out_dir is not None:

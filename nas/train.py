@@ -40,6 +40,7 @@ class TrainResult:
     final_loss: float
     peak_memory_mb: float
     memory_kind: str  # "cuda_max_allocated" or "cpu_max_rss" (whole process)
+    peak_memory_bytes: int  # the same peak in bytes
 
 
 def resolve_device(name: str) -> torch.device:
@@ -212,10 +213,9 @@ def train(
             torch.cuda.empty_cache()
         raise OutOfMemory(str(exc).splitlines()[0] if str(exc) else "CUDA out of memory") from exc
     elapsed = time.perf_counter() - start
-    peak, memory_kind = peak_memory_mb(device)
-    return TrainResult(
-        step, samples, elapsed, samples / max(elapsed, 1e-9), loss_value, peak, memory_kind
-    )
+    peak, memory_kind = peak_memory_bytes(device)
+    rate = samples / max(elapsed, 1e-9)
+    return TrainResult(step, samples, elapsed, rate, loss_value, peak / 2**20, memory_kind, peak)
 
 
 def _steps(
@@ -263,11 +263,21 @@ def _inject_oom_fault(model: nn.Module) -> None:
         )
 
 
-def peak_memory_mb(device: torch.device) -> tuple[float, str]:
+def peak_memory_bytes(device: torch.device) -> tuple[int, str]:
+    """Peak memory and its kind: on CUDA ``torch.cuda.max_memory_allocated`` since the last
+    ``reset_peak_memory_stats`` (tensors only: no CUDA context, no allocator cache); on CPU the
+    whole process's peak resident set (``ru_maxrss``), data and earlier trials of the process
+    included."""
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
+        return int(torch.cuda.max_memory_allocated(device)), "cuda_max_allocated"
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return rss / (2**20 if sys.platform == "darwin" else 2**10), "cpu_max_rss"
+    return int(rss if sys.platform == "darwin" else rss * 1024), "cpu_max_rss"
+
+
+def peak_memory_mb(device: torch.device) -> tuple[float, str]:
+    """:func:`peak_memory_bytes` in MiB."""
+    peak, kind = peak_memory_bytes(device)
+    return peak / 2**20, kind
 
 
 # ----------------------------------------------------------------------------- inference

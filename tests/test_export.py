@@ -213,9 +213,16 @@ def test_a_trial_without_checkpoint_is_an_error(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_artifact_root_comes_from_flag_then_config_then_default() -> None:
+def test_artifact_root_comes_from_flag_then_trial_then_config_then_default() -> None:
     study = in_memory_study()
-    assert resolve_artifact_root(None, study) == Path(".nas/artifacts")
+    plain = study.trials[0]
+    assert resolve_artifact_root(None, study, plain).url == str(Path(".nas/artifacts").resolve())
     study.set_user_attr("config", {"artifact_root": "/data/artifacts"})
-    assert resolve_artifact_root(None, study) == Path("/data/artifacts")
-    assert resolve_artifact_root("elsewhere", study) == Path("elsewhere")
+    assert resolve_artifact_root(None, study, plain).url == "/data/artifacts"
+    recorded = optuna.trial.create_trial(
+        values=[1.0, 2.0], user_attrs={"artifact_root": "s3://bucket/ckpt/"}
+    )
+    root = resolve_artifact_root(None, study, recorded)
+    assert (root.url, root.bucket, root.prefix) == ("s3://bucket/ckpt", "bucket", "ckpt/")
+    flag = resolve_artifact_root("elsewhere", study, recorded)
+    assert flag.url == str(Path("elsewhere").resolve()) and flag.bucket is None

@@ -34,8 +34,9 @@ def register(commands: Any) -> None:
     )
     export.add_argument(
         "--artifact-root",
-        help="where the study run stored checkpoints (default: the study config's "
-        "artifact_root, then .nas/artifacts)",
+        help="where the study run stored checkpoints: a folder or s3://BUCKET/PREFIX "
+        "(default: the root each trial recorded, then the study config's artifact_root, "
+        "then .nas/artifacts)",
     )
     export.add_argument(
         "--force", action="store_true", help="replace OUT if it exists, once the new one is done"
@@ -54,8 +55,9 @@ def parse_trial_numbers(text: str) -> list[int]:
 
 
 def export_command(args: argparse.Namespace) -> int:
+    from nas.artifacts import parse_root
     from nas.cli._study import _load
-    from nas.export import export_trials, resolve_artifact_root, select_trials
+    from nas.export import export_trials, select_trials
     from nas.study import resolve_storage
 
     numbers = None if args.trials is None else parse_trial_numbers(args.trials)
@@ -66,7 +68,7 @@ def export_command(args: argparse.Namespace) -> int:
     study = _load(args)
     url = resolve_storage(args.storage)  # the URL _load opened
     trials = select_trials(study, numbers)
-    root = resolve_artifact_root(args.artifact_root, study)
+    root = parse_root(args.artifact_root) if args.artifact_root else None  # None: as recorded
     rows = export_trials(study, trials, args.out, root, url, force=args.force)
     folders = ", ".join(str(row["folder"]) for row in rows)
     print(f"exported {len(rows)} trial(s) of study {study.study_name} to {args.out}: {folders}")
