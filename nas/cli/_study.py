@@ -1,4 +1,4 @@
-"""``nas study run | status | list``: the search service."""
+"""``nas study run | status | front | report | list``: the search service."""
 
 from __future__ import annotations
 
@@ -51,6 +51,15 @@ def register(commands: Any) -> None:
     _storage_arg(front)
     front.add_argument("--json", action="store_true", help="machine-readable output")
     front.set_defaults(run=front_command)
+
+    report = sub.add_parser(
+        "report",
+        help="one self-contained HTML file: front, hypervolume, importances, trials",
+    )
+    report.add_argument("name", help="study name")
+    _storage_arg(report)
+    report.add_argument("--out", required=True, help="HTML file to write, e.g. report.html")
+    report.set_defaults(run=report_command)
 
     listing = sub.add_parser("list", help="studies in the storage")
     _storage_arg(listing)
@@ -158,4 +167,20 @@ def front_command(args: argparse.Namespace) -> int:
     print(front_table(metric, baseline, rows))
     for label, chosen in pick_lines(metric, picks):
         print(f"{label}: " + (f"trial {chosen.trial}" if chosen else "none"))
+    return 0
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from nas.report import write_report
+    from nas.study import resolve_storage
+
+    study = _load(args)
+    out = Path(args.out)
+    summary = write_report(study, out, resolve_storage(args.storage))
+    print(
+        f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, opens offline): "
+        f"{len(summary.rows)} trials, {len(summary.front)} on the feasible front"
+    )
     return 0
