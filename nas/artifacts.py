@@ -133,7 +133,8 @@ def _s3_client(**config: Any) -> Any:
         raise ArtifactRootError(
             "an s3:// artifact root needs boto3; pip install 'nas-distill[s3]'"
         ) from None
-    return boto3.client("s3", config=Config(**config) if config else None)
+    # a fresh session: credentials and AWS_ENDPOINT_URL are read from the environment now
+    return boto3.session.Session().client("s3", config=Config(**config) if config else None)
 
 
 def check_root(root: ArtifactRoot) -> None:

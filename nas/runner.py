@@ -9,19 +9,31 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from ray.tune.search import Searcher
 
+from nas.artifacts import (
+    ARTIFACT_ROOT,
+    CHECKPOINT_FILES,
+    ArtifactRoot,
+    StoredFile,
+    open_store,
+    parse_root,
+    record_files,
+    remove_files,
+    write_files,
+)
 from nas.config import StudyConfig
 from nas.errors import InvalidConfig, TrialError
+from nas.preflight import BUDGET, ESTIMATE, PEAK, DriverPreflight, memory_summary
 from nas.search_space import SearchSpace
 from nas.study import (
     BASELINE_TAG,
@@ -38,37 +50,84 @@ Printer = Callable[[str], None]
 _PREPARED: dict[str, Any] = {}  # per worker process: the study's data, loaded once
 
 
+class ArtifactWriteError(TrialError):
+    """The worker could not write the checkpoint into the artifact store."""
+
+
 def trainable(ray_config: dict[str, Any], study_config: StudyConfig) -> None:
     """One trial on a Ray worker: run it and report a JSON outcome (never raises)."""
     from ray import tune
 
-    from nas.objective import prepare, run_trial
+    from nas.train import peak_memory_bytes, resolve_device
 
-    number = int(ray_config["number"])
+    memory: dict[str, Any] = {}  # estimate, budget and peak, as they become known
     outcome: dict[str, Any]
     try:
-        key = study_config.source_file + study_config.name
-        if key not in _PREPARED:
-            _PREPARED.clear()
-            _PREPARED[key] = prepare(study_config)
-        out = Path(ray_config["staging"]) / f"trial-{number}"
-        deadline = ray_config.get("deadline_s")
-        metrics = run_trial(
-            _PREPARED[key],
-            ray_config["params"],
-            out,
-            provenance={"trial": number},
-            deadline=None if deadline is None else time.time() + deadline,
-        )
-        outcome = {"status": "ok", "metrics": metrics.as_dict(), "checkpoint": str(out)}
+        outcome = _train_and_store(ray_config, study_config, memory)
     except (TrialError, InvalidConfig) as exc:
         reason = exc.reason if isinstance(exc, TrialError) else "invalid_config"
         outcome = {"status": "fail", "reason": reason, "message": str(exc)}
+        if reason == "oom":  # how much was allocated when it ran out
+            memory[PEAK] = peak_memory_bytes(resolve_device(study_config.training.device))[0]
     except Exception as exc:  # noqa: BLE001 - any other crash is a failed trial, not a dead study
         tail = "".join(traceback.format_exception(exc)[-3:])
         outcome = {"status": "fail", "reason": "error", "message": f"{exc!r}\n{tail}"}
-    outcome["node"] = _node_id()
+    outcome.update(memory, node=_node_id())
     tune.report({"nas_outcome": json.dumps(outcome, default=str)})
+
+
+def _train_and_store(
+    ray_config: dict[str, Any], config: StudyConfig, memory: dict[str, Any]
+) -> dict[str, Any]:
+    """Pre-flight, train, evaluate, then write the checkpoint into the artifact store."""
+    from nas.objective import prepare, run_trial
+    from nas.preflight import check_fits, trial_estimate, worker_budget
+    from nas.train import resolve_device, use_bf16
+
+    number, params = int(ray_config["number"]), ray_config["params"]
+    key = config.source_file + config.name
+    if key not in _PREPARED:
+        _PREPARED.clear()
+        _PREPARED[key] = prepare(config)
+    prepared = _PREPARED[key]
+    device = resolve_device(config.training.device)
+    estimate = trial_estimate(prepared, params, device.type, use_bf16(config.training, device))
+    memory[ESTIMATE] = estimate.total
+    budget = worker_budget(config.resources, device)
+    if budget is not None:
+        memory[BUDGET] = budget.bytes
+        check_fits(estimate, budget)  # before the student is built
+    root = parse_root(ray_config["artifact_root"])
+    deadline = ray_config.get("deadline_s")
+    with tempfile.TemporaryDirectory(prefix=f"nas-trial-{number}-") as tmp:
+        folder = Path(tmp) / "checkpoint"
+        metrics = run_trial(
+            prepared,
+            params,
+            folder,
+            provenance={"trial": number},
+            deadline=None if deadline is None else time.time() + deadline,
+        )
+        memory[PEAK] = metrics.peak_memory_bytes
+        files = _write_checkpoint(root, folder)
+    return {
+        "status": "ok",
+        "metrics": metrics.as_dict(),
+        "artifact_root": root.url,
+        "artifacts": [asdict(stored) for stored in files],
+    }
+
+
+def _write_checkpoint(root: ArtifactRoot, folder: Path) -> list[StoredFile]:
+    try:
+        return write_files(open_store(root), folder)
+    except Exception as exc:  # noqa: BLE001 - OSError, botocore errors...: one message
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ArtifactWriteError(
+            f"cannot write the checkpoint to the artifact root {root} ({first[:300]}); "
+            "nothing was recorded. Every node needs write access to the root (a shared "
+            "folder, or S3 credentials in its environment)"
+        ) from exc
 
 
 def _node_id() -> str:
@@ -90,18 +149,20 @@ class StudySearcher(Searcher):
         config: StudyConfig,
         objective_names: list[str],
         budget: int,
-        artifact_root: Path,
+        artifact_root: ArtifactRoot | str | Path,
         printer: Printer,
         deadline_s: float | None = None,
+        preflight: DriverPreflight | None = None,
     ) -> None:
         super().__init__(metric="nas_outcome", mode="max")
         self.study, self.space, self.config = study, space, config
         self.objective_names = objective_names
         self.budget = budget
-        self.store = FileSystemArtifactStore(str(artifact_root))
-        self.staging = artifact_root / "staging" / config.name
+        root = artifact_root
+        self.root = root if isinstance(root, ArtifactRoot) else parse_root(root)
         self.printer = printer
         self.deadline_s = deadline_s
+        self.preflight = preflight
         self.live: dict[str, optuna.Trial] = {}
         self.asked = 0
         self.finished = 0
@@ -115,13 +176,19 @@ class StudySearcher(Searcher):
                 params = self.space.suggest(trial)
             except InvalidConfig as exc:
                 frozen = tell_failure(self.study, trial, "invalid_config", str(exc))
-                self._print(frozen, None)
+                self._print(frozen)
                 continue
+            if self.preflight is not None:
+                attrs, refusal = self.preflight.check(params)
+                if refusal is not None:  # never launched; its params are not queued again
+                    frozen = tell_failure(self.study, trial, "oom_predicted", refusal, attrs)
+                    self._print(frozen)
+                    continue
             self.live[trial_id] = trial
             return {
                 "params": params,
                 "number": trial.number,
-                "staging": str(self.staging),
+                "artifact_root": self.root.url,
                 "deadline_s": self.deadline_s,
             }
         return Searcher.FINISHED  # type: ignore[return-value]  # Ray's documented sentinel
@@ -134,11 +201,12 @@ class StudySearcher(Searcher):
             return
         outcome = _outcome(result, error)
         attrs = {"node": outcome.get("node", "?")}
+        attrs.update({k: outcome[k] for k in (ESTIMATE, PEAK, BUDGET) if k in outcome})
         if outcome["status"] == "ok":
             frozen = self._complete(trial, outcome, attrs)
         else:
             frozen = tell_failure(self.study, trial, outcome["reason"], outcome["message"], attrs)
-        self._print(frozen, outcome)
+        self._print(frozen)
 
     def fail_live(self, reason: str, message: str) -> None:
         """End every trial still running (Ctrl-C, driver shutdown) as FAIL with ``reason``."""
@@ -147,19 +215,24 @@ class StudySearcher(Searcher):
             frozen = tell_failure(self.study, trial, reason, message)
             if reason in RERUN_REASONS:
                 requeue(self.study, frozen)
-            self._print(frozen, None)
+            self._print(frozen)
 
     def _complete(
         self, trial: optuna.Trial, outcome: dict[str, Any], attrs: dict[str, Any]
     ) -> optuna.trial.FrozenTrial:
+        """Tell the values and record the checkpoint; a trial that fails here instead has its
+        stored files removed, so no FAIL trial holds (or leaks) a checkpoint."""
         from nas.objective import Metrics
 
+        files = [StoredFile(**f) for f in outcome.get("artifacts", [])]
         metrics = Metrics(**outcome["metrics"])
         try:
             values = [metrics.value(n) for n in self.objective_names]
         except KeyError as exc:
+            self._discard(outcome, files)
             return tell_failure(self.study, trial, "error", f"missing metric {exc}", attrs)
         if not all(math.isfinite(v) for v in values):
+            self._discard(outcome, files)
             return tell_failure(
                 self.study, trial, "nan_loss", f"non-finite objective values {values}", attrs
             )
@@ -174,21 +247,17 @@ class StudySearcher(Searcher):
             device=metrics.device,
             latency_ms=metrics.latency_ms,
         )
-        attrs["checkpoint_files"] = self._upload(trial, Path(outcome["checkpoint"]))
+        attrs[CHECKPOINT_FILES] = record_files(trial, files)
+        attrs[ARTIFACT_ROOT] = outcome["artifact_root"]
+        attrs["checkpoint_bytes"] = sum(f.size for f in files)
         constraints = constraint_values(self.config, metrics.task)
         return tell_complete(self.study, trial, values, constraints, attrs)
 
-    def _upload(self, trial: optuna.Trial, folder: Path) -> dict[str, str]:
-        """Each checkpoint file becomes an Optuna artifact of the trial; staging is removed."""
-        ids = {}
-        for path in sorted(folder.iterdir()):
-            ids[path.name] = upload_artifact(
-                artifact_store=self.store, file_path=str(path), study_or_trial=trial
-            )
-        shutil.rmtree(folder, ignore_errors=True)
-        return ids
+    def _discard(self, outcome: dict[str, Any], files: list[StoredFile]) -> None:
+        if files:
+            remove_files(open_store(parse_root(outcome["artifact_root"])), files)
 
-    def _print(self, trial: optuna.trial.FrozenTrial, outcome: dict[str, Any] | None) -> None:
+    def _print(self, trial: optuna.trial.FrozenTrial) -> None:
         self.finished += 1
         self.printer(trial_line(trial, self.objective_names, f"{self.finished}/{self.budget}"))
 
@@ -212,16 +281,18 @@ def trial_line(trial: optuna.trial.FrozenTrial, objective_names: list[str], coun
         f"ffn{p.get('ffn_dim', '?')}"
     )
     tag = " baseline" if trial.user_attrs.get(BASELINE_TAG) else ""
+    memory = memory_summary(trial.user_attrs)
+    memory = f" [{memory}]" if memory else ""
     if trial.state == optuna.trial.TrialState.COMPLETE and trial.values:
         vals = " ".join(
             f"{n}={_fmt(v)}" for n, v in zip(objective_names, trial.values, strict=False)
         )
         feasible = all(v <= 0 for v in trial.constraints.values())
         state = "COMPLETE" if feasible else "COMPLETE infeasible"
-        return f"[{count}] trial {trial.number}{tag}: {shape} {vals} {state}"
+        return f"[{count}] trial {trial.number}{tag}: {shape} {vals} {state}{memory}"
     reason = trial.user_attrs.get("fail_reason", "?")
     message = str(trial.user_attrs.get("fail_message", "")).splitlines()[0][:100]
-    return f"[{count}] trial {trial.number}{tag}: {shape} FAIL {reason}: {message}"
+    return f"[{count}] trial {trial.number}{tag}: {shape} FAIL {reason}: {message}{memory}"
 
 
 def _fmt(value: float) -> str:

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import optuna
 
+from nas.artifacts import DEFAULT_ARTIFACT_ROOT, ArtifactRoot, check_root, parse_root
 from nas.config import StudyConfig
 from nas.errors import NasError
+from nas.preflight import DriverPreflight, driver_preflight
 from nas.search_space import SearchSpace
 from nas.study import (
     enqueue_baseline,
@@ -49,6 +51,8 @@ def run_study(config: StudyConfig, options: RunOptions, printer: Printer) -> int
     names = objective_names(config, prepared.task)
     storage = open_storage(options.storage)
     _probe_ray(options.ray_address)  # a dead address fails before the study is touched
+    root = parse_root(options.artifact_root or config.artifact_root or DEFAULT_ARTIFACT_ROOT)
+    check_root(root)  # a missing bucket or credentials fail before the study is touched
     study = open_study(config, storage, names, options.storage, prepared.splits.description)
     for orphan in recover_orphans(study):
         printer(
@@ -64,7 +68,10 @@ def run_study(config: StudyConfig, options: RunOptions, printer: Printer) -> int
     if remaining <= 0:
         return 0
     enqueue_baseline(study, config.baseline)
-    return _run_ray(config, options, study, prepared.space, names, remaining, printer)
+    preflight = driver_preflight(prepared)
+    return _run_ray(
+        config, options, study, prepared.space, names, remaining, printer, root, preflight
+    )
 
 
 def _run_ray(
@@ -75,6 +82,8 @@ def _run_ray(
     names: list[str],
     budget: int,
     printer: Printer,
+    artifact_root: ArtifactRoot,
+    preflight: DriverPreflight | None,
 ) -> int:
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # Ctrl-C reaches us
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
@@ -84,9 +93,6 @@ def _run_ray(
 
     from nas.runner import StudySearcher, trainable
 
-    root = options.artifact_root or config.artifact_root or ".nas/artifacts"
-    artifact_root = Path(root).resolve()
-    artifact_root.mkdir(parents=True, exist_ok=True)
     _init_ray(options)
     searcher = StudySearcher(
         study,
@@ -97,6 +103,7 @@ def _run_ray(
         artifact_root,
         printer,
         config.trial_timeout_s,
+        preflight,
     )
     resources = {"cpu": config.resources.cpu, "gpu": config.resources.gpu}
     tuner = tune.Tuner(
@@ -131,6 +138,11 @@ def _probe_ray(address: str | None, timeout_s: float = 5.0) -> None:
     """Ray retries a dead address for minutes; a TCP connect says at once whether it answers."""
     if not address or address == "auto":
         return
+    if os.environ.get("RAY_AUTH_TOKEN") and not os.environ.get("RAY_AUTH_MODE"):
+        raise NasError(
+            "RAY_AUTH_TOKEN is set but RAY_AUTH_MODE is not, and Ray sends no token to an "
+            f"explicit address ({address}) then; set RAY_AUTH_MODE=token"
+        )
     hostport = address.removeprefix("ray://")
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():
@@ -149,21 +161,29 @@ def _probe_ray(address: str | None, timeout_s: float = 5.0) -> None:
 
 def _init_ray(options: RunOptions) -> None:
     import ray
+    from ray.exceptions import AuthenticationError
 
+    address = options.ray_address
     level = logging.INFO if options.verbose else logging.ERROR
     try:
         ray.init(
-            address=options.ray_address,
+            address=address,
             include_dashboard=False,
             logging_level=level,
             log_to_driver=options.verbose,
             configure_logging=True,
             ignore_reinit_error=True,
         )
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        where = options.ray_address or "a local Ray instance"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except (ConnectionError, RuntimeError, ValueError, AuthenticationError) as exc:
+        text = exc.message if isinstance(exc, AuthenticationError) else str(exc).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
+        fix = "start it with `ray start --head` or drop --ray-address to run locally"
+        if address and isinstance(exc, ConnectionError | AuthenticationError):
+            fix = (
+                "it answers, so check the token: a cluster with token authentication needs "
+                "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN set to its token (`ray get-auth-token` "
+                "on the head) in this environment"
+            )
         raise NasError(
-            f"cannot connect to Ray at {where} ({first[:200]}); start it with "
-            "`ray start --head` or drop --ray-address to run locally"
+            f"cannot connect to Ray at {address or 'a local Ray instance'} ({first[:200]}); {fix}"
         ) from None
