@@ -14,11 +14,14 @@ is known:
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import optuna
 import torch
+from optuna.trial import TrialState
 
 from nas.config import ResourcesConfig, StudyConfig
 from nas.cost import MemoryEstimate, estimate_training_memory, human_bytes
@@ -72,9 +75,8 @@ def check_fits(estimate: MemoryEstimate, budget: Budget) -> None:
     """Raise ``PredictedOutOfMemory`` when ``estimate`` exceeds ``budget``."""
     if estimate.total > budget.bytes:
         raise PredictedOutOfMemory(
-            f"estimated training memory {human_bytes(estimate.total)} exceeds the "
-            f"{human_bytes(budget.bytes)} a trial may use ({budget.source}); not launched. "
-            f"Estimate: {estimate.human()}"
+            f"estimated {human_bytes(estimate.total)} > budget {human_bytes(budget.bytes)} "
+            f"({budget.source}); not built or trained. Estimate: {estimate.human()}"
         )
 
 
@@ -83,7 +85,7 @@ def configured_budget(resources: ResourcesConfig) -> Budget | None:
     if resources.gpu_memory_gb is None:
         return None
     gib = resources.gpu_memory_gb
-    return Budget(int(gib * 2**30), f"resources.gpu_memory_gb = {gib:g}")
+    return Budget(int(gib * 2**30), f"resources.gpu_memory_gb = {gib:.4g}")
 
 
 def worker_budget(resources: ResourcesConfig, device: torch.device) -> Budget | None:
@@ -146,3 +148,29 @@ def memory_summary(attrs: Mapping[str, Any]) -> str:
     if isinstance(attrs.get(BUDGET), int | float):
         parts.append(f"budget {human_bytes(attrs[BUDGET])}")
     return ", ".join(parts)
+
+
+def memory_report(study: optuna.Study, limit: int = 10) -> list[str]:
+    """Lines for ``nas study status``: measured peak against the estimate, per memory kind over
+    the COMPLETE trials, then the (last ``limit``) trials that ran out or were predicted to."""
+    ratios: dict[str, list[float]] = {}
+    failed = []
+    for trial in study.get_trials(deepcopy=False):
+        attrs = trial.user_attrs
+        peak, estimate = attrs.get(PEAK), attrs.get(ESTIMATE)
+        if trial.state == TrialState.COMPLETE and peak and estimate:
+            ratios.setdefault(str(attrs.get("memory_kind")), []).append(peak / estimate)
+        elif attrs.get("fail_reason") in ("oom", "oom_predicted"):
+            failed.append(
+                f"  trial {trial.number} {attrs['fail_reason']}: {memory_summary(attrs)}"
+            )
+    if not ratios and not failed:
+        return []
+    lines = ["memory (measured peak / nas estimate):"]
+    for kind, values in sorted(ratios.items()):
+        note = " (whole process, not comparable)" if kind == "cpu_max_rss" else ""
+        lines.append(
+            f"  COMPLETE, {kind}: {len(values)} trials, median {statistics.median(values):.2f}, "
+            f"range {min(values):.2f}-{max(values):.2f}{note}"
+        )
+    return lines + failed[-limit:]

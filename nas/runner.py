@@ -184,6 +184,8 @@ class StudySearcher(Searcher):
                     frozen = tell_failure(self.study, trial, "oom_predicted", refusal, attrs)
                     self._print(frozen)
                     continue
+                for key, value in attrs.items():
+                    trial.set_user_attr(key, value)
             self.live[trial_id] = trial
             return {
                 "params": params,

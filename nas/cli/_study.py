@@ -108,6 +108,7 @@ def _load(args: argparse.Namespace) -> optuna.Study:
 
 
 def status_command(args: argparse.Namespace) -> int:
+    from nas.preflight import memory_report
     from nas.study import failure_reasons, format_front, state_counts
 
     study = _load(args)
@@ -120,6 +121,8 @@ def status_command(args: argparse.Namespace) -> int:
     reasons = failure_reasons(study)
     if reasons:
         print("failures: " + ", ".join(f"{r} {n}" for r, n in sorted(reasons.items())))
+    for line in memory_report(study):
+        print(line)
     print(format_front(study))
     return 0
 
