@@ -72,7 +72,7 @@ def trainable(ray_config: dict[str, Any], study_config: StudyConfig) -> None:
     except Exception as exc:  # noqa: BLE001 - any other crash is a failed trial, not a dead study
         tail = "".join(traceback.format_exception(exc)[-3:])
         outcome = {"status": "fail", "reason": "error", "message": f"{exc!r}\n{tail}"}
-    outcome.update(memory, node=_node_id())
+    outcome.update(memory, **_placement())
     tune.report({"nas_outcome": json.dumps(outcome, default=str)})
 
 
@@ -130,13 +130,16 @@ def _write_checkpoint(root: ArtifactRoot, folder: Path) -> list[StoredFile]:
         ) from exc
 
 
-def _node_id() -> str:
+def _placement() -> dict[str, Any]:
+    """Where the trial ran: the Ray node id, and the GPU ids Ray gave it (fractions share)."""
     try:
         import ray
 
-        return str(ray.get_runtime_context().get_node_id())
+        context = ray.get_runtime_context()
+        gpus = context.get_accelerator_ids().get("GPU", [])
+        return {"node": str(context.get_node_id()), "gpu_ids": [str(g) for g in gpus]}
     except Exception:  # noqa: BLE001 - outside Ray (tests) there is no node
-        return "local"
+        return {"node": "local", "gpu_ids": []}
 
 
 class StudySearcher(Searcher):
@@ -203,7 +206,7 @@ class StudySearcher(Searcher):
             return
         outcome = _outcome(result, error)
         attrs = {"node": outcome.get("node", "?")}
-        attrs.update({k: outcome[k] for k in (ESTIMATE, PEAK, BUDGET) if k in outcome})
+        attrs.update({k: outcome[k] for k in (ESTIMATE, PEAK, BUDGET, "gpu_ids") if k in outcome})
         if outcome["status"] == "ok":
             frozen = self._complete(trial, outcome, attrs)
         else:
