@@ -159,3 +159,11 @@ def tiny_study(tmp_path: Path, shared_cache: Path):  # type: ignore[no-untyped-d
         return path
 
     return make
+
+
+@pytest.fixture(scope="session")
+def real_study(tmp_path_factory: pytest.TempPathFactory, shared_data: Path):  # type: ignore[no-untyped-def]
+    """A finished 6-trial study on real SST-2 sentences (see tests/real_study.py)."""
+    from real_study import run_real_study
+
+    return run_real_study(tmp_path_factory.mktemp("real-study"), shared_data)

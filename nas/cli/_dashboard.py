@@ -1,0 +1,62 @@
+"""``nas dashboard NAME``: optuna-dashboard on 127.0.0.1 with the study's storage and artifacts."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(commands: Any) -> None:
+    dash = commands.add_parser(
+        "dashboard",
+        help="browse a study in optuna-dashboard (127.0.0.1 by default)",
+        description="Publish nas's feasible front (plot and note) into the study, then serve "
+        "optuna-dashboard with the study's storage and checkpoint artifacts until Ctrl-C.",
+    )
+    dash.add_argument("name", help="study name")
+    dash.add_argument(
+        "--storage",
+        help="SQLAlchemy URL or journal:FILE (default: $NAS_STORAGE, then sqlite:///nas.db)",
+    )
+    dash.add_argument(
+        "--artifact-root",
+        help="where the study run stored checkpoints (default: the root the trials "
+        "recorded, then the study config's artifact_root, then .nas/artifacts)",
+    )
+    dash.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only; the dashboard "
+        "can edit studies, so expose it through an SSH tunnel rather than 0.0.0.0)",
+    )
+    dash.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    dash.add_argument(
+        "--no-publish", action="store_true", help="do not write nas's front into the study"
+    )
+    dash.set_defaults(run=dashboard_command)
+
+
+def dashboard_command(args: argparse.Namespace) -> int:
+    from nas.artifacts import open_store
+    from nas.cli._study import _load
+    from nas.dashboard import check_port, publish, serve
+    from nas.errors import NasError
+    from nas.export import resolve_artifact_root
+
+    if not 0 < args.port < 65536:
+        raise NasError(f"--port {args.port} is not a TCP port; pass 1-65535, e.g. 8080")
+    study = _load(args)
+    check_port(args.host, args.port)
+    done = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+    root = resolve_artifact_root(args.artifact_root, study, done[-1] if done else None)
+    if not args.no_publish:
+        summary = publish(study)
+        print(f"published nas's front ({len(summary.front)} trials) into study {args.name}")
+    study_id = study._study_id
+    print(
+        f"optuna-dashboard: http://{args.host}:{args.port}/dashboard/studies/{study_id} "
+        f"(artifacts: {root}); Ctrl-C stops it",
+        flush=True,
+    )
+    serve(study._storage, args.host, args.port, open_store(root))
+    return 0
