@@ -50,8 +50,9 @@ def trial_estimate(
     """Estimated memory of one training step of the student ``params`` describe.
 
     The sequence length is the longest training feature (batches are padded to their longest,
-    so the worst batch holds it). On CUDA attention is fused (sdpa) and dropout masks are bool;
-    on CPU attention keeps its ``seq^2`` scores and masks are float.
+    so the worst batch holds it); a batch holds at most every training feature. On CUDA
+    attention is fused (sdpa) and dropout masks are bool; on CPU attention keeps its ``seq^2``
+    scores and masks are float.
     """
     from nas.sources import load_source
 
@@ -63,7 +64,7 @@ def trial_estimate(
         source.max_positions,
         prepared.task.kind,
         prepared.num_labels,
-        int(params["batch_size"]),
+        min(int(params["batch_size"]), len(prepared.train_features)),
         int(prepared.train_features.lengths().max()),
         amp=bf16,
         attention="sdpa" if cuda else "eager",
