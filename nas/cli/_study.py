@@ -90,6 +90,14 @@ def run_command(args: argparse.Namespace) -> int:
     code = run_study(config, options, progress)
     study = optuna.load_study(study_name=config.name, storage=open_storage(url))
     print(format_front(study))
+    from nas.dashboard import publish
+
+    publish(study)  # nas's feasible front, for optuna-dashboard's study page
+    same = " (with the same --storage)" if args.storage else ""
+    print(
+        f"browse the study: nas dashboard {config.name}{same}; share it: nas study report "
+        f"{config.name} --out report.html{same}"
+    )
     return code
 
 
