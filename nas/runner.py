@@ -32,16 +32,15 @@ from nas.artifacts import (
     write_files,
 )
 from nas.config import StudyConfig
+from nas.drivers import ask_within, finished_count, requeue
 from nas.errors import InvalidConfig, TrialError
 from nas.preflight import BUDGET, ESTIMATE, PEAK, DriverPreflight, memory_summary
 from nas.search_space import SearchSpace
 from nas.study import (
     BASELINE_TAG,
-    DRIVER,
+    REASON,
     RERUN_REASONS,
     constraint_values,
-    driver_id,
-    requeue,
     tell_complete,
     tell_failure,
 )
@@ -143,7 +142,8 @@ def _placement() -> dict[str, Any]:
 
 
 class StudySearcher(Searcher):
-    """Bridges an Optuna study and Ray Tune; stops after ``budget`` new trials."""
+    """Bridges an Optuna study and Ray Tune; stops asking once the study holds ``n_trials``
+    (finished and running, of every driver: ``drivers.counted_trials``)."""
 
     def __init__(
         self,
@@ -151,7 +151,7 @@ class StudySearcher(Searcher):
         space: SearchSpace,
         config: StudyConfig,
         objective_names: list[str],
-        budget: int,
+        n_trials: int,
         artifact_root: ArtifactRoot | str | Path,
         printer: Printer,
         deadline_s: float | None = None,
@@ -160,36 +160,33 @@ class StudySearcher(Searcher):
         super().__init__(metric="nas_outcome", mode="max")
         self.study, self.space, self.config = study, space, config
         self.objective_names = objective_names
-        self.budget = budget
+        self.n_trials = n_trials
         root = artifact_root
         self.root = root if isinstance(root, ArtifactRoot) else parse_root(root)
         self.printer = printer
         self.deadline_s = deadline_s
         self.preflight = preflight
         self.live: dict[str, optuna.Trial] = {}
-        self.asked = 0
-        self.finished = 0
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        while self.asked < self.budget:
-            self.asked += 1
-            trial = self.study.ask()
-            trial.set_user_attr(DRIVER, driver_id())
+        while (trial := ask_within(self.study, self.n_trials)) is not None:
+            self.live[trial_id] = trial  # from here on Ctrl-C (fail_live) ends it as interrupted
             try:
                 params = self.space.suggest(trial)
             except InvalidConfig as exc:
+                del self.live[trial_id]
                 frozen = tell_failure(self.study, trial, "invalid_config", str(exc))
                 self._print(frozen)
                 continue
             if self.preflight is not None:
                 attrs, refusal = self.preflight.check(params)
                 if refusal is not None:  # never launched; its params are not queued again
+                    del self.live[trial_id]
                     frozen = tell_failure(self.study, trial, "oom_predicted", refusal, attrs)
                     self._print(frozen)
                     continue
                 for key, value in attrs.items():
                     trial.set_user_attr(key, value)
-            self.live[trial_id] = trial
             return {
                 "params": params,
                 "number": trial.number,
@@ -207,20 +204,42 @@ class StudySearcher(Searcher):
         outcome = _outcome(result, error)
         attrs = {"node": outcome.get("node", "?")}
         attrs.update({k: outcome[k] for k in (ESTIMATE, PEAK, BUDGET, "gpu_ids") if k in outcome})
-        if outcome["status"] == "ok":
-            frozen = self._complete(trial, outcome, attrs)
-        else:
-            frozen = tell_failure(self.study, trial, outcome["reason"], outcome["message"], attrs)
+        try:
+            if outcome["status"] == "ok":
+                frozen = self._complete(trial, outcome, attrs)
+            else:
+                frozen = tell_failure(
+                    self.study, trial, outcome["reason"], outcome["message"], attrs
+                )
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+            self._taken(trial)
+            self._discard(outcome, [StoredFile(**f) for f in outcome.get("artifacts", [])])
+            return
         self._print(frozen)
 
     def fail_live(self, reason: str, message: str) -> None:
         """End every trial still running (Ctrl-C, driver shutdown) as FAIL with ``reason``."""
         for trial_id in list(self.live):
             trial = self.live.pop(trial_id)
-            frozen = tell_failure(self.study, trial, reason, message)
+            try:
+                frozen = tell_failure(self.study, trial, reason, message)
+            except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+                self._taken(trial)
+                continue
             if reason in RERUN_REASONS:
                 requeue(self.study, frozen)
             self._print(frozen)
+
+    def _taken(self, trial: optuna.Trial) -> None:
+        """Another driver ended the trial first (it judged this driver dead): drop the result.
+        Any other error telling the trial is raised again."""
+        stored = self.study._storage.get_trial(trial._trial_id)
+        if not stored.state.is_finished():
+            raise
+        self.printer(
+            f"trial {trial.number} was ended by another driver ({stored.state.name} "
+            f"{stored.user_attrs.get(REASON, '')}) before its result came; the result is dropped"
+        )
 
     def _complete(
         self, trial: optuna.Trial, outcome: dict[str, Any], attrs: dict[str, Any]
@@ -263,8 +282,8 @@ class StudySearcher(Searcher):
             remove_files(open_store(parse_root(outcome["artifact_root"])), files)
 
     def _print(self, trial: optuna.trial.FrozenTrial) -> None:
-        self.finished += 1
-        self.printer(trial_line(trial, self.objective_names, f"{self.finished}/{self.budget}"))
+        count = f"{finished_count(self.study)}/{self.n_trials}"
+        self.printer(trial_line(trial, self.objective_names, count))
 
 
 def _outcome(result: dict[str, Any] | None, error: bool) -> dict[str, Any]:

@@ -14,17 +14,12 @@ import optuna
 
 from nas.artifacts import DEFAULT_ARTIFACT_ROOT, ArtifactRoot, check_root, parse_root
 from nas.config import StudyConfig
+from nas.drivers import Heartbeat, counted_trials, finished_count, recover_orphans
 from nas.errors import NasError
 from nas.preflight import DriverPreflight, driver_preflight
 from nas.search_space import SearchSpace
-from nas.study import (
-    enqueue_baseline,
-    finished_count,
-    mask_password,
-    open_storage,
-    open_study,
-    recover_orphans,
-)
+from nas.storage import mask_password, open_storage
+from nas.study import open_study
 
 Printer = Callable[[str], None]
 EXIT_INTERRUPTED = 130
@@ -60,17 +55,18 @@ def run_study(config: StudyConfig, options: RunOptions, printer: Printer) -> int
             "its params are queued again"
         )
     done = finished_count(study)
-    remaining = options.n_trials - done
+    elsewhere = counted_trials(study) - done  # RUNNING in other drivers, which are alive
+    remaining = options.n_trials - done - elsewhere
+    others = f", {elsewhere} running in other drivers" if elsewhere else ""
     printer(
-        f"study '{config.name}' in {mask_password(options.storage)}: {done} finished, "
+        f"study '{config.name}' in {mask_password(options.storage)}: {done} finished{others}, "
         f"running {max(remaining, 0)} more (total {options.n_trials})"
     )
     if remaining <= 0:
         return 0
-    enqueue_baseline(study, config.baseline)
     preflight = driver_preflight(prepared)
     return _run_ray(
-        config, options, study, prepared.space, names, remaining, printer, root, preflight
+        config, options, study, prepared.space, names, options.n_trials, printer, root, preflight
     )
 
 
@@ -80,7 +76,7 @@ def _run_ray(
     study: optuna.Study,
     space: SearchSpace,
     names: list[str],
-    budget: int,
+    n_trials: int,
     printer: Printer,
     artifact_root: ArtifactRoot,
     preflight: DriverPreflight | None,
@@ -99,15 +95,18 @@ def _run_ray(
         space,
         config,
         names,
-        budget,
+        n_trials,
         artifact_root,
         printer,
         config.trial_timeout_s,
         preflight,
     )
     resources = {"cpu": config.resources.cpu, "gpu": config.resources.gpu}
+    worker_config = dataclasses.replace(config, storage=None)  # workers need no database URL
     tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(trainable, study_config=config), resources),
+        tune.with_resources(
+            tune.with_parameters(trainable, study_config=worker_config), resources
+        ),
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             num_samples=-1,
@@ -122,15 +121,18 @@ def _run_ray(
             failure_config=tune.FailureConfig(max_failures=0),
         ),
     )
-    try:
-        tuner.fit()
-    except KeyboardInterrupt:
-        searcher.fail_live("interrupted", "the driver was interrupted (Ctrl-C)")
-        printer("interrupted: running trials were marked FAIL interrupted; run again to resume")
-        return EXIT_INTERRUPTED
-    finally:
-        searcher.fail_live("error", "the Ray run ended before the trial reported")
-        ray.shutdown()
+    with Heartbeat(study, printer):  # its first beat lands before the first ask
+        try:
+            tuner.fit()
+        except KeyboardInterrupt:
+            searcher.fail_live("interrupted", "the driver was interrupted (Ctrl-C)")
+            printer(
+                "interrupted: running trials were marked FAIL interrupted; run again to resume"
+            )
+            return EXIT_INTERRUPTED
+        finally:
+            searcher.fail_live("error", "the Ray run ended before the trial reported")
+            ray.shutdown()
     return 0
 
 

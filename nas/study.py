@@ -1,7 +1,8 @@
-"""The Optuna side of a search: storage, the study, telling results, failures and orphans.
+"""The Optuna side of a search: the study, telling results and failures, the front.
 
 The study database is the single source of truth (DESIGN decision 1): resuming is running the
-same study name against the same storage. This module knows Optuna, not Ray.
+same study name against the same storage. This module knows Optuna, not Ray. Storage URLs live
+in ``nas.storage``; drivers sharing a study (heartbeats, orphans, the total) in ``nas.drivers``.
 """
 
 from __future__ import annotations
@@ -9,22 +10,28 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import socket
 import warnings
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import optuna
+from optuna.exceptions import DuplicatedStudyError
 from optuna.storages import BaseStorage
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 import nas
 from nas.config import StudyConfig
 from nas.errors import NasError
+from nas.storage import DEFAULT_STORAGE as DEFAULT_STORAGE
+from nas.storage import STORAGE_ENV as STORAGE_ENV
+from nas.storage import StorageError as StorageError
+from nas.storage import mask_password as mask_password
+from nas.storage import open_storage as open_storage
+from nas.storage import resolve_storage as resolve_storage
 
-DEFAULT_STORAGE = "sqlite:///nas.db"
-STORAGE_ENV = "NAS_STORAGE"
 REASON = "fail_reason"  # user attribute of failed trials: oom, nan_loss, invalid_config, ...
 MESSAGE = "fail_message"
 BASELINE_TAG = "baseline"
@@ -34,45 +41,16 @@ RERUN_REASONS = ("orphaned", "interrupted")  # failures whose params are queued 
 DASHBOARD_CONSTRAINTS = "constraints"  # system attr: the list optuna-dashboard reads
 
 
-class StorageError(NasError):
-    """The storage URL cannot be opened."""
+def make_sampler(config: StudyConfig, salt: str = "") -> optuna.samplers.BaseSampler:
+    """The study's sampler; a ``salt`` (a driver id) turns the configured seed into another.
 
-
-def resolve_storage(cli: str | None, config: StudyConfig | None = None) -> str:
-    """The storage URL: ``--storage``, then the study config, then ``NAS_STORAGE``, then SQLite.
-
-    Commands that name a study rather than a config file pass no config.
+    The driver that creates the study samples with the configured seed; every other driver (a
+    second machine, a resume) salts it with its id, or it would propose the same sequence of
+    params again.
     """
-    from_config = config.storage if config is not None else None
-    return cli or from_config or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
-
-
-def mask_password(url: str) -> str:
-    """``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db``."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
-
-
-def open_storage(url: str) -> BaseStorage:
-    """An Optuna storage for a SQLAlchemy URL or ``journal:PATH`` (a JournalStorage file)."""
-    try:
-        if url.startswith("journal:"):
-            from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-            return JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
-        kwargs: dict[str, Any] = {"pool_pre_ping": True}
-        if url.startswith("sqlite"):
-            kwargs["connect_args"] = {"timeout": 60}
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-    except Exception as exc:  # sqlalchemy raises many types; all mean "cannot open"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StorageError(
-            f"storage {mask_password(url)} cannot be opened ({first[:300]}); check the URL, "
-            "that the server runs and the database exists, or use sqlite:///nas.db"
-        ) from None
-
-
-def make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
     seed = config.sampler.seed
+    if salt and seed is not None:
+        seed = zlib.crc32(f"{seed}:{salt}".encode()) % 2**31
     name = config.sampler.name
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
@@ -98,24 +76,30 @@ def open_study(
     url: str,
     dataset: str = "",
 ) -> optuna.Study:
-    """Create or load the study; an existing study with other directions is an error."""
+    """Create or load the study; an existing study with other directions is an error.
+
+    The driver that creates the study enqueues the baseline, so it runs once however many
+    drivers start together: creation is atomic (the study name is unique in every storage;
+    PostgreSQL, MySQL and SQLite refuse a second row, a journal its later record) and every
+    other driver gets ``DuplicatedStudyError`` and loads the study.
+    """
     wanted: list[Any] = directions(config, objective_names)
-    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
-    if config.name in existing:
-        have = [d.name.lower() for d in existing[config.name].directions]
-        if have != wanted:
-            raise NasError(
-                f"study '{config.name}' exists in {mask_password(url)} with directions {have}, "
-                f"but {config.source_file} asks {wanted} for {list(objective_names)}; "
-                "rename the study (name:) or use another storage"
-            )
-    study = optuna.create_study(
-        study_name=config.name,
-        storage=storage,
-        directions=wanted,
-        sampler=make_sampler(config),
-        load_if_exists=True,
-    )
+    try:
+        storage.create_new_study([StudyDirection[d.upper()] for d in wanted], config.name)
+        created = True
+    except DuplicatedStudyError:
+        created = False
+    sampler = make_sampler(config, "" if created else f"{socket.gethostname()}:{os.getpid()}")
+    study = optuna.load_study(study_name=config.name, storage=storage, sampler=sampler)
+    have = [d.name.lower() for d in study.directions]
+    if have != wanted:
+        raise NasError(
+            f"study '{config.name}' exists in {mask_password(url)} with directions {have}, "
+            f"but {config.source_file} asks {wanted} for {list(objective_names)}; "
+            "rename the study (name:) or use another storage"
+        )
+    if created and config.baseline:
+        study.enqueue_trial(dict(config.baseline), user_attrs={BASELINE_TAG: True})
     if study.metric_names != list(objective_names):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -134,16 +118,6 @@ def _config_snapshot(config: StudyConfig) -> dict[str, Any]:
     if snapshot.get("storage"):
         snapshot["storage"] = mask_password(snapshot["storage"])
     return json.loads(json.dumps(snapshot, default=str))
-
-
-def driver_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def finished_count(study: optuna.Study) -> int:
-    """Trials that count toward n_trials: COMPLETE and FAIL, except orphans (they re-run)."""
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
-    return sum(1 for t in trials if t.user_attrs.get(REASON) not in RERUN_REASONS)
 
 
 def constraint_values(config: StudyConfig, metrics: Mapping[str, float]) -> dict[str, float]:
@@ -189,56 +163,6 @@ def tell_failure(
     for key, value in {REASON: reason, MESSAGE: message[:2000], **(attrs or {})}.items():
         study._storage.set_trial_user_attr(trial_id, key, value)
     return study.tell(number, state=TrialState.FAIL)
-
-
-def recover_orphans(study: optuna.Study, alive: set[str] | None = None) -> list[FrozenTrial]:
-    """Fail RUNNING trials whose driver is gone (reason ``orphaned``) and enqueue their params
-    once. A driver counts as gone when it ran on this host and its process no longer exists,
-    or when its id is not in ``alive`` (the drivers known to be running)."""
-    orphans = []
-    host = socket.gethostname()
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        driver = str(trial.user_attrs.get(DRIVER, ""))
-        if alive is not None and driver in alive:
-            continue
-        d_host, _, d_pid = driver.partition(":")
-        if alive is None and d_host == host and d_pid.isdigit() and _pid_alive(int(d_pid)):
-            continue
-        if alive is None and d_host not in (host, ""):
-            continue  # another machine's driver: it fails its own trials when it restarts
-        tell_failure(study, trial.number, "orphaned", f"driver {driver or '?'} died")
-        requeue(study, trial)
-        orphans.append(trial)
-    return orphans
-
-
-def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Enqueue a lost trial's params again, once (a re-run that is lost again is not)."""
-    if not trial.params or REQUEUED_FROM in trial.user_attrs:
-        return
-    tags: dict[str, Any] = {REQUEUED_FROM: trial.number}
-    if trial.user_attrs.get(BASELINE_TAG):
-        tags[BASELINE_TAG] = True
-    study.enqueue_trial(trial.params, user_attrs=tags, skip_if_exists=False)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def enqueue_baseline(study: optuna.Study, baseline: Mapping[str, Any] | None) -> bool:
-    """Enqueue the baseline params once per study (never again on resume)."""
-    if not baseline or study.user_attrs.get("baseline_enqueued"):
-        return False
-    study.enqueue_trial(dict(baseline), user_attrs={BASELINE_TAG: True})
-    study.set_user_attr("baseline_enqueued", True)
-    return True
 
 
 def front_rows(study: optuna.Study) -> list[FrozenTrial]:

@@ -1,8 +1,8 @@
-"""Optuna-side helpers: storage URLs, masking, directions, orphans, the baseline, the front."""
+"""Optuna-side helpers: storage precedence, creating the study once, the baseline, the front."""
 
 from __future__ import annotations
 
-import socket
+import threading
 from pathlib import Path
 
 import optuna
@@ -10,25 +10,9 @@ import pytest
 from optuna.trial import TrialState
 
 from nas.config import load_study
+from nas.drivers import finished_count
 from nas.errors import NasError
-from nas.study import (
-    enqueue_baseline,
-    finished_count,
-    format_front,
-    mask_password,
-    open_storage,
-    open_study,
-    recover_orphans,
-    resolve_storage,
-    tell_failure,
-)
-
-
-def test_mask_password_hides_only_the_secret() -> None:
-    url = "postgresql://nas:s3cr%40t@db.internal:5432/studies"
-    assert mask_password(url) == "postgresql://nas:***@db.internal:5432/studies"
-    assert mask_password("sqlite:///nas.db") == "sqlite:///nas.db"
-    assert mask_password("mysql+pymysql://root@h/db") == "mysql+pymysql://root@h/db"
+from nas.study import format_front, open_storage, open_study, resolve_storage, tell_failure
 
 
 def test_storage_precedence(tiny_study, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
@@ -46,49 +30,67 @@ def test_journal_storage_file(tiny_study, tmp_path: Path) -> None:  # type: igno
     study = open_study(config, open_storage(url), ["exact", "params"], url)
     study.enqueue_trial({"n_layers": 1})
     again = optuna.load_study(study_name="tiny", storage=open_storage(url))
-    assert again.metric_names == ["exact", "params"] and len(again.trials) == 1
+    assert again.metric_names == ["exact", "params"]
+    assert [t.user_attrs.get("baseline", False) for t in again.trials] == [True, False]
 
 
-def test_unreachable_storage_is_a_user_error_without_the_password() -> None:
-    with pytest.raises(NasError) as info:
-        open_storage("postgresql://u:hunter2@127.0.0.1:1/x")
-    assert "hunter2" not in str(info.value) and "u:***@" in str(info.value)
-
-
-def test_orphans_fail_and_requeue_once(tiny_study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    url = f"sqlite:///{tmp_path / 'o.db'}"
-    config = load_study(tiny_study())
-    study = open_study(config, open_storage(url), ["exact", "params"], url)
-    dead = study.ask()
-    dead.suggest_int("n_layers", 1, 4)
-    dead.set_user_attr("driver", f"{socket.gethostname()}:999999")  # no such process
-    elsewhere = study.ask()
-    elsewhere.set_user_attr("driver", "another-machine:1")
-    orphans = recover_orphans(study)
-    assert [t.number for t in orphans] == [dead.number]
-    trials = study.get_trials()
-    assert trials[dead.number].state == TrialState.FAIL
-    assert trials[dead.number].user_attrs["fail_reason"] == "orphaned"
-    assert trials[elsewhere.number].state == TrialState.RUNNING  # may be alive elsewhere
-    waiting = study.get_trials(states=(TrialState.WAITING,))
-    assert len(waiting) == 1 and waiting[0].user_attrs["requeued_from"] == dead.number
-    # the re-run is orphaned again: it is not queued a second time
-    rerun = study.ask()
-    assert rerun.suggest_int("n_layers", 1, 4) == trials[dead.number].params["n_layers"]
-    rerun.set_user_attr("driver", f"{socket.gethostname()}:999999")
-    recover_orphans(study)
-    assert study.get_trials(states=(TrialState.WAITING,)) == []
-    assert finished_count(study) == 0  # orphans do not count toward the total
-
-
-def test_baseline_is_enqueued_once(tiny_study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_creator_enqueues_the_baseline_once(tiny_study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     url = f"sqlite:///{tmp_path / 'b.db'}"
     config = load_study(tiny_study())
-    study = open_study(config, open_storage(url), ["exact", "params"], url)
-    assert enqueue_baseline(study, config.baseline) is True
-    assert enqueue_baseline(study, config.baseline) is False
-    (trial,) = study.get_trials(states=(TrialState.WAITING,))
-    assert trial.user_attrs["baseline"] is True
+    for _ in range(3):  # the first run creates the study; resumes find it
+        study = open_study(config, open_storage(url), ["exact", "params"], url)
+    (trial,) = study.get_trials()
+    assert trial.state == TrialState.WAITING and trial.user_attrs["baseline"] is True
+    assert trial.system_attrs["fixed_params"] == config.baseline
+
+
+def test_drivers_starting_together_enqueue_one_baseline(tiny_study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    config = load_study(tiny_study())
+    storages = [open_storage(url) for _ in range(4)]  # four connections, as four drivers
+    start = threading.Barrier(len(storages))
+    errors: list[BaseException] = []
+
+    def driver(storage: optuna.storages.BaseStorage) -> None:
+        try:
+            start.wait()
+            open_study(config, storage, ["exact", "params"], url)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=driver, args=(s,)) for s in storages]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    trials = optuna.load_study(study_name="tiny", storage=url).get_trials()
+    assert [t.user_attrs.get("baseline") for t in trials] == [True]
+
+
+def test_a_second_driver_samples_its_own_sequence(tiny_study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    config = load_study(tiny_study(baseline=None))
+
+    def first_params(study: optuna.Study) -> dict[str, object]:
+        trial = study.ask()
+        trial.suggest_float("learning_rate", 1e-5, 1e-3, log=True)
+        return dict(trial.params)
+
+    creator = open_study(config, open_storage(url), ["exact", "params"], url)
+    other = open_study(config, open_storage(url), ["exact", "params"], url)
+    assert first_params(creator) != first_params(other)  # the same seed would repeat it
+    fresh = f"sqlite:///{tmp_path / 'again.db'}"  # the configured seed reproduces a new study
+    again = open_study(config, open_storage(fresh), ["exact", "params"], fresh)
+    assert first_params(again) == creator.trials[0].params
+
+
+def test_other_directions_are_refused(tiny_study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    optuna.create_study(study_name="tiny", storage=url, directions=["maximize", "maximize"])
+    with pytest.raises(NasError, match="exists in .* with directions"):
+        open_study(load_study(tiny_study()), open_storage(url), ["exact", "params"], url)
+    assert optuna.load_study(study_name="tiny", storage=url).trials == []
 
 
 def test_front_excludes_failed_and_infeasible(tiny_study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
