@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from nas import __version__
-from nas.cli import _dashboard, _eval, _export, _student, _study, _teacher, _trial
+from nas.cli import _dashboard, _eval, _export, _storage, _student, _study, _teacher, _trial
 from nas.errors import NasError
 
 EXIT_USAGE = 2
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"nas {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (_study, _trial, _student, _teacher, _eval, _export, _dashboard):
+    for module in (_study, _storage, _trial, _student, _teacher, _eval, _export, _dashboard):
         module.register(commands)
     return parser
 
