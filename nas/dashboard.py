@@ -82,6 +82,8 @@ def front_note(summary: Summary) -> str:
 def check_port(host: str, port: int) -> None:
     """Fail with a usable message when the port is taken, before starting the server."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # as the server will: a port in TIME_WAIT after a restart is free, a listener is not
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:

@@ -76,8 +76,10 @@ def front_figure(summary: Summary) -> go.Figure:
         xaxis_title="parameters (millions)",
         yaxis_title=metric,
         template="plotly_white",
-        legend={"orientation": "h", "y": -0.18},
-        height=520,
+        # the legend sits under the title: optuna-dashboard's cards clip anything below
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0.0},
+        margin={"t": 110, "b": 60},
+        height=480,
     )
     return fig
 
