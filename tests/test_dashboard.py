@@ -113,9 +113,7 @@ def test_api_serves_metric_names_constraints_and_artifacts(
 
 def test_api_serves_nas_front_plot_and_note(dashboard: str, real_study: RealStudy) -> None:
     detail = study_detail(dashboard)
-    plots = {
-        p["id"]: json.loads(p["graph_object"]) for p in detail["plotly_graph_objects"]
-    }
+    plots = {p["id"]: json.loads(p["graph_object"]) for p in detail["plotly_graph_objects"]}
     front = plots[FRONT_PLOT_ID]
     traces = {t["name"].split(":")[0]: t for t in front["data"]}
     best = sorted(real_study.study().best_trials, key=lambda t: t.values[1])
