@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import random
 import re
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -37,6 +39,8 @@ CONNECT_TIMEOUT_S = 10  # PostgreSQL/MySQL: a dead host fails in seconds, not mi
 _USERINFO = re.compile(r"^([\w+.-]+://[^:/]*:).*@")
 _QUERY_SECRET = re.compile(r"([?&](?:ssl)?(?:password|passwd|pwd)=)([^&]*)", re.IGNORECASE)
 _DRIVER_TIMEOUTS = {"psycopg", "psycopg2", "pymysql", "mysqldb"}  # accept connect_timeout
+_SCHEMA_RACE = re.compile(r"already exists|UNIQUE constraint failed|[Dd]uplicate (key|entry)")
+_SCHEMA_RACE_TRIES = 5
 
 
 class StorageError(NasError):
@@ -121,7 +125,7 @@ def open_storage(url: str) -> BaseStorage:
         return _open_journal(url)
     parsed = parse_url(url)
     try:
-        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(parsed))
+        storage = _new_rdb(url, parsed)
     except Exception as exc:  # sqlalchemy and the drivers raise many types; all mean "cannot open"
         raise StorageError(
             f"storage {mask_password(url)} cannot be opened ({first_line(exc, url)}); check the "
@@ -131,6 +135,23 @@ def open_storage(url: str) -> BaseStorage:
     if parsed.get_backend_name() == "sqlite":
         sqlite_transactions(storage.engine)
     return storage
+
+
+def _new_rdb(url: str, parsed: URL) -> optuna.storages.RDBStorage:
+    """RDBStorage, again if another process was creating the same new schema at that moment.
+
+    Optuna creates the tables and stamps the schema version when it opens a database; two
+    drivers starting on a new database race there and the loser fails on a unique key or an
+    existing table. The winner's schema is complete a moment later, so opening again works.
+    """
+    for attempt in range(_SCHEMA_RACE_TRIES):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(parsed))
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            if attempt + 1 == _SCHEMA_RACE_TRIES or not _SCHEMA_RACE.search(str(exc)):
+                raise
+            time.sleep(0.2 + random.random())
+    raise AssertionError("unreachable")
 
 
 def _open_journal(url: str) -> BaseStorage:

@@ -8,12 +8,14 @@ import re
 import sqlite3
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
 from cli_run import assert_usage_error
 from cli_run import run_nas as nas
 from optuna.trial import TrialState
@@ -198,3 +200,40 @@ def test_a_search_on_a_journal_file(tiny_study: Callable[..., Path], tmp_path: P
     status = nas("study", "status", "tiny", "--storage", url)
     assert status.returncode == 0 and "COMPLETE" in status.stdout
     assert "  tiny  2 trials" in nas("storage", "check", url).stdout
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_drivers_opening_a_new_database_together(tmp_path: Path, backend: str) -> None:
+    """Optuna creates the schema on open; the drivers that lose that race open it again."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'new.db'}"
+    else:  # a new PostgreSQL database, dropped afterwards
+        database = f"t_{uuid.uuid4().hex[:8]}"
+        admin = sqlalchemy.create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"CREATE DATABASE {database}")
+        url = POSTGRES.rsplit("/", 1)[0] + "/" + database
+    start = threading.Barrier(4)
+    errors: list[BaseException] = []
+    storages: list[optuna.storages.BaseStorage] = []
+
+    def driver() -> None:
+        try:
+            start.wait()
+            storages.append(open_storage(url))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=driver) for _ in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == [] and len(storages) == 4
+    finally:
+        for storage in storages:
+            storage.engine.dispose()  # type: ignore[attr-defined]
+        if backend == "postgresql":
+            with admin.connect() as connection:
+                connection.exec_driver_sql(f"DROP DATABASE {database} WITH (FORCE)")
