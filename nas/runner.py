@@ -7,6 +7,7 @@ the study the outcome — values and constraints, or FAIL with a reason. Workers
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import tempfile
@@ -167,6 +168,13 @@ class StudySearcher(Searcher):
         self.deadline_s = deadline_s
         self.preflight = preflight
         self.live: dict[str, optuna.Trial] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What Ray pickles into its experiment folder (tuner.pkl): no study, no trials, no
+        storage URL, so no database password; nas resumes from the database, never from Ray."""
+        state = self.__dict__.copy()
+        state.update(study=None, live={}, config=dataclasses.replace(self.config, storage=None))
+        return state
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         while (trial := ask_within(self.study, self.n_trials)) is not None:

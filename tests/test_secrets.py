@@ -1,0 +1,76 @@
+"""A storage password never leaves its URL: not in output, study attributes, exports or Ray."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from cli_run import assert_usage_error
+from cli_run import run_nas as nas
+
+from nas.config import load_study
+from nas.storage import mask_password
+
+# PostgreSQL trusts 127.0.0.1 here, so it accepts any password: a real run with a secret in it
+SECRET = "s3cretPW"
+URL = f"postgresql+psycopg://postgres:{SECRET}%40x%3Ay@127.0.0.1:5432/test"  # s3cretPW@x:y
+QUERY_URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/test?password={SECRET}%3Aq"
+
+
+@pytest.fixture
+def name() -> Iterator[str]:
+    unique = f"t-{uuid.uuid4().hex[:8]}"
+    yield unique
+    with contextlib.suppress(Exception):
+        optuna.delete_study(study_name=unique, storage=URL)
+
+
+def files_text(folder: Path) -> str:
+    return "".join(
+        p.read_bytes().decode("latin-1") for p in sorted(folder.rglob("*")) if p.is_file()
+    )
+
+
+def test_a_search_keeps_the_password_to_itself(
+    tiny_study: Callable[..., Path], name: str, tmp_path: Path
+) -> None:
+    study_file = tiny_study(name=name, n_trials=2, storage=URL)  # in the config: the snapshot
+    run = nas("study", "run", str(study_file), "--workers", "1")
+    assert run.returncode == 0, run.stderr[-3000:]
+    seen = [run.stdout, run.stderr]
+    for args in (
+        ("study", "status", name, "--storage", URL),
+        ("study", "front", name, "--storage", URL),
+        ("study", "list", "--storage", URL),
+        ("study", "status", name, "--storage", QUERY_URL),
+        ("storage", "check", URL),
+        ("storage", "check", QUERY_URL),
+        ("export", name, "--front", "--out", str(tmp_path / "front"), "--storage", URL),
+    ):
+        result = nas(*args)
+        assert result.returncode == 0, (args, result.stderr[-2000:])
+        seen += [result.stdout, result.stderr]
+    missing = nas("study", "status", "nosuch", "--storage", URL)
+    assert_usage_error(missing, "no study 'nosuch' in postgresql+psycopg://postgres:***@")
+    seen.append(missing.stderr)
+
+    study = optuna.load_study(study_name=name, storage=URL)
+    assert study.user_attrs["config"]["storage"] == mask_password(URL)
+    system = study._storage.get_study_system_attrs(study._study_id)
+    seen.append(json.dumps([study.user_attrs, system], default=str))
+    for trial in study.trials:
+        seen.append(json.dumps([trial.user_attrs, trial.system_attrs], default=str))
+    exported = files_text(tmp_path / "front")
+    assert "nas.json" in {p.name for p in (tmp_path / "front").rglob("*")}
+    seen.append(exported)
+    ray_folder = Path(load_study(study_file).cache_dir) / "ray" / f"nas-{name}"
+    assert ray_folder.is_dir()
+    seen.append(files_text(ray_folder))  # Ray's record of the run: trial configs, state
+    for text in seen:
+        assert SECRET not in text
+    assert "postgres:***@127.0.0.1" in run.stderr  # the progress line names the masked URL
