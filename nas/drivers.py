@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -28,7 +29,21 @@ ORPHAN_GRACE_S = 180.0  # a driver silent this long is dead (hosts' clocks agree
 
 
 def driver_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid:start`` of this process. The start time (clock ticks since boot, from /proc)
+    tells a live driver from a new process that got the same pid: a restarted container keeps
+    its host name and often its pid."""
+    start = _start_ticks(os.getpid())
+    return f"{socket.gethostname()}:{os.getpid()}" + (f":{start}" if start else "")
+
+
+def _start_ticks(pid: int) -> str | None:
+    """Field 22 of /proc/PID/stat (the process start time), or None where /proc has none."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may hold spaces
+    return fields[19] if len(fields) > 19 else None
 
 
 def finished_count(study: optuna.Study) -> int:
@@ -93,9 +108,15 @@ def _gone(driver: str, beat: float | None, trial: FrozenTrial, now: float) -> st
         return "no driver tagged it" if now - start > ORPHAN_GRACE_S else None
     if beat is not None and now - beat > ORPHAN_GRACE_S:
         return f"driver {driver} silent for {now - beat:.0f} s"
-    host, _, pid = driver.partition(":")
-    if host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid)):
+    host, _, rest = driver.partition(":")
+    pid, _, started = rest.partition(":")  # older ids (host:pid) have no start
+    if host != socket.gethostname() or not pid.isdigit():
+        return None
+    if not _pid_alive(int(pid)):
         return f"driver {driver} died"
+    now_started = _start_ticks(int(pid))
+    if started and now_started and now_started != started:
+        return f"driver {driver} died (pid {pid} now belongs to another process)"
     return None
 
 

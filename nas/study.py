@@ -36,7 +36,7 @@ REASON = "fail_reason"  # user attribute of failed trials: oom, nan_loss, invali
 MESSAGE = "fail_message"
 BASELINE_TAG = "baseline"
 REQUEUED_FROM = "requeued_from"  # user attr on a re-enqueued trial: the orphan's number
-DRIVER = "driver"  # user attr: host:pid of the driver that asked the trial
+DRIVER = "driver"  # user attr: host:pid:start of the driver that asked the trial
 RERUN_REASONS = ("orphaned", "interrupted")  # failures whose params are queued again once
 DASHBOARD_CONSTRAINTS = "constraints"  # system attr: the list optuna-dashboard reads
 

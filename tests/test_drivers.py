@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 import time
@@ -80,10 +81,12 @@ def test_orphans_by_process_and_heartbeat(tiny_study, tmp_path: Path) -> None:  
         "stale elsewhere": running(study, "stale-host:1"),
         "never beat elsewhere": running(study, "old-nas-host:1"),
         "stale pid reused": running(study, f"{HOST}:1"),
+        # a restarted container: same host, same pid as this process, another start time
+        "same pid, older process": running(study, f"{HOST}:{os.getpid()}:1"),
         "untagged, just asked": running(study, None),
     }
     orphans = {t.number for t in recover_orphans(study, now=now)}
-    expected = {"dead here", "stale elsewhere", "stale pid reused"}
+    expected = {"dead here", "stale elsewhere", "stale pid reused", "same pid, older process"}
     assert orphans == {trials[k].number for k in expected}
     stored = study.get_trials()
     for key, trial in trials.items():
