@@ -97,8 +97,10 @@ def collate(
         ids[row, : end - start] = features.ids[start:end]
         type_ids[row, : end - start] = features.type_ids[start:end]
         mask[row, : end - start] = 1
-        if soft is not None and teacher is not None:
-            soft[row, : end - start] = teacher[start:end] if kind == "qa" else teacher[i]
+        if soft is not None and teacher is not None and kind == "qa":
+            soft[row, : end - start] = teacher[start:end]  # one row per token
+        elif soft is not None and teacher is not None:
+            soft[row] = teacher[i]  # one row per feature, whatever its length
     batch = {
         "input_ids": torch.from_numpy(ids),
         "attention_mask": torch.from_numpy(mask),

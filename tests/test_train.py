@@ -77,6 +77,15 @@ def test_collate_pads_to_the_longest_and_masks_teacher_logits() -> None:
         assert torch.all(batch["teacher"][row, :n] == 1.0)
 
 
+def test_collate_gives_classification_rows_their_whole_teacher_logits() -> None:
+    """A sentence shorter than the label count (emotion: 6 labels, "i feel x" is 5 tokens)."""
+    f = features()
+    index = np.argsort(f.lengths())[:4]  # the shortest, 3 tokens
+    teacher = np.arange(len(f) * 6, dtype=np.float32).reshape(len(f), 6)
+    batch = collate(f, index, pad_id=0, kind="classification", teacher=teacher)
+    assert batch["teacher"].tolist() == teacher[index].tolist()
+
+
 def test_training_is_deterministic_on_cpu() -> None:
     f = features()
     teacher = np.random.default_rng(1).normal(size=(len(f), 3)).astype(np.float32)
