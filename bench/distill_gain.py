@@ -29,15 +29,18 @@ from nas.config import load_study
 from nas.objective import Prepared, prepare, run_trial
 from nas.teacher import ensure_teacher
 
-STUDENT = {"n_layers": 2, "n_heads": 6, "hidden_size": 192, "ffn_dim": 768}
+# DistilBERT-style: a third of the teacher's layers, its full width.
+STUDENT = {"n_layers": 2, "n_heads": 12, "hidden_size": 384, "ffn_dim": 1536}
 QUICK_STUDENT = {"n_layers": 1, "n_heads": 2, "hidden_size": 32, "ffn_dim": 64}
 TRAINING = {
-    "learning_rate": 1e-4,
+    "learning_rate": 2e-4,
     "warmup_ratio": 0.1,
     "weight_decay": 0.01,
     "batch_size": 32,
     "epochs": 2,
 }
+# The teacher's fine-tuning from MiniLM: long enough to beat the students it teaches.
+TEACHER = {"epochs": 3, "learning_rate": 2e-4}
 ARMS = {  # label -> distillation settings
     "hard labels": {"alpha": 0.0, "temperature": 1.0},
     "distilled": {"alpha": 0.5, "temperature": 2.0},
@@ -61,13 +64,16 @@ TASKS = (
 def write_config(folder: Path, task: Task, checkpoint: Path | None, quick: bool) -> Path:
     """The study file nas reads: teacher fine-tuned by nas, students sliced from MiniLM."""
     n_train, n_eval = (200, 100) if quick else (4000, None)
-    teacher_dir = folder / "cache" / "teachers" / f"{task.name}-{n_train}"
+    recipe = (
+        "tiny" if checkpoint is None else f"e{TEACHER['epochs']}-lr{TEACHER['learning_rate']:g}"
+    )
+    teacher_dir = folder / "cache" / "teachers" / f"{task.name}-{n_train}-{recipe}"
     if checkpoint is None:  # quick: a tiny random BERT with a vocabulary from the data
         train: dict[str, Any] = {"arch": common.TINY_ARCH, "vocab_from_data": 2000}
         train.update(epochs=2, learning_rate=1e-3)
         source = str(teacher_dir)
     else:
-        train = {"init": str(checkpoint), "epochs": 2, "learning_rate": 1e-4}
+        train = {"init": str(checkpoint), **TEACHER}
         source = str(checkpoint)
     space = "search_spaces/quickstart.yaml" if quick else "bench/minilm_space.yaml"
     data: dict[str, Any] = {

@@ -26,6 +26,8 @@ from typing import Any
 import _common as common
 from _common import log
 
+# The teacher's fine-tuning from MiniLM: long enough to beat the students it teaches.
+TEACHER = {"epochs": 3, "learning_rate": 2e-4}
 BASELINE = {
     "n_layers": 6,
     "n_heads": 12,
@@ -33,7 +35,7 @@ BASELINE = {
     "ffn_dim": 1536,
     "temperature": 2.0,
     "alpha": 0.5,
-    "learning_rate": 1e-4,
+    "learning_rate": 2e-4,
     "warmup_ratio": 0.1,
     "weight_decay": 0.01,
     "batch_size": 32,
@@ -58,14 +60,17 @@ PICKS = {  # nas.front.Picks field -> the reference experiment's column
 def write_config(
     folder: Path, name: str, checkpoint: Path | None, n_train: int, n_trials: int
 ) -> Path:
-    teacher_dir = folder / "cache" / "teachers" / f"sst2-{n_train}"
+    recipe = (
+        "tiny" if checkpoint is None else f"e{TEACHER['epochs']}-lr{TEACHER['learning_rate']:g}"
+    )
+    teacher_dir = folder / "cache" / "teachers" / f"sst2-{n_train}-{recipe}"
     if checkpoint is None:  # quick: a tiny random BERT with a vocabulary from the data
         train: dict[str, Any] = {"arch": common.TINY_ARCH, "vocab_from_data": 2000}
         train.update(epochs=2, learning_rate=1e-3)
         source, baseline = str(teacher_dir), QUICK_BASELINE
         space = "search_spaces/quickstart.yaml"
     else:
-        train = {"init": str(checkpoint), "epochs": 2, "learning_rate": 1e-4}
+        train = {"init": str(checkpoint), **TEACHER}
         source, baseline, space = str(checkpoint), BASELINE, "bench/minilm_space.yaml"
     data: dict[str, Any] = {
         "train_file": str(common.data_file("sst2", "train.tsv")),
