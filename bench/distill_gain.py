@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import _common as common
+import numpy as np
 from _common import log
 
 from nas.config import load_study
@@ -128,6 +129,13 @@ def measure(task: Task, folder: Path, checkpoint: Path | None, seeds: list[int])
         + (f"reused from {teacher_dir}" if reused else f"fine-tuned in {teacher_s:.0f} s")
         + f"; its logits over the train split in {logits_s:.0f} s"
     )
+    soft = np.asarray(prepared.teacher_logits)  # (train features, labels): the soft targets
+    agree = float(np.mean(soft.argmax(axis=1) == prepared.train_features.labels))
+    confidence = float(np.mean(_softmax(soft, 2.0).max(axis=1)))
+    print(
+        f"  soft targets: the teacher agrees with {agree:.1%} of the train labels; mean top "
+        f"probability at temperature 2: {confidence:.3f}"
+    )
     student = QUICK_STUDENT if checkpoint is None else STUDENT
     scores: dict[str, list[float]] = {arm: [] for arm in ARMS}
     size = 0
@@ -160,6 +168,12 @@ def measure(task: Task, folder: Path, checkpoint: Path | None, seeds: list[int])
         f"std {statistics.stdev(gains):.2f})"
     )
     print(flush=True)
+
+
+def _softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
+    z = logits / temperature
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
 
 
 def main() -> int:
