@@ -1,4 +1,4 @@
-"""Training throughput: nas's trial loop against a transformers Trainer distilling the same way.
+"""Training throughput: nas's trial loop against a transformers Trainer distilling the usual way.
 
 Both arms train the same student (3 layers sliced from MiniLM-L6 by ``nas.students``) on the same
 tokenized examples for the same number of optimizer steps with the same loss
@@ -7,11 +7,12 @@ tokenized examples for the same number of optimizer steps with the same loss
 * **nas**: ``nas.objective.prepare`` (tokenize once, one teacher pass cached on disk) then
   ``nas.train.train``, the loop every trial runs: cached logits, dynamic padding,
   length-grouped batches.
+* **nas, random batches** (SQuAD only): the same loop with ``length_grouped: false``.
 * **Trainer**: ``transformers.Trainer`` with a ``compute_loss`` that runs the teacher on every
   batch, on examples padded to ``max_seq_length`` as ``run_glue.py`` / ``run_qa.py`` do by
   default (``pad_to_max_length=True``), with ``default_data_collator``.
 
-Samples/s counts training examples (SQuAD: 384-token windows) per second of the training loop;
+Samples/s counts training examples (SQuAD: windows of up to 384 tokens) per second of the loop;
 nas's one-time teacher pass is reported beside it and in a second ratio.
 
     python bench/throughput.py            # SST-2 and SQuAD 2.0 on MiniLM (needs the bench extra)
