@@ -180,10 +180,12 @@ def format_front(study: optuna.Study) -> str:
         return "Pareto front: empty (no feasible COMPLETE trial yet)"
     header = ["trial", *names, "n_layers", "n_heads", "hidden_size", "ffn_dim"]
     lines = [header]
+    # 4 decimals for a column of fractions (accuracy 0.8234), 2 for percentages (EM 67.07)
+    digits = [4 if all(abs(t.values[i]) <= 1 for t in rows) else 2 for i in range(len(names))]
     for t in rows:
         values = [
-            f"{v / 1e6:.3f}M" if n == "params" else f"{v:.2f}"
-            for n, v in zip(names, t.values, strict=False)
+            f"{v / 1e6:.3f}M" if n == "params" else f"{v:.{d}f}"
+            for n, v, d in zip(names, t.values, digits, strict=False)
         ]
         tag = "*" if t.user_attrs.get(BASELINE_TAG) else ""
         lines.append(
