@@ -7,11 +7,12 @@ import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import optuna
 import pytest
 from cli_run import assert_usage_error, run_nas
+from fake_outcomes import fake_metrics
 from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all_artifact_meta
 from optuna.trial import TrialState
 
@@ -146,7 +147,7 @@ def test_a_trial_failing_in_the_driver_keeps_no_artifact(tiny_study, tmp_path: P
     files = write_files(open_store(parse_root(str(root))), checkpoint(tmp_path / "ckpt"))
     outcome = {
         "status": "ok",
-        "metrics": _metrics(float("nan")),
+        "metrics": fake_metrics(float("nan")),
         "artifact_root": str(root),
         "artifacts": [f.__dict__ for f in files],
     }
@@ -156,20 +157,6 @@ def test_a_trial_failing_in_the_driver_keeps_no_artifact(tiny_study, tmp_path: P
     assert get_all_artifact_meta(trial, storage=study._storage) == []
     assert "checkpoint_files" not in trial.user_attrs
     assert list(root.iterdir()) == []
-
-
-def _metrics(exact: float) -> dict[str, Any]:
-    return {
-        "task": {"exact": exact},
-        "params": 1000,
-        "train_time_s": 1.0,
-        "samples_per_s": 1.0,
-        "peak_memory_mb": 1.0,
-        "memory_kind": "cpu_max_rss",
-        "steps": 1,
-        "eval_time_s": 0.1,
-        "device": "cpu",
-    }
 
 
 # ----------------------------------------------------------------------------- S3 (moto)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import optuna
+from fake_outcomes import fake_metrics
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
@@ -25,26 +26,16 @@ def make_searcher(tiny_study, tmp_path: Path, budget: int = 3):  # type: ignore[
     return searcher, study, lines
 
 
-def metrics(exact: float) -> dict[str, object]:
-    return {
-        "task": {"exact": exact},
-        "params": 1000,
-        "train_time_s": 1.0,
-        "samples_per_s": 1.0,
-        "peak_memory_mb": 1.0,
-        "memory_kind": "cpu_max_rss",
-        "steps": 1,
-        "eval_time_s": 0.1,
-        "device": "cpu",
-    }
-
-
 def test_nan_metric_fails_the_trial_as_nan_loss(tiny_study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     searcher, study, lines = make_searcher(tiny_study, tmp_path)
     assert searcher.suggest("a") is not None
     checkpoint = tmp_path / "ckpt"
     checkpoint.mkdir()
-    outcome = {"status": "ok", "metrics": metrics(float("nan")), "checkpoint": str(checkpoint)}
+    outcome = {
+        "status": "ok",
+        "metrics": fake_metrics(float("nan")),
+        "checkpoint": str(checkpoint),
+    }
     searcher.on_trial_complete("a", {"nas_outcome": json.dumps(outcome)})
     trial = study.trials[0]
     assert trial.state == TrialState.FAIL
