@@ -167,3 +167,19 @@ def real_study(tmp_path_factory: pytest.TempPathFactory, shared_data: Path):  # 
     from real_study import run_real_study
 
     return run_real_study(tmp_path_factory.mktemp("real-study"), shared_data)
+
+
+@pytest.fixture
+def name():  # type: ignore[no-untyped-def]
+    """A study name no other run uses; deleted from the shared servers afterwards."""
+    import contextlib
+    import uuid
+
+    import optuna
+    from servers import MARIADB, POSTGRES
+
+    unique = f"t-{uuid.uuid4().hex[:8]}"
+    yield unique
+    for url in (POSTGRES, MARIADB):
+        with contextlib.suppress(Exception):  # not created there
+            optuna.delete_study(study_name=unique, storage=url)

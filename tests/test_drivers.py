@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
+from servers import MARIADB, POSTGRES
 
 from nas import drivers
 from nas.config import load_study
@@ -31,19 +30,7 @@ from nas.drivers import (
 )
 from nas.study import open_storage, open_study
 
-POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-MARIADB = "mysql+pymysql://root@127.0.0.1:3306/test"
 HOST = socket.gethostname()
-
-
-@pytest.fixture
-def name() -> Iterator[str]:
-    """A study name no other run uses; deleted from the shared servers afterwards."""
-    unique = f"t-{uuid.uuid4().hex[:8]}"
-    yield unique
-    for url in (POSTGRES, MARIADB):
-        with contextlib.suppress(Exception):  # not created there
-            optuna.delete_study(study_name=unique, storage=url)
 
 
 def url_for(kind: str, tmp_path: Path) -> str:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
-import pytest
 from cli_run import assert_usage_error
 from cli_run import run_nas as nas
 
@@ -20,14 +17,6 @@ from nas.storage import mask_password
 SECRET = "s3cretPW"
 URL = f"postgresql+psycopg://postgres:{SECRET}%40x%3Ay@127.0.0.1:5432/test"  # s3cretPW@x:y
 QUERY_URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/test?password={SECRET}%3Aq"
-
-
-@pytest.fixture
-def name() -> Iterator[str]:
-    unique = f"t-{uuid.uuid4().hex[:8]}"
-    yield unique
-    with contextlib.suppress(Exception):
-        optuna.delete_study(study_name=unique, storage=URL)
 
 
 def files_text(folder: Path) -> str:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -19,24 +19,12 @@ import sqlalchemy
 from cli_run import assert_usage_error
 from cli_run import run_nas as nas
 from optuna.trial import TrialState
+from servers import POSTGRES
 
 from nas.config import load_study
 from nas.errors import NasError
 from nas.storage import mask_password, open_storage, redact
 from nas.study import open_study
-
-POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-MARIADB = "mysql+pymysql://root@127.0.0.1:3306/test"
-
-
-@pytest.fixture
-def name() -> Iterator[str]:
-    """A study name no other run uses; deleted from the shared servers afterwards."""
-    unique = f"t-{uuid.uuid4().hex[:8]}"
-    yield unique
-    for url in (POSTGRES, MARIADB):
-        with contextlib.suppress(Exception):  # not created there
-            optuna.delete_study(study_name=unique, storage=url)
 
 
 @pytest.mark.parametrize(

@@ -3,34 +3,24 @@ nothing run twice, the total kept within its documented bound."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
 import sys
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
 import pytest
 from cli_run import REPO
 from optuna.trial import TrialState
+from servers import POSTGRES
 
 from nas.drivers import finished_count, heartbeats
 from nas.study import REASON
 
-POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 N_TRIALS = 6
 DRIVERS = 2
-
-
-@pytest.fixture
-def name() -> Iterator[str]:
-    unique = f"t-{uuid.uuid4().hex[:8]}"
-    yield unique
-    with contextlib.suppress(Exception):
-        optuna.delete_study(study_name=unique, storage=POSTGRES)
 
 
 def start(study_file: Path, url: str, log: Path) -> subprocess.Popen[str]:
