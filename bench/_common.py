@@ -198,6 +198,16 @@ def minilm_checkpoint(script: str) -> Path:
     return folder
 
 
+def teacher_line(checkpoint: Path | None) -> str:
+    """The header line saying where the teacher and the students come from."""
+    if checkpoint is None:
+        return "teacher: a tiny random BERT trained by nas; students sliced from the teacher"
+    return (
+        f"teacher: {checkpoint} fine-tuned by nas (teacher.train.init); students sliced from "
+        "the same pretrained checkpoint"
+    )
+
+
 def tiny_checkpoint(folder: Path, texts: Sequence[str], words: int = 3000) -> Path:
     """A random tiny BERT (``TINY_ARCH``) with a WordPiece vocabulary from ``texts``, saved as
     a checkpoint folder; a stand-in for MiniLM in --quick runs."""

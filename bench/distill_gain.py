@@ -187,14 +187,7 @@ def main() -> int:
             "bench/distill_gain.py",
             args.quick,
             [
-                "teacher: "
-                + (
-                    "a tiny random BERT trained by nas"
-                    if checkpoint is None
-                    else f"{checkpoint} fine-tuned by nas (teacher.train.init)"
-                )
-                + "; students sliced from "
-                + ("the teacher" if checkpoint is None else "the same pretrained checkpoint"),
+                common.teacher_line(checkpoint),
                 f"seeds: {seeds}; work dir {folder}",
             ],
         )

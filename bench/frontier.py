@@ -187,14 +187,7 @@ def main() -> int:
                 "(resources.cpu 1)",
                 f"data: {n_train} SST-2 train sentences (nas's seeded subset), "
                 + ("100 dev sentences" if args.quick else "the 872 dev sentences"),
-                "teacher: "
-                + (
-                    "a tiny random BERT trained by nas"
-                    if checkpoint is None
-                    else f"{checkpoint} fine-tuned by nas (teacher.train.init)"
-                )
-                + "; students sliced from "
-                + ("the teacher" if checkpoint is None else "the same pretrained checkpoint"),
+                common.teacher_line(checkpoint),
             ],
         )
         start = time.perf_counter()
