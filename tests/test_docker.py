@@ -317,7 +317,20 @@ def test_constraints_match_the_versions_tested_here() -> None:
             installed = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue  # not in this environment (an extra's driver): nothing to compare
-        assert installed == pinned, f"{name}: image pins {pinned}, tests run {installed}"
+        assert installed == pinned, (
+            f"{name}: image pins {pinned}, tests run {installed}; install with "
+            "pip install -c docker/constraints.txt -e '.[test]' (CI does)"
+        )
+
+
+def test_ci_and_the_readme_install_with_the_constraints() -> None:
+    """The image, CI and a developer's setup resolve the same versions by construction."""
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert re.search(r"pip install[^\n]*-c docker/constraints\.txt -e \"\.\[test\]\"", ci)
+    readme = (ROOT / "README.md").read_text()
+    assert 'pip install -c docker/constraints.txt -e ".[test]"' in readme
+    refresh = (DOCKER / "refresh-constraints.sh").read_text()
+    assert "docker/constraints.txt" in refresh and "torch==2.13.0" in refresh
 
 
 # ----------------------------------------------------------------------------- scripts
