@@ -80,6 +80,7 @@ def write_config(folder: Path, task: Task, checkpoint: Path | None, quick: bool)
     data: dict[str, Any] = {
         "train_file": str(common.data_file(*task.train_file)),
         "eval_file": str(common.data_file(*task.eval_file)),
+        "test_fraction": 0.01,  # the arms compare on eval_file; nothing is selected here
         "max_train_samples": n_train,
         "max_seq_length": task.max_seq_length,
     }

@@ -66,7 +66,7 @@ def tiny_study(folder: Path, storage: str, name: str, n_trials: int) -> Path:
                 "max_seq_length": 64,
                 "doc_stride": 32,
                 "max_query_length": 16,
-                "synthetic": {"n_train": 64, "n_eval": 16, "seed": 0},
+                "synthetic": {"n_train": 64, "n_eval": 16, "n_test": 16, "seed": 0},
             },
             "teacher": {
                 "path": str(folder / "cache" / "teachers" / "tiny"),

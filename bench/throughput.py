@@ -89,13 +89,15 @@ def datasets(quick: bool) -> list[Dataset]:
     sst2 = {
         "train_file": str(common.data_file("sst2", "train.tsv")),
         "eval_file": str(common.data_file("sst2", "dev.tsv")),
+        "test_fraction": 0.01,
         "max_train_samples": sst2_steps * sst2_batch,
         "max_eval_samples": 8,
         "max_seq_length": 66,
     }
     squad = {
         "train_file": str(common.data_file("squad_v2", "dev-v2.0.json")),
-        "eval_articles": 4,
+        "test_articles": 2,
+        "eval_articles": 2,
         "max_train_samples": squad_steps * squad_batch,
         "max_eval_samples": 8,
         "max_seq_length": 384,

@@ -6,8 +6,11 @@ Every error names the file, the key, the value received and what to write instea
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import re
 import types
 import typing
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -17,6 +20,7 @@ import yaml
 from nas.errors import ConfigError
 
 QA_TASKS = ("squad_v2", "synthetic_qa")  # tasks whose data settings include windows and strides
+MAX_NAME_LENGTH = 200  # study names: a key in the storage (Optuna allows 512), never a path
 
 
 @dataclass(frozen=True)
@@ -24,24 +28,39 @@ class SyntheticConfig:
     """Size and seed of the generated ``synthetic_qa`` data."""
 
     n_train: int = 3000
-    n_eval: int = 400
+    n_eval: int = 400  # the selection split: what trials are scored on
+    n_test: int = 400  # the test split: what the front is reported on, never seen by a trial
     seed: int = 0
     unanswerable_fraction: float = 0.5  # share of questions whose answer is not in the context
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where a task's data comes from and how it is tokenized."""
+    """Where a task's data comes from and how it is tokenized.
+
+    Three splits: ``train`` (students learn from it), the **selection** split ``eval_*``
+    (every trial is scored on it; the sampler and the front see only these scores) and the
+    **test** split ``test_*`` (no trial sees it; the front's students are scored on it once,
+    when the study finishes). The test split is taken first, then the selection split from
+    what remains of the training data, unless files are given for them.
+    """
 
     hub_name: str | None = None  # datasets hub name; default: the task's own (e.g. squad_v2)
     train_file: str | None = None  # local file; relative paths are relative to the study file
-    eval_file: str | None = None
-    # QA from a single file: hold out the last N articles of train_file for evaluation.
+    eval_file: str | None = None  # the selection split as its own file
+    # QA from a single file: hold out the last N articles of train_file for selection.
     eval_articles: int | None = None
-    # Classification from a single file: hold out this fraction (seeded) when eval_file is absent.
+    # Classification: hold out this fraction (seeded) of the training rows for selection.
     eval_fraction: float | None = None
+    test_file: str | None = None  # the test split as its own file (e.g. the dataset's dev set)
+    # QA from a single file: hold out the last N articles of train_file for the test split
+    # (taken before eval_articles, so the two never share an article).
+    test_articles: int | None = None
+    # Classification: hold out this fraction (seeded) of the training rows for the test split.
+    test_fraction: float | None = None
     max_train_samples: int | None = None  # examples, taken after a seeded shuffle
     max_eval_samples: int | None = None  # examples, the first N in file order
+    max_test_samples: int | None = None  # examples, the first N in file order
     max_seq_length: int = 384
     doc_stride: int = 128  # QA: token overlap between windows of one long context
     max_query_length: int = 64  # QA: questions are truncated to this many tokens
@@ -100,10 +119,25 @@ class Objective:
 
 @dataclass(frozen=True)
 class Threshold:
-    """A feasibility constraint: the trial is infeasible when the metric is below `min`."""
+    """A feasibility constraint: the trial is infeasible when the metric is below its bound.
+
+    Give exactly one of ``min`` (a fixed bound) or ``above_no_answer`` (QA: a margin over what
+    answering "no answer" to every question scores on the selection split, computed when the
+    study starts; ``{metric: exact, above_no_answer: 5}`` on a split with 52.1 % unanswerable
+    questions means ``exact >= 57.1``). :func:`nas.feasibility.resolve_thresholds` turns the
+    second form into the first.
+    """
 
     metric: str
-    min: float
+    min: float | None = None
+    above_no_answer: float | None = None
+
+    @property
+    def bound(self) -> float:
+        """The resolved lower bound (``min``); resolve ``above_no_answer`` thresholds first."""
+        if self.min is None:
+            raise ValueError(f"threshold on {self.metric} is unresolved (above_no_answer)")
+        return self.min
 
 
 @dataclass(frozen=True)
@@ -124,6 +158,16 @@ class ResourcesConfig:
     # memory times `gpu` (checked on the worker, before the student is built).
     preflight_memory: bool = False
     gpu_memory_gb: float | None = None  # GiB (2**30 bytes) one trial may use
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """Training features run through the student source to rank what students keep
+    (``nas.calibration``): hidden channels, FFN neurons."""
+
+    n_features: int = 256  # a seeded choice from the train features; at most their number
+    max_tokens: int = 128  # each feature's first tokens (QA windows are long)
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -151,6 +195,7 @@ class StudyConfig:
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     trial_timeout_s: float | None = None
     source_file: str = ""  # set by the loader: the YAML this came from
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
 
     def resolve(self, path: str | None, hub_ok: bool = True) -> str | None:
         """A path from the config, made relative to the study file.
@@ -197,8 +242,40 @@ def load_study(path: str | Path) -> StudyConfig:
     return dataclasses.replace(config, cache_dir=str(Path(config.cache_dir).resolve()))
 
 
+def check_name(name: str, where: str) -> None:
+    """A study name is a key, never a path: refuse what could leave or break a folder."""
+    problem = None
+    if not name.strip():
+        problem = "is empty"
+    elif len(name) > MAX_NAME_LENGTH:
+        problem = f"has {len(name)} characters, over {MAX_NAME_LENGTH}"
+    elif "/" in name or "\\" in name:
+        problem = "contains a path separator"
+    elif ".." in name:
+        problem = "contains '..'"
+    elif any(unicodedata.category(c) == "Cc" for c in name):
+        problem = "contains a control character"
+    if problem:
+        shown = repr(name if len(name) <= 60 else name[:60] + "...")
+        raise ConfigError(
+            f"{where}: name = {shown} {problem}; a study name is a key, not a path: write it "
+            f"without / \\ .. or control characters, in at most {MAX_NAME_LENGTH} characters "
+            "(e.g. name: sst2_small)"
+        )
+
+
+def folder_name(name: str) -> str:
+    """A file-system-safe form of a study name: itself when it is only ``[A-Za-z0-9._-]``,
+    else the sanitised form (cut to 64 characters) plus a short hash that keeps names apart."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)
+    if safe == name:
+        return name
+    return f"{safe[:64]}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
+
+
 def check_study(config: StudyConfig, where: str) -> None:
     """Checks across keys that types alone cannot express."""
+    check_name(config.name, where)
     data = config.data
     positive = {
         "data.max_seq_length": data.max_seq_length,
@@ -214,12 +291,30 @@ def check_study(config: StudyConfig, where: str) -> None:
             raise ConfigError(f"{where}: {key} = {value} must be positive")
     if config.task in QA_TASKS:
         _check_qa_lengths(data, where)
-    if data.eval_fraction is not None and not 0.0 < data.eval_fraction < 1.0:
-        raise ConfigError(f"{where}: data.eval_fraction = {data.eval_fraction} must be in (0, 1)")
+    for key in ("eval_fraction", "test_fraction"):
+        fraction = getattr(data, key)
+        if fraction is not None and not 0.0 < fraction < 1.0:
+            raise ConfigError(f"{where}: data.{key} = {fraction} must be in (0, 1)")
+    _check_thresholds(config, where)
     names = [o.name for o in config.objectives]
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}: objectives repeat a name: {names}")
     _check_resources(config.resources, where)
+
+
+def _check_thresholds(config: StudyConfig, where: str) -> None:
+    for i, t in enumerate(config.thresholds):
+        key = f"thresholds[{i}] ({t.metric})"
+        if (t.min is None) == (t.above_no_answer is None):
+            raise ConfigError(
+                f"{where}: {key} needs exactly one of min (a fixed bound) or above_no_answer "
+                "(QA: a margin over the no-answer score), e.g. {metric: exact, above_no_answer: 5}"
+            )
+        if t.above_no_answer is not None and config.task not in QA_TASKS:
+            raise ConfigError(
+                f"{where}: {key} uses above_no_answer, which only QA tasks have ({config.task} "
+                "is not one); write min: instead"
+            )
 
 
 def _check_resources(resources: ResourcesConfig, where: str) -> None:

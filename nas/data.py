@@ -24,7 +24,7 @@ def resolved_data(config: StudyConfig) -> DataConfig:
     """The study's data config with file paths made relative to the study file, checked."""
     data = config.data
     changes: dict[str, Any] = {}
-    for key in ("train_file", "eval_file"):
+    for key in ("train_file", "eval_file", "test_file"):
         value = getattr(data, key)
         if value is not None:
             path = Path(config.resolve(value, hub_ok=False) or value)
@@ -38,14 +38,15 @@ def resolved_data(config: StudyConfig) -> DataConfig:
 
 
 def load_splits(config: StudyConfig) -> tuple[Task, Splits, DataConfig]:
-    """The study's task, its train/eval examples and the resolved data config."""
+    """The study's task, its train / selection / test examples and the resolved data config."""
     task = get_task(config.task)
     data = resolved_data(config)
     splits = task.load(data)
-    if not splits.train or not splits.eval:
+    if not splits.train or not splits.eval or not splits.test:
         raise DataError(
-            f"{config.source_file}: task {config.task} loaded {len(splits.train)} train and "
-            f"{len(splits.eval)} eval examples; both must be non-empty"
+            f"{config.source_file}: task {config.task} loaded {len(splits.train)} train, "
+            f"{len(splits.eval)} selection and {len(splits.test)} test examples; all three must "
+            "be non-empty (the selection split scores trials, the test split reports the front)"
         )
     return task, splits, data
 

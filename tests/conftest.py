@@ -138,7 +138,7 @@ def tiny_study(tmp_path: Path, shared_cache: Path):  # type: ignore[no-untyped-d
                 "max_seq_length": 64,
                 "doc_stride": 32,
                 "max_query_length": 16,
-                "synthetic": {"n_train": 200, "n_eval": 60, "seed": 0},
+                "synthetic": {"n_train": 200, "n_eval": 60, "n_test": 60, "seed": 0},
             },
             "teacher": {
                 "path": "{cache_dir}/teachers/tiny",

@@ -34,7 +34,8 @@ def run_real_study(folder: Path, data: Path) -> RealStudy:
         "task": "sst2",
         "data": {
             "train_file": str(data / "sst2" / "train.tsv"),
-            "eval_file": str(data / "sst2" / "dev.tsv"),
+            "test_file": str(data / "sst2" / "dev.tsv"),
+            "eval_fraction": 0.01,  # 673 training sentences held out to score the trials
             "max_train_samples": 1500,
             "max_seq_length": 48,
         },

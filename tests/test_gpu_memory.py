@@ -42,7 +42,7 @@ DATA = {
     "max_seq_length": 128,
     "doc_stride": 64,
     "max_query_length": 32,
-    "synthetic": {"n_train": 20000, "n_eval": 200, "seed": 0},
+    "synthetic": {"n_train": 20000, "n_eval": 200, "n_test": 200, "seed": 0},
 }
 
 

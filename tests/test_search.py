@@ -142,7 +142,7 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(tiny_study, tmp_path: 
             "max_seq_length": 64,
             "doc_stride": 32,
             "max_query_length": 16,
-            "synthetic": {"n_train": 200, "n_eval": 60, "seed": 0},
+            "synthetic": {"n_train": 200, "n_eval": 60, "n_test": 60, "seed": 0},
         },
     )
     driver = start_driver(study_file, url)
@@ -272,7 +272,7 @@ def test_ctrl_c_fails_running_trials_as_interrupted(tiny_study, tmp_path: Path) 
             "max_seq_length": 64,
             "doc_stride": 32,
             "max_query_length": 16,
-            "synthetic": {"n_train": 3000, "n_eval": 60, "seed": 0},
+            "synthetic": {"n_train": 3000, "n_eval": 60, "n_test": 60, "seed": 0},
         },
         # a baseline that trains for tens of seconds, so the signal lands mid-trial
         baseline={

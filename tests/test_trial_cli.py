@@ -67,9 +67,11 @@ def squad_study(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> 
     folder = tmp_path_factory.mktemp("squad")
     data = {
         "train_file": str(shared_data / "squad_v2" / "dev-v2.0.json"),
-        "eval_articles": 4,
+        "test_articles": 2,
+        "eval_articles": 2,
         "max_train_samples": 300,
         "max_eval_samples": 200,
+        "max_test_samples": 100,
         "max_seq_length": 128,
         "doc_stride": 48,
         "max_query_length": 32,
@@ -117,7 +119,8 @@ def test_squad_trial_end_to_end(squad_study: Path, tmp_path: Path) -> None:
 def test_sst2_trial_on_real_sentences(tmp_path: Path, shared_data: Path) -> None:
     data = {
         "train_file": str(shared_data / "sst2" / "train.tsv"),
-        "eval_file": str(shared_data / "sst2" / "dev.tsv"),
+        "test_file": str(shared_data / "sst2" / "dev.tsv"),
+        "eval_fraction": 0.01,
         "max_train_samples": 1500,
         "max_seq_length": 48,
     }
@@ -189,7 +192,7 @@ def test_file_in_the_wrong_format(tmp_path: Path, shared_data: Path) -> None:
 def test_label_outside_the_label_set(tmp_path: Path) -> None:
     bad = tmp_path / "train.txt"
     bad.write_text("text;label_name\ni feel great;joy\ni am bored;boredom\n")
-    study = write_study(tmp_path, "emotion", {"train_file": str(bad), "eval_file": str(bad)})
+    study = write_study(tmp_path, "emotion", {"train_file": str(bad), "eval_file": str(bad), "test_fraction": 0.5})
     assert_usage_error(nas("trial", "run", "--study", str(study)), "boredom")
 
 

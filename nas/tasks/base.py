@@ -8,7 +8,7 @@ trial of every worker without pickles.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -47,10 +47,14 @@ Example = QAExample | TextExample
 
 @dataclass(frozen=True)
 class Splits:
+    """A task's examples: ``train``; ``eval``, the selection split every trial is scored on;
+    ``test``, the split no trial sees (the front is reported on it)."""
+
     train: list[Any]  # list[QAExample] or list[TextExample]
     eval: list[Any]
     label_names: tuple[str, ...] = ()  # classification only
     description: str = ""  # where the data came from, for provenance
+    test: list[Any] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

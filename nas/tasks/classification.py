@@ -196,9 +196,11 @@ class _Part(NamedTuple):
 class ClassificationTask(Task):
     """Single-sentence or sentence-pair classification; subclasses fix name, hub and labels.
 
-    ``load`` reads ``data.train_file`` / ``data.eval_file`` when set, else the hub dataset.
-    Without an eval file, a train file with an ``is_valid`` column splits itself (when
-    ``splits_itself``), else ``data.eval_fraction`` is held out (seeded).
+    ``load`` reads ``data.train_file`` (and ``data.test_file`` / ``data.eval_file``) when set,
+    else the hub dataset: its first hub split trains, its second is the test split. Without a
+    test file, a train file with an ``is_valid`` column gives the test split (when
+    ``splits_itself``), else ``data.test_fraction`` is held out (seeded); the selection split is
+    ``data.eval_file`` or a seeded ``data.eval_fraction`` of the rows left.
     """
 
     name: ClassVar[str] = "text_classification"
@@ -206,35 +208,54 @@ class ClassificationTask(Task):
     primary_metric: ClassVar[str] = "accuracy"
     hub_name: ClassVar[str | None] = None
     hub_config: ClassVar[str | None] = None
-    hub_splits: ClassVar[tuple[str, str]] = ("train", "validation")
+    hub_splits: ClassVar[tuple[str, str]] = ("train", "validation")  # (train, test)
     default_label_names: ClassVar[tuple[str, ...]] = ()
     label_aliases: ClassVar[dict[str, str]] = {}
-    splits_itself: ClassVar[bool] = True  # a train file with `is_valid` gives the eval split
+    splits_itself: ClassVar[bool] = True  # a train file with `is_valid` gives the test split
 
     def load(self, data: Any) -> Splits:
-        """Read train and eval examples as ``data`` (a ``DataConfig``) describes.
+        """Read the train, selection and test examples as ``data`` (a ``DataConfig``) says.
+
+        The test split comes first: ``data.test_file``, else the rows a train file marks
+        ``is_valid`` (``splits_itself``), else a seeded ``data.test_fraction`` of the training
+        rows; from the hub, the task's second hub split (validation, or IMDB's test). The
+        selection split is ``data.eval_file``, else a seeded ``data.eval_fraction`` of the
+        training rows that remain.
 
         Raises:
-            DataError: missing file or column, a label outside the label set, no eval split,
-                or the hub unreachable without local files.
+            DataError: missing file or column, a label outside the label set, no selection or
+                no test split, a test split that overlaps the selection split, or the hub
+                unreachable without local files.
         """
         if data.train_file:
-            train, evals, hub_names = *self._read_local(data), None
+            train, test, hub_names = *self._read_local(data), None
         else:
-            train, evals, hub_names = self._read_hub(data)
+            train, test, hub_names = self._read_hub(data)
+        train, selection = self._selection(data, train)
         labels = self._label_map(data, train.rows, hub_names)
         train_examples = to_examples(train.rows, labels, train.where)
-        eval_examples = to_examples(evals.rows, labels, evals.where)
+        eval_examples = to_examples(selection.rows, labels, selection.where)
+        test_examples = to_examples(test.rows, labels, test.where)
         if data.max_train_samples is not None:
             order = np.random.default_rng(data.seed).permutation(len(train_examples))
             train_examples = [train_examples[i] for i in order[: data.max_train_samples]]
         if data.max_eval_samples is not None:
             eval_examples = eval_examples[: data.max_eval_samples]
+        if data.max_test_samples is not None:
+            test_examples = test_examples[: data.max_test_samples]
+        shared = check_disjoint(
+            [(e.text, e.text_pair) for e in eval_examples],
+            [(e.text, e.text_pair) for e in test_examples],
+            selection.where,
+            test.where,
+        )
         description = (
             f"{self.name}: {len(train_examples)} train examples from {train.where}, "
-            f"{len(eval_examples)} eval examples from {evals.where}; labels {list(labels.names)}"
+            f"{len(eval_examples)} selection examples from {selection.where}, "
+            f"{len(test_examples)} test examples from {test.where}{shared}; "
+            f"labels {list(labels.names)}"
         )
-        return Splits(train_examples, eval_examples, labels.names, description)
+        return Splits(train_examples, eval_examples, labels.names, description, test_examples)
 
     def _label_map(self, data: Any, train_rows: list[Row], hub_names: Any) -> LabelMap:
         names = data.label_names or self.default_label_names or hub_names
@@ -243,19 +264,41 @@ class ClassificationTask(Task):
         return LabelMap(infer_label_names(train_rows), self.label_aliases, by_value=True)
 
     def _read_local(self, data: Any) -> tuple[_Part, _Part]:
+        """The training rows and the test split."""
         path = str(data.train_file)
         rows = read_examples(path, data, "data.train_file")
-        if data.eval_file:
-            eval_path = str(data.eval_file)
-            evals = read_examples(eval_path, data, "data.eval_file")
-            return _Part(rows, path), _Part(evals, eval_path)
+        if data.test_file:
+            if data.eval_file and Path(data.eval_file).resolve() == Path(data.test_file).resolve():
+                raise DataError(
+                    f"data.eval_file and data.test_file are both {data.test_file}: the test "
+                    "split must be data no trial is scored on; give the selection split its "
+                    "own file, or data.eval_fraction to hold it out of data.train_file"
+                )
+            test_path = str(data.test_file)
+            return _Part(rows, path), _Part(
+                read_examples(test_path, data, "data.test_file"), test_path
+            )
         if self.splits_itself and all(r.is_valid is not None for r in rows):
             return _split_by_flag(rows, path)
-        if data.eval_fraction:
-            return _hold_out(rows, path, data.eval_fraction, data.seed)
+        if data.test_fraction:
+            return _hold_out(rows, path, data.test_fraction, data.seed, "test")
         raise DataError(
-            f"{path}: no evaluation split; set data.eval_file, or data.eval_fraction (e.g. 0.1) "
-            "to hold out part of data.train_file"
+            f"{path}: no test split; set data.test_file (e.g. the dataset's dev file), or "
+            "data.test_fraction (e.g. 0.1) to hold out part of data.train_file"
+        )
+
+    def _selection(self, data: Any, train: _Part) -> tuple[_Part, _Part]:
+        """The training rows left and the selection split."""
+        if data.eval_file:
+            eval_path = str(data.eval_file)
+            return train, _Part(read_examples(eval_path, data, "data.eval_file"), eval_path)
+        if data.eval_fraction:
+            return _hold_out(
+                train.rows, train.where, data.eval_fraction, data.seed + 1, "selection"
+            )
+        raise DataError(
+            f"{train.where}: no selection split (what trials are scored on); set "
+            "data.eval_fraction (e.g. 0.05) to hold it out of the training rows, or data.eval_file"
         )
 
     def _hub_target(self, data: Any) -> tuple[str | None, str | None]:
@@ -268,7 +311,7 @@ class ClassificationTask(Task):
         name, config = self._hub_target(data)
         if name is None:
             raise DataError(
-                f"task {self.name} has no hub dataset; set data.train_file and data.eval_file "
+                f"task {self.name} has no hub dataset; set data.train_file and data.test_file "
                 "(CSV or JSONL with named columns) or data.hub_name"
             )
         label = f"{name}:{config}" if config else name
@@ -280,7 +323,7 @@ class ClassificationTask(Task):
             first = (str(exc).strip().splitlines() or [""])[0][:200]
             raise DataError(
                 f"hub dataset {label!r} could not be loaded ({type(exc).__name__}: {first}); "
-                "the hub may be unreachable: set data.train_file and data.eval_file to local files"
+                "the hub may be unreachable: set data.train_file and data.test_file to local files"
             ) from exc
         parts, hub_names = [], None
         for split in self.hub_splits:
@@ -301,18 +344,44 @@ class ClassificationTask(Task):
         return classification_metrics(np.asarray(logits), np.asarray(features.labels))
 
 
-def _hold_out(rows: list[Row], path: str, fraction: float, seed: int) -> tuple[_Part, _Part]:
-    n_eval = round(len(rows) * fraction)
-    if not 0 < n_eval < len(rows):
+def _hold_out(
+    rows: list[Row], path: str, fraction: float, seed: int, role: str
+) -> tuple[_Part, _Part]:
+    """A seeded ``fraction`` of ``rows`` held out as the ``role`` split ("test", "selection")."""
+    key = "data.test_fraction" if role == "test" else "data.eval_fraction"
+    n_held = round(len(rows) * fraction)
+    if not 0 < n_held < len(rows):
         raise DataError(
-            f"{path}: data.eval_fraction = {fraction} of {len(rows)} rows leaves an empty split; "
-            "set data.eval_file or another fraction"
+            f"{path}: {key} = {fraction} of {len(rows)} rows leaves an empty split; set "
+            f"another fraction or give the {role} split its own file"
         )
     held = np.zeros(len(rows), dtype=bool)
-    held[np.random.default_rng(seed).permutation(len(rows))[:n_eval]] = True
+    held[np.random.default_rng(seed).permutation(len(rows))[:n_held]] = True
     train = [r for r, h in zip(rows, held, strict=True) if not h]
-    evals = [r for r, h in zip(rows, held, strict=True) if h]
-    return _Part(train, f"{path} (rest)"), _Part(evals, f"{path} (seeded {fraction:g} hold-out)")
+    out = [r for r, h in zip(rows, held, strict=True) if h]
+    rest = path if path.endswith("(rest)") else f"{path} (rest)"
+    return _Part(train, rest), _Part(out, f"{path} (seeded {fraction:g} {role} hold-out)")
+
+
+def check_disjoint(
+    selection: Sequence[Any], test: Sequence[Any], sel_where: str, test_where: str
+) -> str:
+    """Refuse a test split that overlaps the selection split; returns a note on duplicates.
+
+    Real datasets repeat a few texts across their official splits (Emotion's train and test
+    share 11 of 2,000, CoLA's train and dev 16 of 1,043), so up to 5 % of the test examples may
+    also occur in the selection split (said in the description); more means the two splits are
+    not separate data.
+    """
+    seen = set(selection)
+    shared = sum(1 for key in test if key in seen)
+    if shared > 0.05 * len(test):
+        raise DataError(
+            f"{shared} of {len(test)} test examples ({test_where}) also occur in the selection "
+            f"split ({sel_where}); the test split must be data no trial is scored on: use "
+            "separate files or hold-outs"
+        )
+    return f" ({shared} test texts also in the selection split)" if shared else ""
 
 
 def _split_by_flag(rows: list[Row], path: str) -> tuple[_Part, _Part]:
@@ -321,7 +390,7 @@ def _split_by_flag(rows: list[Row], path: str) -> tuple[_Part, _Part]:
     if not train or not evals:
         raise DataError(
             f"{path}: every row has {VALID_COLUMN} = {bool(evals)}; mark some rows True for "
-            "evaluation, or set data.eval_file"
+            "the test split, or set data.test_file"
         )
     where = f"{path} ({VALID_COLUMN}="
     return _Part(train, where + "False)"), _Part(evals, where + "True)")

@@ -160,38 +160,66 @@ def _answers(answers: Any, where: str) -> tuple[tuple[str, ...], tuple[int, ...]
 
 
 def split_by_articles(
-    examples: list[QAExample], n_eval: int, source: str
+    examples: list[QAExample], n_held: int, source: str, key: str = "data.eval_articles"
 ) -> tuple[list[QAExample], list[QAExample]]:
-    """Hold out the last ``n_eval`` articles (distinct titles, in file order) for evaluation."""
+    """Hold out the last ``n_held`` articles (distinct titles, in file order)."""
     titles = list(dict.fromkeys(e.title for e in examples))
-    if not 0 < n_eval < len(titles):
+    if not 0 < n_held < len(titles):
         raise DataError(
-            f"data.eval_articles = {n_eval}, but {source} has {len(titles)} articles; "
-            f"choose between 1 and {len(titles) - 1} or set data.eval_file"
+            f"{key} = {n_held}, but {source} has {len(titles)} articles left; choose between 1 "
+            f"and {len(titles) - 1}, or give that split its own file"
         )
-    held_out = set(titles[-n_eval:])
+    held_out = set(titles[-n_held:])
     train = [e for e in examples if e.title not in held_out]
     return train, [e for e in examples if e.title in held_out]
 
 
-def _load_files(data: DataConfig) -> tuple[list[QAExample], list[QAExample], str]:
+def load_files(data: DataConfig) -> tuple[list[QAExample], list[QAExample], list[QAExample], str]:
+    """Train, selection and test questions from local files (see ``SquadV2Task.load``)."""
     assert data.train_file is not None
     train = read_squad_file(data.train_file)
+    if data.test_file:
+        if data.eval_file and Path(data.eval_file).resolve() == Path(data.test_file).resolve():
+            raise DataError(
+                f"data.eval_file and data.test_file are both {data.test_file}: the test split "
+                "must be data no trial is scored on; give the selection split its own file, or "
+                "data.eval_articles to hold it out of data.train_file"
+            )
+        test, test_where = read_squad_file(data.test_file), f"test {data.test_file}"
+    elif data.test_articles is not None:
+        train, test = split_by_articles(
+            train, data.test_articles, data.train_file, "data.test_articles"
+        )
+        test_where = f"test: the last {data.test_articles} articles"
+    else:
+        raise DataError(
+            f"data.train_file = {data.train_file} is set but no test split; set data.test_file "
+            "to a SQuAD file, or data.test_articles: N to hold out the last N articles of the "
+            "train file"
+        )
+    train, selection, sel_where = _selection(train, data, data.train_file)
+    return train, selection, test, f"train {data.train_file}; {sel_where}; {test_where}"
+
+
+def _selection(
+    train: list[QAExample], data: DataConfig, source: str
+) -> tuple[list[QAExample], list[QAExample], str]:
     if data.eval_file:
-        evals = read_squad_file(data.eval_file)
-        return train, evals, f"train {data.train_file}; eval {data.eval_file}"
+        return train, read_squad_file(data.eval_file), f"selection {data.eval_file}"
     if data.eval_articles is not None:
-        train, evals = split_by_articles(train, data.eval_articles, data.train_file)
+        train, selection = split_by_articles(train, data.eval_articles, source)
         n = data.eval_articles
-        return train, evals, f"{data.train_file}, last {n} articles held out for eval"
+        return train, selection, f"selection: the {n} articles before the test articles"
     raise DataError(
-        f"data.train_file = {data.train_file} is set but neither data.eval_file nor "
-        "data.eval_articles; set data.eval_file to a SQuAD file, or data.eval_articles: N to "
-        "evaluate on the last N articles of the train file"
+        f"{source}: no selection split (what trials are scored on); set data.eval_articles: N "
+        "to hold out N articles of the training data, or data.eval_file to a SQuAD file"
     )
 
 
-def _load_hub(name: str) -> tuple[list[QAExample], list[QAExample], str]:
+def load_hub(
+    name: str, data: DataConfig
+) -> tuple[list[QAExample], list[QAExample], list[QAExample], str]:
+    """The hub's train split (minus the selection articles) and its validation split as test."""
     try:
         import datasets
 
@@ -200,20 +228,34 @@ def _load_hub(name: str) -> tuple[list[QAExample], list[QAExample], str]:
     except Exception as exc:  # offline hub, unknown name, missing split: all the same fix
         raise DataError(
             f"could not load dataset '{name}' from the hub ({type(exc).__name__}: {exc}); the "
-            "hub may be unreachable: set data.train_file and data.eval_file (or "
-            "data.eval_articles) to local SQuAD files"
+            "hub may be unreachable: set data.train_file and data.test_file (or "
+            "data.test_articles) to local SQuAD files"
         ) from exc
     try:
-        train, evals = (
+        train, test = (
             [_from_record(row, f"{name} row {i}") for i, row in enumerate(split)]
             for split in splits
         )
     except _Malformed as exc:
         raise DataError(f"hub dataset '{name}': {exc}; {FORMAT_HELP}") from exc
-    return train, evals, f"hub dataset {name} (train / validation)"
+    train, selection, sel_where = _selection(train, data, f"hub dataset {name} [train]")
+    return train, selection, test, f"hub dataset {name}: train; {sel_where}; test: validation"
 
 
-def _limit(
+def check_disjoint_questions(selection: list[QAExample], test: list[QAExample]) -> None:
+    """A test split sharing questions or contexts with the selection split is refused."""
+    contexts = {e.context for e in selection}
+    ids = {e.id for e in selection}
+    shared = sum(1 for e in test if e.id in ids or e.context in contexts)
+    if shared:
+        raise DataError(
+            f"{shared} of {len(test)} test questions share their id or context with the "
+            "selection split; the test split must be data no trial is scored on: hold out "
+            "other articles (data.test_articles / data.eval_articles) or use separate files"
+        )
+
+
+def limit_examples(
     examples: list[QAExample], n: int | None, seed: int | None, key: str
 ) -> list[QAExample]:
     """The first ``n`` examples, after a seeded shuffle when ``seed`` is given."""

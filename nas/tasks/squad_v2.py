@@ -17,16 +17,9 @@ import numpy as np
 
 from nas.config import DataConfig
 from nas.errors import CheckpointError, DataError
-from nas.tasks import squad_metric
+from nas.tasks import squad_io, squad_metric
 from nas.tasks.base import Features, QAExample, Splits, Task, TaskKind
-from nas.tasks.squad_io import (
-    FORMAT_HELP,
-    _limit,
-    _load_files,
-    _load_hub,
-    read_squad_file,
-    split_by_articles,
-)
+from nas.tasks.squad_io import FORMAT_HELP, limit_examples, read_squad_file, split_by_articles
 
 __all__ = [
     "FORMAT_HELP",
@@ -56,7 +49,7 @@ def encode_examples(examples: Sequence[QAExample], tokenizer: Any, data: DataCon
             f"{type(tokenizer).__name__} is not a fast tokenizer; QA needs offset mappings, "
             "use a checkpoint with a tokenizer.json (a PreTrainedTokenizerFast)"
         )
-    limit = _query_limit(tokenizer, data)
+    limit = _querylimit_examples(tokenizer, data)
     if not examples:
         raise DataError("no QA examples to encode; check the data files and max_*_samples")
     chunks = [
@@ -76,7 +69,7 @@ def encode_examples(examples: Sequence[QAExample], tokenizer: Any, data: DataCon
     )
 
 
-def _query_limit(tokenizer: Any, data: DataConfig) -> int:
+def _querylimit_examples(tokenizer: Any, data: DataConfig) -> int:
     """Question tokens allowed: ``max_query_length``, keeping context room above the stride."""
     specials = tokenizer.num_special_tokens_to_add(pair=True)
     room = data.max_seq_length - specials - data.doc_stride - 1
@@ -253,19 +246,24 @@ class SquadV2Task(Task):
     hub_name: ClassVar[str | None] = "squad_v2"
 
     def load(self, data: DataConfig) -> Splits:
-        """Local files (``train_file`` + ``eval_file`` or ``eval_articles``), else the hub."""
+        """Local files (``train_file``, a test split from ``test_file`` or ``test_articles``, a
+        selection split from ``eval_file`` or ``eval_articles``), else the hub (train minus
+        ``eval_articles`` articles for selection; validation as the test split)."""
         if data.train_file:
-            train, evals, description = _load_files(data)
-        elif data.eval_file:
+            train, evals, test, description = squad_io.load_files(data)
+        elif data.eval_file or data.test_file:
             raise DataError(
-                f"data.eval_file = {data.eval_file} is set without data.train_file; set both "
-                "(or data.train_file with data.eval_articles), or neither to use the hub"
+                "data.eval_file / data.test_file are set without data.train_file; set "
+                "data.train_file too, or none of them to use the hub"
             )
         else:
-            train, evals, description = _load_hub(data.hub_name or self.hub_name or self.name)
-        train = _limit(train, data.max_train_samples, data.seed, "max_train_samples")
-        evals = _limit(evals, data.max_eval_samples, None, "max_eval_samples")
-        return Splits(train=train, eval=evals, description=description)
+            name = data.hub_name or self.hub_name or self.name
+            train, evals, test, description = squad_io.load_hub(name, data)
+        train = limit_examples(train, data.max_train_samples, data.seed, "max_train_samples")
+        evals = limit_examples(evals, data.max_eval_samples, None, "max_eval_samples")
+        test = limit_examples(test, data.max_test_samples, None, "max_test_samples")
+        squad_io.check_disjoint_questions(evals, test)
+        return Splits(train=train, eval=evals, description=description, test=test)
 
     def encode(self, examples: list[Any], tokenizer: Any, data: DataConfig) -> Features:
         """Doc-stride windows with start/end labels; see :func:`encode_examples`."""

@@ -242,12 +242,16 @@ def _split(
     return examples, contexts
 
 
-def generate(config: SyntheticConfig) -> tuple[list[QAExample], list[QAExample]]:
-    """Train and eval examples for ``config`` (sizes, seed, unanswerable fraction).
+def generate(
+    config: SyntheticConfig,
+) -> tuple[list[QAExample], list[QAExample], list[QAExample]]:
+    """Train, selection (``eval``) and test examples for ``config`` (sizes, seed, unanswerable
+    fraction).
 
-    The eval split comes from a different derived seed with the same vocabulary
-    (``vocabulary(config.seed)``) and shares no context with the train split. Titles group the
-    questions of one context (``synthetic-train-<k>``, ``synthetic-eval-<k>``).
+    Each split comes from its own derived seed with the same vocabulary
+    (``vocabulary(config.seed)``) and shares no context with the splits before it. Titles group
+    the questions of one context (``synthetic-train-<k>``, ``synthetic-eval-<k>``,
+    ``synthetic-test-<k>``).
     """
     if not 0.0 <= config.unanswerable_fraction <= 1.0:
         raise ValueError(
@@ -255,8 +259,11 @@ def generate(config: SyntheticConfig) -> tuple[list[QAExample], list[QAExample]]
         )
     words = invented_words(config.seed)
     train, train_contexts = _split(config, "train", config.n_train, set(), words)
-    evals, _ = _split(config, "eval", config.n_eval, train_contexts, words)
-    return train, evals
+    evals, eval_contexts = _split(config, "eval", config.n_eval, train_contexts, words)
+    test: list[QAExample] = []
+    if config.n_test:
+        test, _ = _split(config, "test", config.n_test, train_contexts | eval_contexts, words)
+    return train, evals, test
 
 
 def describe(config: SyntheticConfig) -> dict[str, Any]:
@@ -266,6 +273,7 @@ def describe(config: SyntheticConfig) -> dict[str, Any]:
         "seed": config.seed,
         "n_train": config.n_train,
         "n_eval": config.n_eval,
+        "n_test": config.n_test,
         "unanswerable_fraction": config.unanswerable_fraction,
         "relations": [r.key for r in RELATIONS],
     }
@@ -282,13 +290,13 @@ class SyntheticQATask(SquadV2Task):
     hub_name: ClassVar[str | None] = None
 
     def load(self, data: Any) -> Splits:
-        train, evals = generate(data.synthetic)
+        train, evals, test = generate(data.synthetic)
         info = describe(data.synthetic)
         text = (
-            f"synthetic_qa seed {info['seed']}: {len(train)} train / {len(evals)} eval "
-            f"questions, {info['unanswerable_fraction']:.0%} unanswerable"
+            f"synthetic_qa seed {info['seed']}: {len(train)} train / {len(evals)} selection / "
+            f"{len(test)} test questions, {info['unanswerable_fraction']:.0%} unanswerable"
         )
-        return Splits(train=train, eval=evals, description=text)
+        return Splits(train=train, eval=evals, description=text, test=test)
 
     def offline_tokenizer(self, data: Any) -> Any:
         return build_tokenizer(vocabulary(data.synthetic.seed))

@@ -81,26 +81,32 @@ def test_metrics_return_python_floats() -> None:
 
 def test_sst2_files(shared_data: Path) -> None:
     data = DataConfig(
-        train_file=str(shared_data / "sst2/train.tsv"), eval_file=str(shared_data / "sst2/dev.tsv")
+        train_file=str(shared_data / "sst2/train.tsv"),
+        test_file=str(shared_data / "sst2/dev.tsv"),
+        eval_fraction=0.01,
     )
     splits = TASKS["sst2"].load(data)
-    assert (len(splits.train), len(splits.eval)) == (67_349, 872)
+    # the test split is the dev file; the selection split a seeded 1 % of the training rows
+    assert (len(splits.train), len(splits.eval), len(splits.test)) == (66_676, 673, 872)
     assert splits.label_names == ("negative", "positive")
-    assert splits.train[0] == TextExample("hide new secretions from the parental units", 0)
-    assert {e.label for e in splits.eval} == {0, 1}
-    assert "sst2/train.tsv" in splits.description
+    assert splits.test[0].text.startswith("it 's a charming and often affecting journey")
+    assert {e.label for e in splits.eval} == {0, 1} == {e.label for e in splits.test}
+    assert "sst2/train.tsv" in splits.description and "sst2/dev.tsv" in splits.description
 
 
 def test_cola_headerless_files(shared_data: Path) -> None:
     data = DataConfig(
-        train_file=str(shared_data / "cola/train.tsv"), eval_file=str(shared_data / "cola/dev.tsv")
+        train_file=str(shared_data / "cola/train.tsv"),
+        eval_file=str(shared_data / "cola/train.tsv"),
+        test_file=str(shared_data / "cola/dev.tsv"),
     )
     task = TASKS["cola"]
     splits = task.load(data)
-    assert (len(splits.train), len(splits.eval)) == (8_551, 1_043)
+    assert (len(splits.train), len(splits.eval), len(splits.test)) == (8_551, 8_551, 1_043)
     assert splits.label_names == ("unacceptable", "acceptable")
     assert splits.train[0].text.startswith("Our friends won't buy this analysis")
     assert splits.train[0].label == 1
+    assert "16 test texts also in the selection split" in splits.description
     assert task.primary_metric == "mcc"
 
 
@@ -108,31 +114,34 @@ def test_emotion_semicolon_files(shared_data: Path) -> None:
     data = DataConfig(
         train_file=str(shared_data / "emotion/train.txt"),
         eval_file=str(shared_data / "emotion/val.txt"),
+        test_file=str(shared_data / "emotion/test.txt"),
     )
     splits = TASKS["emotion"].load(data)
-    assert (len(splits.train), len(splits.eval)) == (16_000, 2_000)
+    assert (len(splits.train), len(splits.eval), len(splits.test)) == (16_000, 2_000, 2_000)
     assert splits.label_names == ("sadness", "joy", "love", "anger", "fear", "surprise")
     assert splits.train[0] == TextExample("i didnt feel humiliated", 0)  # sadness
     assert {e.label for e in splits.train} == set(range(6))
 
 
 def test_imdb_csv_splits_itself(shared_data: Path) -> None:
-    splits = TASKS["imdb"].load(DataConfig(train_file=str(shared_data / "imdb/texts.csv")))
-    assert (len(splits.train), len(splits.eval)) == (800, 200)
+    data = DataConfig(train_file=str(shared_data / "imdb/texts.csv"), eval_fraction=0.1)
+    splits = TASKS["imdb"].load(data)
+    # the rows marked is_valid are the test split; the selection split comes out of the rest
+    assert (len(splits.train), len(splits.eval), len(splits.test)) == (720, 80, 200)
     assert splits.label_names == ("negative", "positive")
     assert splits.train[0].label == 0 and splits.train[0].text.startswith("Un-bleeping")
     assert "is_valid" in splits.description
 
 
 def test_sample_limits_are_seeded(shared_data: Path) -> None:
-    full_data = DataConfig(train_file=str(shared_data / "imdb/texts.csv"))
-    base = replace(full_data, max_eval_samples=10, max_train_samples=50)
+    full_data = DataConfig(train_file=str(shared_data / "imdb/texts.csv"), eval_fraction=0.1)
+    base = replace(full_data, max_eval_samples=10, max_test_samples=12, max_train_samples=50)
     first = TASKS["imdb"].load(replace(base, seed=1))
     again = TASKS["imdb"].load(replace(base, seed=1))
     other = TASKS["imdb"].load(replace(base, seed=2))
-    full = TASKS["imdb"].load(full_data)
+    full = TASKS["imdb"].load(replace(full_data, seed=1))
     assert len(first.train) == 50 and first.train == again.train != other.train
-    assert first.eval == full.eval[:10]
+    assert first.eval == full.eval[:10] and first.test == full.test[:12]
 
 
 def test_registry() -> None:
@@ -158,9 +167,12 @@ def test_jsonl_with_named_columns_and_pairs(tmp_path: Path) -> None:
         {"premise": f"p{i}", "hypothesis": f"h{i}", "gold": ["yes", "no"][i % 2]} for i in range(6)
     ]
     train = _write(tmp_path / "t.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
+    held = [{"premise": f"q{i}", "hypothesis": "x", "gold": "no"} for i in range(2)]
+    test = _write(tmp_path / "test.jsonl", "\n".join(json.dumps(r) for r in held) + "\n")
     data = DataConfig(
         train_file=train,
         eval_file=train,
+        test_file=test,
         text_column="premise",
         text_pair_column="hypothesis",
         label_column="gold",
@@ -170,29 +182,51 @@ def test_jsonl_with_named_columns_and_pairs(tmp_path: Path) -> None:
     assert splits.train[0] == TextExample("p0", 1, "h0")
 
 
-def test_csv_eval_fraction_hold_out(tmp_path: Path) -> None:
-    lines = ["text,label"] + [f'"row {i}, with comma",{i % 3}' for i in range(20)]
+def test_csv_test_and_selection_hold_outs_are_disjoint(tmp_path: Path) -> None:
+    lines = ["text,label"] + [f'"row {i}, with comma",{i % 3}' for i in range(40)]
     train = _write(tmp_path / "d.csv", "\n".join(lines) + "\n")
-    data = DataConfig(train_file=train, eval_fraction=0.25, seed=3)
+    data = DataConfig(train_file=train, test_fraction=0.25, eval_fraction=0.2, seed=3)
     splits = TASKS["text_classification"].load(data)
-    assert (len(splits.train), len(splits.eval)) == (15, 5)
+    assert (len(splits.train), len(splits.eval), len(splits.test)) == (24, 6, 10)
     assert splits.label_names == ("0", "1", "2")
-    texts = {e.text for e in splits.train} | {e.text for e in splits.eval}
-    assert len(texts) == 20 and "row 0, with comma" in texts
-    assert TASKS["text_classification"].load(data).eval == splits.eval
+    parts = [{e.text for e in split} for split in (splits.train, splits.eval, splits.test)]
+    assert len(set().union(*parts)) == 40 and "row 0, with comma" in parts[0] | parts[1] | parts[2]
+    assert not parts[0] & parts[1] and not parts[0] & parts[2] and not parts[1] & parts[2]
+    again = TASKS["text_classification"].load(data)
+    assert (again.eval, again.test) == (splits.eval, splits.test)  # seeded
+    other = TASKS["text_classification"].load(replace(data, seed=4))
+    assert other.test != splits.test
 
 
-def test_no_eval_split_is_an_error(tmp_path: Path) -> None:
-    train = _write(tmp_path / "d.csv", "text,label\na,x\nb,y\n")
-    with pytest.raises(DataError, match="eval_fraction"):
-        TASKS["text_classification"].load(DataConfig(train_file=train))
+def test_no_selection_or_test_split_is_an_error(tmp_path: Path) -> None:
+    train = _write(tmp_path / "d.csv", "text,label\na,x\nb,y\nc,x\nd,y\n")
+    with pytest.raises(DataError, match="no test split; set data.test_file"):
+        TASKS["text_classification"].load(DataConfig(train_file=train, eval_fraction=0.5))
+    with pytest.raises(DataError, match="no selection split .* set data.eval_fraction"):
+        TASKS["text_classification"].load(DataConfig(train_file=train, test_fraction=0.5))
+
+
+def test_a_test_split_that_overlaps_the_selection_split_is_refused(tmp_path: Path) -> None:
+    train = _write(tmp_path / "d.csv", "text,label\na,x\nb,y\nc,x\nd,y\n")
+    with pytest.raises(DataError, match="data.eval_file and data.test_file are both"):
+        TASKS["text_classification"].load(
+            DataConfig(train_file=train, eval_file=train, test_file=train)
+        )
+    copy = _write(tmp_path / "copy.csv", "text,label\na,x\nb,y\n")
+    with pytest.raises(DataError, match="2 of 2 test examples .* also occur in the selection"):
+        TASKS["text_classification"].load(
+            DataConfig(train_file=train, eval_file=train, test_file=copy)
+        )
 
 
 def test_label_names_from_config_and_integer_labels(tmp_path: Path) -> None:
     train = _write(
         tmp_path / "d.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "label": "low"}\n'
     )
-    data = DataConfig(train_file=train, eval_file=train, label_names=("low", "high"))
+    test = _write(tmp_path / "t.jsonl", '{"text": "c", "label": 0}\n')
+    data = DataConfig(
+        train_file=train, eval_file=train, test_file=test, label_names=("low", "high")
+    )
     splits = TASKS["text_classification"].load(data)
     assert [e.label for e in splits.train] == [1, 0]
     assert splits.label_names == ("low", "high")
@@ -219,7 +253,8 @@ def test_label_map_aliases_and_indices() -> None:
 def test_bad_emotion_label_names_file_line_and_value(tmp_path: Path) -> None:
     train = _write(tmp_path / "train.txt", "text;label_name\ni am ok;joy\ni am bored;boredom\n")
     with pytest.raises(DataError) as info:
-        TASKS["emotion"].load(DataConfig(train_file=train, eval_file=train))
+        test = _write(tmp_path / "test.txt", "text;label_name\ni am fine;joy\n")
+        TASKS["emotion"].load(DataConfig(train_file=train, eval_file=train, test_file=test))
     message = str(info.value)
     assert "'boredom'" in message and "train.txt line 3" in message and "surprise" in message
 
@@ -227,7 +262,8 @@ def test_bad_emotion_label_names_file_line_and_value(tmp_path: Path) -> None:
 def test_out_of_range_integer_label(tmp_path: Path) -> None:
     train = _write(tmp_path / "train.tsv", "sentence\tlabel\ngood\t1\nodd\t7\n")
     with pytest.raises(DataError, match=r"line 3: label '7'"):
-        TASKS["sst2"].load(DataConfig(train_file=train, eval_file=train))
+        test = _write(tmp_path / "test.tsv", "sentence\tlabel\nfine\t1\n")
+        TASKS["sst2"].load(DataConfig(train_file=train, eval_file=train, test_file=test))
 
 
 def test_missing_column_names_the_columns(tmp_path: Path) -> None:
@@ -280,6 +316,7 @@ def test_encode_and_evaluate(tiny_tokenizer, shared_data: Path) -> None:  # type
     data = DataConfig(
         train_file=str(shared_data / "emotion/train.txt"),
         eval_file=str(shared_data / "emotion/val.txt"),
+        test_file=str(shared_data / "emotion/test.txt"),
         max_train_samples=200,
         max_seq_length=16,
     )
@@ -300,20 +337,14 @@ def test_encode_and_evaluate(tiny_tokenizer, shared_data: Path) -> None:  # type
     assert task.evaluate(examples, features, logits, data)["accuracy"] == 1.0
 
 
-def test_sst2_encodes_fast(tiny_tokenizer, shared_data: Path) -> None:  # type: ignore[no-untyped-def]
-    import time
-
-    data = DataConfig(
-        train_file=str(shared_data / "sst2/train.tsv"),
-        eval_file=str(shared_data / "sst2/dev.tsv"),
-        max_seq_length=64,
-    )
+def test_sst2_encodes_the_whole_training_file(tiny_tokenizer, shared_data: Path) -> None:  # type: ignore[no-untyped-def]
+    data = DataConfig(train_file=str(shared_data / "sst2/train.tsv"), max_seq_length=64)
     task = TASKS["sst2"]
-    train = task.load(data).train
-    start = time.perf_counter()
+    from nas.tasks.text_files import read_examples
+
+    train = [TextExample(r.text, int(r.label)) for r in read_examples(str(data.train_file), data)]
     features = task.encode(train, tiny_tokenizer, data)
-    assert len(features) == 67_349
-    assert time.perf_counter() - start < 20  # generous for loaded CI machines; ~3 s here
+    assert len(features) == 67_349 and features.lengths().max() <= 64
 
 
 def test_hub_dataset_with_class_labels(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -322,24 +353,27 @@ def test_hub_dataset_with_class_labels(monkeypatch: pytest.MonkeyPatch) -> None:
         {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])}
     )
 
-    def split(n: int) -> object:
-        rows = {"text": [f"review {i}" for i in range(n)], "label": [i % 2 for i in range(n)]}
+    def split(n: int, name: str) -> object:
+        rows = {"text": [f"{name} {i}" for i in range(n)], "label": [i % 2 for i in range(n)]}
         return datasets.Dataset.from_dict(rows, features=features)
 
     calls: list[tuple[object, ...]] = []
 
     def fake_load(*args: object) -> object:
         calls.append(args)
-        parts = {"train": split(8), "test": split(4), "validation": split(3)}
+        parts = {"train": split(8, "review"), "test": split(4, "t"), "validation": split(3, "v")}
         return datasets.DatasetDict(parts)
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
-    splits = TASKS["imdb"].load(DataConfig(max_train_samples=5))
+    splits = TASKS["imdb"].load(DataConfig(max_train_samples=5, eval_fraction=0.25))
     assert calls == [("imdb", None)]
-    assert (len(splits.train), len(splits.eval)) == (5, 4)
+    # IMDB's test split is only ever the test split: selection comes out of its train split
+    assert (len(splits.train), len(splits.eval), len(splits.test)) == (5, 2, 4)
     assert splits.label_names == ("negative", "positive")
-    assert [e.label for e in splits.eval] == [0, 1, 0, 1]
+    assert [e.label for e in splits.test] == [0, 1, 0, 1]
+    assert {e.text for e in splits.eval} <= {f"review {i}" for i in range(8)}
     assert "hub imdb [test]" in splits.description
-    generic = TASKS["text_classification"].load(DataConfig(hub_name="someone/reviews:v2"))
+    hub = DataConfig(hub_name="someone/reviews:v2", eval_fraction=0.25)
+    generic = TASKS["text_classification"].load(hub)
     assert calls[-1] == ("someone/reviews", "v2") and generic.label_names == ("neg", "pos")
-    assert len(generic.eval) == 3  # the generic task evaluates on "validation"
+    assert len(generic.test) == 3  # the generic task's test split is "validation"

@@ -102,24 +102,34 @@ def test_missing_file(tmp_path: Path) -> None:
         read_squad_file(tmp_path / "nope.json")
 
 
-def test_eval_articles_split_keeps_articles_whole(dev_file: Path, dev: list[QAExample]) -> None:
-    splits = SquadV2Task().load(DataConfig(train_file=str(dev_file), eval_articles=4))
-    train_titles = list(dict.fromkeys(e.title for e in splits.train))
-    eval_titles = list(dict.fromkeys(e.title for e in splits.eval))
-    assert len(train_titles) == 12
-    assert len(eval_titles) == 4
-    assert not set(train_titles) & set(eval_titles)
-    assert eval_titles == list(dict.fromkeys(e.title for e in dev))[-4:]
-    assert len(splits.train) + len(splits.eval) == len(dev)
-    assert "last 4 articles" in splits.description
+def test_article_hold_outs_keep_articles_whole(dev_file: Path, dev: list[QAExample]) -> None:
+    data = DataConfig(train_file=str(dev_file), test_articles=3, eval_articles=2)
+    splits = SquadV2Task().load(data)
+    titles = [
+        list(dict.fromkeys(e.title for e in s)) for s in (splits.train, splits.eval, splits.test)
+    ]
+    assert [len(t) for t in titles] == [11, 2, 3]
+    assert not set(titles[0]) & set(titles[1]) and not set(titles[1]) & set(titles[2])
+    file_order = list(dict.fromkeys(e.title for e in dev))
+    assert titles[2] == file_order[-3:] and titles[1] == file_order[-5:-3]
+    assert len(splits.train) + len(splits.eval) + len(splits.test) == len(dev)
+    assert "test: the last 3 articles" in splits.description
 
 
 def test_load_errors(dev_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     task = SquadV2Task()
-    with pytest.raises(DataError, match="eval_articles"):
-        task.load(DataConfig(train_file=str(dev_file)))
+    with pytest.raises(DataError, match="no test split; set data.test_file"):
+        task.load(DataConfig(train_file=str(dev_file), eval_articles=4))
+    with pytest.raises(DataError, match="no selection split .* data.eval_articles"):
+        task.load(DataConfig(train_file=str(dev_file), test_articles=4))
     with pytest.raises(DataError, match="16 articles"):
-        task.load(DataConfig(train_file=str(dev_file), eval_articles=16))
+        task.load(DataConfig(train_file=str(dev_file), test_articles=16, eval_articles=1))
+    with pytest.raises(DataError, match="both"):
+        task.load(
+            DataConfig(train_file=str(dev_file), eval_file=str(dev_file), test_file=str(dev_file))
+        )
+    with pytest.raises(DataError, match="share their id or context with the selection"):
+        task.load(DataConfig(train_file=str(dev_file), test_articles=4, eval_file=str(dev_file)))
 
     import datasets
 
@@ -133,15 +143,17 @@ def test_load_errors(dev_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_sample_limits(dev_file: Path) -> None:
     task = SquadV2Task()
-    base = DataConfig(train_file=str(dev_file), eval_articles=4)
+    base = DataConfig(train_file=str(dev_file), eval_articles=2, test_articles=2)
     full = task.load(base)
-    small = task.load(dataclasses.replace(base, max_train_samples=50, max_eval_samples=30))
+    small = task.load(
+        dataclasses.replace(base, max_train_samples=50, max_eval_samples=30, max_test_samples=20)
+    )
     again = task.load(dataclasses.replace(base, max_train_samples=50))
     other = task.load(dataclasses.replace(base, max_train_samples=50, seed=1))
     assert len(small.train) == 50
     assert small.train == again.train
     assert small.train != other.train
-    assert small.eval == full.eval[:30]
+    assert small.eval == full.eval[:30] and small.test == full.test[:20]
 
 
 @pytest.fixture(scope="module")

@@ -10,22 +10,29 @@ from nas.config import SyntheticConfig
 from nas.tasks.base import QAExample
 from nas.tasks.synthetic_qa import generate, invented_words, vocabulary
 
-SMALL = SyntheticConfig(n_train=600, n_eval=200, seed=0, unanswerable_fraction=0.5)
+Generated = tuple[list[QAExample], list[QAExample], list[QAExample]]
+
+SMALL = SyntheticConfig(n_train=600, n_eval=200, n_test=100, seed=0, unanswerable_fraction=0.5)
 
 
 @pytest.fixture(scope="module")
-def small() -> tuple[list[QAExample], list[QAExample]]:
+def small() -> Generated:
     return generate(SMALL)
 
 
-def test_sizes_and_types(small: tuple[list[QAExample], list[QAExample]]) -> None:
-    train, evals = small
-    assert (len(train), len(evals)) == (600, 200)
-    assert all(isinstance(e, QAExample) for e in train + evals)
+def test_sizes_and_types(small: Generated) -> None:
+    train, evals, test = small
+    assert (len(train), len(evals), len(test)) == (600, 200, 100)
+    assert all(isinstance(e, QAExample) for e in train + evals + test)
+
+
+def test_the_three_splits_share_no_context(small: Generated) -> None:
+    train, evals, test = ({e.context for e in split} for split in small)
+    assert not train & evals and not train & test and not evals & test
 
 
 def test_same_seed_same_data_other_seed_other_data(
-    small: tuple[list[QAExample], list[QAExample]],
+    small: Generated,
 ) -> None:
     assert generate(SMALL) == small
     other = generate(SyntheticConfig(n_train=600, n_eval=200, seed=1))
@@ -34,9 +41,9 @@ def test_same_seed_same_data_other_seed_other_data(
 
 
 def test_answer_starts_point_at_the_answers(
-    small: tuple[list[QAExample], list[QAExample]],
+    small: Generated,
 ) -> None:
-    for example in small[0] + small[1]:
+    for example in small[0] + small[1] + small[2]:
         assert len(example.answers) == len(example.answer_starts)
         for answer, start in zip(example.answers, example.answer_starts, strict=True):
             assert example.context[start : start + len(answer)] == answer
@@ -45,17 +52,17 @@ def test_answer_starts_point_at_the_answers(
 
 @pytest.mark.parametrize("fraction", [0.0, 0.3, 0.5])
 def test_unanswerable_fraction(fraction: float) -> None:
-    train, evals = generate(
-        SyntheticConfig(n_train=400, n_eval=100, unanswerable_fraction=fraction)
+    train, evals, test = generate(
+        SyntheticConfig(n_train=400, n_eval=100, n_test=100, unanswerable_fraction=fraction)
     )
-    for split in (train, evals):
+    for split in (train, evals, test):
         share = sum(e.is_impossible for e in split) / len(split)
         assert share == pytest.approx(fraction, abs=0.01)
 
 
-def test_every_word_is_in_the_vocabulary(small: tuple[list[QAExample], list[QAExample]]) -> None:
+def test_every_word_is_in_the_vocabulary(small: Generated) -> None:
     words = set(vocabulary(SMALL.seed))
-    for example in small[0] + small[1]:
+    for example in small[0] + small[1] + small[2]:
         text = f"{example.context} {example.question}"
         assert set(text.split()) <= words
         assert re.fullmatch(r"[a-z .?]+", text)
@@ -75,13 +82,8 @@ def test_invented_words_are_distinct_across_categories() -> None:
     assert len(flat) == len(set(flat))
 
 
-def test_eval_contexts_are_new(small: tuple[list[QAExample], list[QAExample]]) -> None:
-    train, evals = small
-    assert not {e.context for e in evals} & {e.context for e in train}
-
-
-def test_ids_unique_titles_group_contexts(small: tuple[list[QAExample], list[QAExample]]) -> None:
-    examples = small[0] + small[1]
+def test_ids_unique_titles_group_contexts(small: Generated) -> None:
+    examples = small[0] + small[1] + small[2]
     assert len({e.id for e in examples}) == len(examples)
     contexts: dict[str, str] = {}
     for example in examples:
@@ -89,12 +91,12 @@ def test_ids_unique_titles_group_contexts(small: tuple[list[QAExample], list[QAE
         assert example.title.startswith("synthetic-")
 
 
-def test_contexts_are_short(small: tuple[list[QAExample], list[QAExample]]) -> None:
-    assert max(len(e.context.split()) for e in small[0] + small[1]) < 60
+def test_contexts_are_short(small: Generated) -> None:
+    assert max(len(e.context.split()) for e in small[0] + small[1] + small[2]) < 60
 
 
 def test_unanswerable_questions_are_not_stated(
-    small: tuple[list[QAExample], list[QAExample]],
+    small: Generated,
 ) -> None:
     """An unanswerable question's person is absent, or its relation is not stated for them."""
     stated = {"live": "lives", "work": "works", "own": "owns", "eat": "eat", "play": "plays"}
