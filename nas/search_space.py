@@ -21,7 +21,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import yaml
@@ -34,6 +34,9 @@ from optuna.distributions import (
 )
 
 from nas.errors import ConfigError, InvalidConfig
+
+if TYPE_CHECKING:
+    from nas.config import StudyConfig
 
 PARAM_NAMES = (
     "n_layers",
@@ -85,18 +88,29 @@ class SearchSpace:
 
         Returns the params with ints coerced; raises InvalidConfig naming the value and range.
         """
-        missing = [n for n in self.distributions if n not in params]
         unknown = [n for n in params if n not in self.distributions]
-        if missing or unknown:
+        if unknown:
             raise InvalidConfig(
-                f"{where}: missing {missing} / unknown {unknown}; the search space "
-                f"{self.source_file or ''} defines {list(self.distributions)}"
+                f"{where}: unknown parameter {unknown[0]!r}; the search space "
+                f"{self.source_file} defines {', '.join(self.distributions)}"
+            )
+        missing = [n for n in self.distributions if n not in params]
+        if missing:
+            raise InvalidConfig(
+                f"{where}: missing {', '.join(missing)}; give a value for every parameter of "
+                f"{self.source_file or 'the search space'}"
             )
         clean = {}
         for name, dist in self.distributions.items():
             value = params[name]
             if name in INT_PARAMS and isinstance(value, float) and value.is_integer():
                 value = int(value)
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not isinstance(dist, CategoricalDistribution) and not number:
+                raise InvalidConfig(
+                    f"{where}: {name} = {value!r} is not a number; write a number in "
+                    f"{describe(dist)}, unquoted"
+                )
             if not _contains(dist, value):
                 raise InvalidConfig(
                     f"{where}: {name} = {value!r} is outside the search space "
@@ -124,6 +138,17 @@ def check_params(params: Mapping[str, Any]) -> None:
             f"n_heads = {heads} does not divide hidden_size = {hidden}; "
             f"choose n_heads among {divisors} or a hidden_size that {heads} divides"
         )
+
+
+def study_space(config: StudyConfig) -> SearchSpace:
+    """The study's search space with its baseline checked against it.
+
+    Cheap (two YAML files, no data, no teacher): commands call it before anything expensive.
+    """
+    space = load_search_space(config.resolve(config.search_space) or config.search_space)
+    if config.baseline:
+        space.validate(config.baseline, where=f"{config.source_file}: baseline")
+    return space
 
 
 def load_search_space(path: str | Path) -> SearchSpace:
@@ -167,7 +192,7 @@ def parse_distribution(spec: Any, where: str, name: str) -> BaseDistribution:
         return _short_form(spec, name)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {name}: {exc}") from None
-    except (ValueError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError, KeyError, OverflowError) as exc:
         raise ConfigError(
             f"{where}: {name} = {spec!r} is not a valid distribution ({exc})"
         ) from None
@@ -193,6 +218,7 @@ def _short_form(spec: dict[str, Any], name: str) -> BaseDistribution:
     if "low" not in spec or "high" not in spec:
         raise ConfigError(f"{kind} needs low and high, got {spec!r}")
     low, high = float(spec["low"]), float(spec["high"])
+    _check_finite(low, high, spec)
     if low > high:
         raise ConfigError(f"low = {spec['low']} is above high = {spec['high']}; swap them")
     log = bool(spec.get("log", False))
@@ -200,6 +226,17 @@ def _short_form(spec: dict[str, Any], name: str) -> BaseDistribution:
         return IntDistribution(int(low), int(high), log=log, step=int(spec.get("step", 1)))
     step = spec.get("step")
     return FloatDistribution(low, high, log=log, step=None if step is None else float(step))
+
+
+def _check_finite(low: float, high: float, spec: Any) -> None:
+    """Infinite, NaN or overflowing bounds make NumPy's samplers fail mid-study."""
+    for key, value in (("low", low), ("high", high)):
+        if not math.isfinite(value):
+            raise ConfigError(
+                f"{key} = {value} (from {spec!r}) is not a finite number; write a finite bound"
+            )
+    if not math.isfinite(high - low):
+        raise ConfigError(f"high - low of {spec!r} overflows; narrow the range")
 
 
 def _check_bounds(dist: BaseDistribution, where: str, name: str) -> None:
@@ -214,6 +251,10 @@ def _check_bounds(dist: BaseDistribution, where: str, name: str) -> None:
     assert isinstance(dist, IntDistribution | FloatDistribution)
     if name in INT_PARAMS and isinstance(dist, FloatDistribution):
         raise ConfigError(f"{where}: {name} must be an int or categorical distribution")
+    try:  # the JSON form reaches here without the short form's check
+        _check_finite(float(dist.low), float(dist.high), describe(dist))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {name}: {exc}") from None
     if dist.low < low or dist.high > high:
         raise ConfigError(
             f"{where}: {name} range [{dist.low}, {dist.high}] leaves the allowed [{low}, {high}]"

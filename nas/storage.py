@@ -14,12 +14,14 @@ import random
 import re
 import sqlite3
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
 import optuna
 import sqlalchemy
+from optuna.distributions import BaseDistribution, distribution_to_json
 from optuna.storages import BaseStorage
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
@@ -41,6 +43,9 @@ _QUERY_SECRET = re.compile(r"([?&](?:ssl)?(?:password|passwd|pwd)=)([^&]*)", re.
 _DRIVER_TIMEOUTS = {"psycopg", "psycopg2", "pymysql", "mysqldb"}  # accept connect_timeout
 _SCHEMA_RACE = re.compile(r"already exists|UNIQUE constraint failed|[Dd]uplicate (key|entry)")
 _SCHEMA_RACE_TRIES = 5
+# Bytes a TEXT column holds, by SQLAlchemy backend; PostgreSQL's text and SQLite's are unbounded
+# in practice (1 GB, SQLITE_MAX_LENGTH).
+_TEXT_BYTES = {"mysql": 65_535, "mariadb": 65_535}
 
 
 class StorageError(NasError):
@@ -117,6 +122,33 @@ def engine_kwargs(parsed: URL) -> dict[str, Any]:
     elif parsed.get_driver_name() in _DRIVER_TIMEOUTS and "connect_timeout" not in parsed.query:
         kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
     return kwargs
+
+
+def check_distributions_fit(
+    url: str, distributions: Mapping[str, BaseDistribution], where: str = "search space"
+) -> None:
+    """Refuse, before the study exists, a distribution too large for the storage's column.
+
+    Optuna stores each trial parameter's distribution as JSON in the TEXT column
+    ``trial_params.distribution_json`` (optuna/storages/_rdb/models.py); MySQL's and MariaDB's
+    TEXT holds 65,535 bytes, and a larger one fails only at the first trial's commit.
+    """
+    if url.startswith(JOURNAL):
+        return
+    backend = parse_url(url).get_backend_name()
+    limit = _TEXT_BYTES.get(backend)
+    if limit is None:
+        return
+    for name, dist in distributions.items():
+        size = len(distribution_to_json(dist).encode())
+        if size > limit:
+            choices = getattr(dist, "choices", ())
+            raise StorageError(
+                f"{where}: parameter {name}: its distribution ({len(choices)} choices) takes "
+                f"{size:,} bytes of JSON, over the {limit:,} that {backend} stores per parameter "
+                f"(trial_params.distribution_json) for {mask_password(url)}; give it fewer "
+                "choices (or an int/float range), or use a PostgreSQL or SQLite storage"
+            )
 
 
 def open_storage(url: str) -> BaseStorage:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from cli_run import run_nas as nas
 
@@ -68,3 +69,136 @@ def test_teacher_train_refuses_to_overwrite(tiny_study, tmp_path: Path) -> None:
     study.write_text(yaml.safe_dump(raw))
     missing = nas("teacher", "train", str(study), "--out", str(tmp_path / "other"))
     assert missing.returncode == 2 and "teacher.train is not set" in missing.stderr
+
+
+# ----------------------------------------------------------------------------- bad input
+# Each case is refused with one line naming the value, exit code 2, before any data is loaded or
+# teacher trained, and without writing anything (no nas.db, no cache, no Ray folder).
+
+
+def _refused(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """Run the CLI in-process; assert exit 2 and one error line; return that line."""
+    from nas.cli import main
+
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse's own usage errors
+        code = int(exc.code or 0)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if ": error:" in line]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def _bad_study(tmp_path: Path, tiny_study, **overrides: object) -> Path:  # type: ignore[no-untyped-def]
+    name = overrides.pop("name", "tiny")  # the fixture names the file after the study
+    path = tiny_study(cache_dir=str(tmp_path / "cache"), **overrides)
+    raw = yaml.safe_load(path.read_text())
+    raw["name"] = name
+    raw["storage"] = "sqlite:///nas.db"  # the storage a bad run would create, in the cwd
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _nothing_written(tmp_path: Path, *also: Path) -> None:
+    assert not (tmp_path / "nas.db").exists()
+    assert not (tmp_path / "cache").exists()  # no data, no teacher, no Ray folder
+    for path in also:
+        assert not path.exists(), path
+
+
+def test_trial_run_checks_params_before_training_the_teacher(
+    tmp_path: Path,
+    tiny_study,
+    capsys,
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    study = str(_bad_study(tmp_path, tiny_study))
+    cases = {
+        '{"n_layers": -3}': "n_layers = -3 is outside the search space ([1, 4])",
+        '{"dropout": 0.1}': "unknown parameter 'dropout'",
+        '{"n_layers": "3"}': "n_layers = '3' is not a number",
+    }
+    for params, message in cases.items():
+        line = _refused(capsys, "trial", "run", "--study", study, "--params", params)
+        assert message in line and "--params" in line, line
+    _nothing_written(tmp_path)
+
+
+def test_a_baseline_outside_the_space_fails_before_prepare(
+    tmp_path: Path,
+    tiny_study,
+    capsys,
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    from conftest import TINY_BASELINE
+
+    monkeypatch.chdir(tmp_path)
+    study = str(_bad_study(tmp_path, tiny_study, baseline={**TINY_BASELINE, "n_layers": 9}))
+    for argv in (("study", "run", study), ("trial", "run", "--study", study)):
+        line = _refused(capsys, *argv)
+        assert "baseline: n_layers = 9 is outside the search space" in line, line
+    _nothing_written(tmp_path)
+
+
+def test_study_names_are_keys_never_paths(
+    tmp_path: Path,
+    tiny_study,
+    capsys,
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    cases = {
+        "../../../../x/ESCAPED": "contains a path separator",
+        "a\\b": "contains a path separator",
+        "a" * 300: "has 300 characters, over 200",
+        "bad..name": "contains '..'",
+        "tab\there": "contains a control character",
+    }
+    for name, message in cases.items():
+        line = _refused(capsys, "study", "run", str(_bad_study(tmp_path, tiny_study, name=name)))
+        assert message in line and "name = " in line, line
+    _nothing_written(tmp_path, tmp_path / "x")
+
+
+def test_n_trials_and_workers_must_be_at_least_one(
+    tmp_path: Path,
+    tiny_study,
+    capsys,
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    study = str(_bad_study(tmp_path, tiny_study))
+    for flag, value in (("--n-trials", "0"), ("--n-trials", "-2"), ("--workers", "0")):
+        line = _refused(capsys, "study", "run", study, flag, value)
+        assert f"argument {flag}: {value} must be at least 1" in line, line
+    line = _refused(capsys, "study", "run", study, "--n-trials", "many")
+    assert "'many' is not an integer" in line
+    _nothing_written(tmp_path)
+
+
+def test_a_categorical_too_large_for_mysql_fails_before_the_study_exists(
+    tmp_path: Path,
+    tiny_study,
+    capsys,
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    from conftest import TINY_BASELINE
+
+    monkeypatch.chdir(tmp_path)
+    space = tmp_path / "space.yaml"
+    shipped = (Path(__file__).parents[1] / "search_spaces" / "quickstart.yaml").read_text()
+    lines = [line for line in shipped.splitlines() if not line.startswith("ffn_dim")]
+    choices = list(range(64, 64 + 6 * 10_000, 6))
+    space.write_text("\n".join([*lines, f"ffn_dim: {{type: categorical, choices: {choices}}}"]))
+    study = _bad_study(
+        tmp_path, tiny_study, search_space=str(space), baseline={**TINY_BASELINE, "ffn_dim": 64}
+    )
+    url = "mysql+pymysql://root@127.0.0.1:9/test"  # never reached: the check needs no server
+    line = _refused(capsys, "study", "run", str(study), "--storage", url)
+    assert "parameter ffn_dim" in line and "68,246 bytes" in line and "65,535" in line, line
+    assert "fewer choices" in line and "PostgreSQL or SQLite" in line
+    _nothing_written(tmp_path)

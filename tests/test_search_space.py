@@ -64,6 +64,19 @@ def test_optuna_json_form_and_fixed_values(tmp_path: Path) -> None:
         ({"epochs": "{type: int, low: 1}"}, "needs low and high"),
         ({"epochs": "[1, 2]"}, "type: categorical"),
         ({"temperature": "{type: float, low: 1, high: 2, lgo: true}"}, "unknown key 'lgo'"),
+        # infinite, NaN or overflowing bounds (NumPy's samplers fail on them mid-study)
+        ({"temperature": "{type: float, low: 1, high: .inf}"}, "high = inf (from"),
+        ({"epochs": "{type: float, low: 1, high: 1.0e+400}"}, "high = inf (from"),
+        ({"alpha": "{type: float, low: .nan, high: 1}"}, "low = nan (from"),
+        ({"n_layers": "{type: int, low: 1, high: 1e400}"}, "is not a finite number"),
+        ({"temperature": "{type: float, low: -1.0e+308, high: 1.7e+308}"}, "overflows"),
+        (
+            {
+                "temperature": "{name: FloatDistribution, attributes: "
+                "{low: 1.0, high: .inf, log: false, step: null}}"
+            },
+            "temperature: high = inf",
+        ),
     ],
 )
 def test_bad_spaces_name_file_parameter_and_fix(
@@ -101,10 +114,14 @@ def test_validate_rejects_params_outside_the_space() -> None:
         space.validate({**good, "hidden_size": 100})
     with pytest.raises(InvalidConfig, match=r"n_layers = 9 is outside"):
         space.validate({**good, "n_layers": 9})
-    with pytest.raises(InvalidConfig, match=r"missing \['epochs'\]"):
+    with pytest.raises(InvalidConfig, match=r"missing epochs; give a value"):
         space.validate({k: v for k, v in good.items() if k != "epochs"})
-    with pytest.raises(InvalidConfig, match=r"unknown \['dropout'\]"):
+    with pytest.raises(InvalidConfig, match=r"unknown parameter 'dropout'; the search space"):
         space.validate({**good, "dropout": 0.1})
+    with pytest.raises(InvalidConfig, match=r"n_layers = '2' is not a number; write a number in"):
+        space.validate({**good, "n_layers": "2"})
+    with pytest.raises(InvalidConfig, match=r"temperature = None is not a number"):
+        space.validate({**good, "temperature": None})
     # ints given as floats (JSON from other tools) are accepted and coerced
     assert space.validate({**good, "n_layers": 2.0})["n_layers"] == 2
 
@@ -118,3 +135,39 @@ def test_cross_parameter_rule_names_the_fix() -> None:
         check_params({"alpha": 1.5})
     with pytest.raises(InvalidConfig, match="must be an integer"):
         check_params({"n_layers": 2.5})
+
+
+def test_distributions_too_large_for_mysql_text_are_refused_by_dialect() -> None:
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    from nas.storage import StorageError, check_distributions_fit
+
+    big = {"ffn_dim": CategoricalDistribution(list(range(64, 64 + 6 * 10_000, 6)))}
+    fits = {"ffn_dim": CategoricalDistribution(list(range(64, 64 + 6 * 9_000, 6)))}
+    for url in ("mysql+pymysql://u@h/db", "mariadb+pymysql://u:secret@h/db"):
+        with pytest.raises(StorageError) as info:
+            check_distributions_fit(url, big, "space.yaml")
+        message = str(info.value)
+        assert message.startswith("space.yaml: parameter ffn_dim: its distribution (10000")
+        assert "68,246 bytes" in message and "over the 65,535" in message
+        assert "secret" not in message
+        check_distributions_fit(url, fits)  # 61,246 bytes: MariaDB stores it (see below)
+        check_distributions_fit(url, {"ffn_dim": IntDistribution(1, 10**9)})
+    for url in ("sqlite:///nas.db", "postgresql+psycopg://u@h/db", "journal:study.log"):
+        check_distributions_fit(url, big)  # no such limit there
+
+
+def test_the_mysql_limit_is_the_real_servers(name: str) -> None:
+    """Against MariaDB: what the check lets through commits; what it refuses fails at commit."""
+    from optuna.distributions import CategoricalDistribution
+    from optuna.exceptions import StorageInternalError
+    from servers import MARIADB
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(study_name=name, storage=MARIADB)
+    fits = CategoricalDistribution(list(range(64, 64 + 6 * 9_000, 6)))
+    study.tell(study.ask({"ffn_dim": fits}), 1.0)
+    assert study.trials[0].distributions["ffn_dim"] == fits  # stored whole, read back whole
+    big = CategoricalDistribution(list(range(64, 64 + 6 * 10_000, 6)))
+    with pytest.raises(StorageInternalError):
+        study.ask({"ffn_dim_wide": big})

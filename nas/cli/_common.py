@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from typing import Any
@@ -26,6 +27,17 @@ def parse_params(text: str, flag: str = "--params") -> dict[str, Any]:
         ) from None
     if not isinstance(value, dict):
         raise NasError(f"{flag} must be a JSON object of name -> value, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse type for counts: an integer of at least 1 (argparse exits 2 otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; write e.g. 12") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
     return value
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import optuna
 
-from nas.cli._common import progress
+from nas.cli._common import positive_int, progress
 from nas.config import load_study
 from nas.errors import NasError
 
@@ -23,10 +23,12 @@ def register(commands: Any) -> None:
     )
     run.add_argument("study", help="study config, e.g. studies/quickstart.yaml")
     _storage_arg(run)
-    run.add_argument("--n-trials", type=int, help="total finished trials (default: the config's)")
+    run.add_argument(
+        "--n-trials", type=positive_int, help="total finished trials (default: the config's)"
+    )
     run.add_argument(
         "--workers",
-        type=int,
+        type=positive_int,
         help="trials at once (default: as many as the Ray resources fit, resources.cpu/gpu each)",
     )
     run.add_argument("--ray-address", help="join a running Ray cluster (HOST:PORT or auto)")
@@ -75,15 +77,19 @@ def _storage_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from nas.search import RunOptions, run_study
-    from nas.study import format_front, open_storage, resolve_storage
+    from nas.search_space import study_space
+    from nas.storage import check_distributions_fit, open_storage, resolve_storage
 
     config = load_study(args.study)
-    n_trials = args.n_trials or config.n_trials
-    if n_trials <= 0 or (args.workers is not None and args.workers <= 0):
-        raise NasError(f"--n-trials {n_trials} and --workers {args.workers} must be positive")
+    n_trials = config.n_trials if args.n_trials is None else args.n_trials
     url = resolve_storage(args.storage, config)
+    # Bad input fails before anything is written (open_storage creates a SQLite file).
+    space = study_space(config)
+    check_distributions_fit(url, space.distributions, space.source_file)
     open_storage(url)  # an unreachable storage fails before any work
+    from nas.search import RunOptions, run_study  # heavy imports only when needed
+    from nas.study import format_front
+
     options = RunOptions(
         url, n_trials, args.workers, args.ray_address, args.verbose, args.artifact_root
     )

@@ -33,16 +33,21 @@ def register(commands: Any) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from nas.objective import prepare, run_trial  # heavy imports only when needed
+    from nas.search_space import study_space
 
     if args.out is not None and args.out.exists():
         raise NasError(f"--out {args.out} exists; choose a new folder or remove it")
     config = load_study(args.study)
-    params: dict[str, Any] = {**(config.baseline or {}), **parse_params(args.params)}
+    given = parse_params(args.params)
+    # Checked before prepare: bad params train no teacher and write nothing.
+    space = study_space(config)
+    params = space.validate({**(config.baseline or {}), **given}, where=f"--params {args.params}")
+    from nas.objective import prepare, run_trial  # heavy imports only when needed
+
     sink = quiet if args.quiet else progress
     prepared = prepare(config, sink)
     metrics = run_trial(prepared, params, args.out, sink, {"trial": "cli"})
-    result = {"study": config.name, "params": prepared.space.validate(params), **metrics.as_dict()}
+    result = {"study": config.name, "params": params, **metrics.as_dict()}
     if args.out is not None:
         result["checkpoint"] = str(args.out)
     print(json.dumps(result, indent=2))
