@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nas.config import StudyConfig, load_study
+from nas.config import StudyConfig, folder_name, load_study
 from nas.errors import ConfigError
 from nas.search_space import load_search_space
 
@@ -49,7 +49,7 @@ def write_study(tmp_path: Path, **changes: object) -> Path:
         ({"data__doc_stride": 200}, "doc_stride = 200 must be below"),
         ({"sampler__name": "grid"}, "sampler.name = 'grid' is not one of"),
         ({"training__bf16": "maybe"}, "training.bf16 = 'maybe'"),
-        ({"thresholds": [{"metric": "exact"}]}, "missing required key 'thresholds[0].min'"),
+        ({"thresholds": [{"metric": "exact"}]}, "thresholds[0] (exact) needs exactly one of min"),
         ({"teacher": "bert"}, "'teacher' must be a mapping"),
         ({"data__eval_fraction": 1.5}, "eval_fraction = 1.5 must be in (0, 1)"),
         (
@@ -98,3 +98,37 @@ def test_scientific_notation_without_dot_is_a_float(tmp_path: Path) -> None:
     text = path.read_text().replace("learning_rate: 0.002", "learning_rate: 2e-3")
     path.write_text(text)
     assert load_study(path).teacher.train is not None
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("../../../../tmp/x/ESCAPED", "contains a path separator"),
+        ("a\\b", "contains a path separator"),
+        ("..", "contains '..'"),
+        ("v1..v2", "contains '..'"),
+        ("line\nbreak", "contains a control character"),
+        ("nul\x00", "contains a control character"),
+        ("  ", "is empty"),
+        ("a" * 201, "has 201 characters, over 200"),
+    ],
+)
+def test_a_study_name_is_a_key_never_a_path(tmp_path: Path, name: str, message: str) -> None:
+    path = write_study(tmp_path, name=name)
+    with pytest.raises(ConfigError) as info:
+        load_study(path)
+    text = str(info.value)
+    assert text.startswith(f"{path}: name = ") and message in text and "\n" not in text
+    assert len(text) < 400  # a 300-character name is cut in the message
+
+
+def test_other_names_load_and_get_safe_folder_names(tmp_path: Path) -> None:
+    for name in ("quickstart", "sst2 small: v2", "étude", "a" * 200, "x.y-z_1"):
+        assert load_study(write_study(tmp_path, name=name)).name == name
+    assert folder_name("quickstart") == "quickstart"  # clean names keep their folders
+    assert folder_name("x.y-z_1") == "x.y-z_1"
+    odd = [folder_name(n) for n in ("sst2 small: v2", "sst2_small_ v2", "étude", "?tude")]
+    assert odd[0].startswith("sst2_small__v2-") and len(set(odd)) == 4  # hashed apart
+    for folder in odd:
+        assert folder.replace("-", "").replace("_", "").replace(".", "").isalnum()
+        assert folder.isascii() and len(folder) <= 75
