@@ -13,12 +13,12 @@ from pathlib import Path
 import optuna
 
 from nas.artifacts import DEFAULT_ARTIFACT_ROOT, ArtifactRoot, check_root, parse_root
-from nas.config import StudyConfig
+from nas.config import StudyConfig, folder_name
 from nas.drivers import Heartbeat, counted_trials, finished_count, recover_orphans
 from nas.errors import NasError
 from nas.preflight import DriverPreflight, driver_preflight
-from nas.search_space import SearchSpace
-from nas.storage import mask_password, open_storage
+from nas.search_space import SearchSpace, study_space
+from nas.storage import check_distributions_fit, mask_password, open_storage
 from nas.study import open_study
 
 Printer = Callable[[str], None]
@@ -40,9 +40,10 @@ def run_study(config: StudyConfig, options: RunOptions, printer: Printer) -> int
     from nas.objective import objective_names, prepare
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    prepared = prepare(config, printer)  # bad input fails here, before the study is touched
-    if config.baseline:
-        prepared.space.validate(config.baseline, where=f"{config.source_file}: baseline")
+    # Bad input fails before anything expensive (data, teacher) and before the study exists.
+    space = study_space(config)
+    check_distributions_fit(options.storage, space.distributions, space.source_file)
+    prepared = prepare(config, printer)
     names = objective_names(config, prepared.task)
     storage = open_storage(options.storage)
     _probe_ray(options.ray_address)  # a dead address fails before the study is touched
@@ -114,7 +115,7 @@ def _run_ray(
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
-            name=f"nas-{config.name}",
+            name=f"nas-{folder_name(config.name)}",  # a name is a key, never a path
             storage_path=str(Path(config.cache_dir) / "ray"),
             verbose=2 if options.verbose else 0,
             log_to_file=True,
