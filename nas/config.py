@@ -165,7 +165,8 @@ class CalibrationConfig:
     """Training features run through the student source to rank what students keep
     (``nas.calibration``): hidden channels, FFN neurons."""
 
-    n_features: int = 256  # a seeded choice from the train features; at most their number
+    # a seeded choice from the train features; None: 256, or all of them when fewer
+    n_features: int | None = None
     max_tokens: int = 128  # each feature's first tokens (QA windows are long)
     seed: int = 0
 

@@ -11,7 +11,7 @@ layer count, hidden size, head count dividing the hidden size and FFN size. Its 
 * **attention** whole head blocks of the top heads, or the top rows within them when the head
   size differs (:func:`attention_maps`; q is then scaled by ``sqrt(head_dim / source head_dim)``
   so the copied part of the attention logits keeps the source's scale);
-* **FFN neurons** the top ``ffn_dim`` neurons of each layer by ``||lin1 row|| * ||lin2 column||``;
+* **FFN neurons** the top ``ffn_dim`` neurons of each layer by :func:`ffn_importance`;
 * everything the source lacks (extra layers, heads, channels, neurons, a head of another task)
   keeps DistilBERT's own initialization, which ``post_init`` ran on the fresh model.
 
@@ -22,6 +22,16 @@ DistilBERT's ReLU pre_classifier). Kept index sets are sorted, so a student with
 shape is an exact copy. Slicing the hidden channels of a LayerNorm is an approximation: the
 student normalizes with the mean and variance of the kept channels only, which is close when the
 dropped channels are the weak ones. LayerNorm eps is DistilBERT's fixed 1e-12 (BERT's default).
+
+**Ranking by what the source computes.** In a pretrained transformer, weights are small exactly
+where a channel's activations are large (on MiniLM the old weight-norm channel score had rank
+correlation -0.84 with mean |activation|), so nas ranks by activations measured on calibration
+features, training features run once through the source (:mod:`nas.calibration`,
+``calibration`` of the study config): hidden channels by mean |LayerNorm output|, FFN neurons
+by mean |activation| times their ``lin2`` column norm, heads by the mean norm of their output
+in the residual stream. Without data (``calibration=None``) the ranking is data-free and says
+so (:data:`DATA_FREE_RANKING`): channels by mean |LayerNorm gain| (rank correlation +0.95 with
+the activations), FFN neurons by ``||lin1 row|| * ||lin2 column||``, heads by weight norms.
 
 Reading checkpoints and mapping their names lives in :mod:`nas.sources`; ``SourceModel``,
 ``load_source``, ``clear_source_cache`` and ``source_from_model`` are re-exported here.
@@ -40,8 +50,6 @@ import torch
 
 from nas.errors import InvalidConfig
 from nas.sources import (
-    _LINEARS_IN,
-    _LINEARS_OUT,
     _NORMS,
     EMB,
     SourceModel,
@@ -54,7 +62,10 @@ from nas.sources import (
 if TYPE_CHECKING:
     from transformers import DistilBertConfig, PreTrainedModel
 
+    from nas.calibration import ActivationStats
+
 __all__ = [
+    "DATA_FREE_RANKING",
     "SHAPE_KEYS",
     "TASK_KINDS",
     "IndexMap",
@@ -65,11 +76,13 @@ __all__ = [
     "check_task",
     "clear_source_cache",
     "count_parameters",
+    "ffn_importance",
     "ffn_map",
     "hidden_importance",
     "layer_map",
     "layer_prefix",
     "load_source",
+    "ranking_description",
     "source_from_model",
     "student_config",
     "top_map",
@@ -182,40 +195,51 @@ def layer_map(n_source: int, n_student: int) -> tuple[int | None, ...]:
     return tuple(i * (n_source - 1) // (n_student - 1) for i in range(n_student))
 
 
-def hidden_importance(source: SourceModel) -> torch.Tensor:
+DATA_FREE_RANKING = "data-free ranking (LayerNorm gains): pass --data for activation ranking"
+
+
+def ranking_description(calibration: ActivationStats | None) -> str:
+    """How :func:`build_student` ranks channels and neurons with these statistics."""
+    return DATA_FREE_RANKING if calibration is None else calibration.describe()
+
+
+def hidden_importance(
+    source: SourceModel, calibration: ActivationStats | None = None
+) -> torch.Tensor:
     """Score each hidden (residual-stream) channel of the source, ``(dim,)``.
 
-    Sum over every tensor that reads or writes the residual stream (word and position
-    embeddings, q/k/v/lin1 columns, out_lin/lin2 rows, all LayerNorm gammas, head inputs) of
-    that channel's L2 norm in the tensor, divided by the tensor's mean channel norm so that
-    every tensor weighs the same whatever its size.
+    With calibration statistics: the channel's mean absolute LayerNorm output (what the
+    residual stream carries, :mod:`nas.calibration`). Data-free: its mean absolute LayerNorm
+    gain over the embeddings LayerNorm and every layer's two, which tracks the activations
+    closely in pretrained transformers (rank correlation +0.95 on MiniLM), where weight norms
+    do not (they are small exactly where the activations are large).
     """
+    if calibration is not None:
+        calibration.check_fits(source)
+        return calibration.hidden
     t = source.tensors
-    parts = [_norms(t[EMB + "word_embeddings.weight"], 0)]  # (vocab, dim) -> (dim,)
-    parts.append(_norms(t[EMB + "position_embeddings.weight"], 0))  # (pos, dim) -> (dim,)
-    parts.append(t[EMB + "LayerNorm.weight"].abs())
+    gains = [t[EMB + "LayerNorm.weight"].abs()]
     for i in range(source.n_layers):
-        p = layer_prefix(i)
-        parts += [_norms(t[f"{p}{name}.weight"], 0) for name in _LINEARS_IN]  # (out, dim)
-        parts += [_norms(t[f"{p}{name}.weight"], 1) for name in _LINEARS_OUT]  # (dim, in)
-        parts += [t[f"{p}{name}.weight"].abs() for name in _NORMS]
-    for head in ("qa_outputs", "pre_classifier"):
-        if f"{head}.weight" in t:
-            parts.append(_norms(t[f"{head}.weight"], 0))  # (out, dim)
-    return torch.stack([v / v.mean().clamp_min(1e-12) for v in parts]).sum(dim=0)
+        gains += [t[f"{layer_prefix(i)}{name}.weight"].abs() for name in _NORMS]
+    return torch.stack(gains).mean(dim=0)
 
 
 def attention_maps(
-    source: SourceModel, layer: int, shape: StudentShape
+    source: SourceModel,
+    layer: int,
+    shape: StudentShape,
+    calibration: ActivationStats | None = None,
 ) -> tuple[IndexMap, IndexMap]:
     """Rows of q/k and of v (= out_lin columns) that one student layer takes from the source.
 
-    Heads are ranked by ``||q_h|| * ||k_h|| + ||v_h|| * ||out_h||`` (Frobenius norms of the head's
-    q/k/v row blocks and out_lin column block); the top ``min(student, source)`` heads are kept in
-    source order, one per student head. With equal head sizes whole head blocks are copied;
-    a smaller student head takes the head's top rows, q/k rows ranked by ``||q_j|| * ||k_j||``
-    and v rows by ``||v_j|| * ||out_j||``; a larger one gets all rows in its first slots. Student
-    heads beyond the source's keep their initialization.
+    Heads are ranked by the mean norm of their contribution to the residual stream (calibration
+    statistics; on MiniLM this keeps the source's representation better than weight norms or
+    random heads), data-free by ``||q_h|| * ||k_h|| + ||v_h|| * ||out_h||`` (Frobenius norms of
+    the head's q/k/v row blocks and out_lin column block); the top ``min(student, source)`` heads
+    are kept in source order, one per student head. With equal head sizes whole head blocks are
+    copied; a smaller student head takes the head's top rows, q/k rows ranked by
+    ``||q_j|| * ||k_j||`` and v rows by ``||v_j|| * ||out_j||``; a larger one gets all rows in its
+    first slots. Student heads beyond the source's keep their initialization.
     """
     t, p = source.tensors, layer_prefix(layer)
     heads, hd = source.n_heads, source.head_dim
@@ -230,7 +254,11 @@ def attention_maps(
     def frob(norms: torch.Tensor) -> torch.Tensor:  # (heads, hd) -> (heads,)
         return norms.pow(2).sum(dim=1).sqrt()
 
-    head_scores = frob(q) * frob(k) + frob(v) * frob(out)
+    if calibration is not None:
+        calibration.check_fits(source)
+        head_scores = calibration.heads[layer]  # (heads,)
+    else:
+        head_scores = frob(q) * frob(k) + frob(v) * frob(out)
     kept = top_map(head_scores, shape.n_heads).src
     maps = []
     for scores in (qk, vo):
@@ -243,12 +271,27 @@ def attention_maps(
     return maps[0], maps[1]
 
 
-def ffn_map(source: SourceModel, layer: int, ffn_dim: int) -> IndexMap:
-    """FFN neurons of one layer ranked by ``||lin1 row|| * ||lin2 column||``."""
+def ffn_importance(
+    source: SourceModel, layer: int, calibration: ActivationStats | None = None
+) -> torch.Tensor:
+    """Score each FFN neuron of one layer, ``(ffn_dim,)``: what it writes to the residual stream.
+
+    With calibration statistics: mean ``|activation(lin1 x)|`` times ``||lin2 column||``.
+    Data-free: ``||lin1 row|| * ||lin2 column||``.
+    """
     p = layer_prefix(layer)
-    lin1 = source.tensors[p + "ffn.lin1.weight"]  # (ffn, dim)
-    lin2 = source.tensors[p + "ffn.lin2.weight"]  # (dim, ffn)
-    return top_map(_norms(lin1, 1) * _norms(lin2, 0), ffn_dim)
+    lin2 = _norms(source.tensors[p + "ffn.lin2.weight"], 0)  # (dim, ffn) -> (ffn,)
+    if calibration is not None:
+        calibration.check_fits(source)
+        return calibration.ffn[layer] * lin2
+    return _norms(source.tensors[p + "ffn.lin1.weight"], 1) * lin2  # (ffn, dim) -> (ffn,)
+
+
+def ffn_map(
+    source: SourceModel, layer: int, ffn_dim: int, calibration: ActivationStats | None = None
+) -> IndexMap:
+    """The ``ffn_dim`` best FFN neurons of one layer by :func:`ffn_importance`."""
+    return top_map(ffn_importance(source, layer, calibration), ffn_dim)
 
 
 @dataclass(frozen=True)
@@ -263,11 +306,16 @@ class _Copy:
 
 
 def _layer_plan(
-    source: SourceModel, shape: StudentShape, hidden: IndexMap, student: int, layer: int
+    source: SourceModel,
+    shape: StudentShape,
+    hidden: IndexMap,
+    student: int,
+    layer: int,
+    calibration: ActivationStats | None,
 ) -> list[_Copy]:
     t, sp, p = source.tensors, layer_prefix(layer), layer_prefix(student)
-    qk, vo = attention_maps(source, layer, shape)
-    ffn = ffn_map(source, layer, shape.ffn_dim)
+    qk, vo = attention_maps(source, layer, shape, calibration)
+    ffn = ffn_map(source, layer, shape.ffn_dim, calibration)
     # Keep the copied part's attention logits at the source's scale: 1/sqrt(head_dim) changes.
     q_scale = (shape.head_dim / source.head_dim) ** 0.5
     plan = []
@@ -392,6 +440,7 @@ def build_student(
     num_labels: int = 2,
     *,
     seed: int | None = None,
+    calibration: ActivationStats | None = None,
 ) -> PreTrainedModel:
     """Build a DistilBERT student of the sampled shape, seeded from ``source``, in train mode.
 
@@ -407,6 +456,9 @@ def build_student(
         num_labels: classification labels; must be 2 for QA.
         seed: seeds the initialization of what is not copied (global RNG untouched); None uses
             the global RNG.
+        calibration: the source's activation statistics (:func:`nas.calibration.calibration_stats`)
+            to rank hidden channels and FFN neurons by; None ranks data-free
+            (:data:`DATA_FREE_RANKING`; callers should say so).
 
     Raises:
         InvalidConfig: the shape or task cannot be built.
@@ -427,11 +479,11 @@ def build_student(
         if seed is not None:
             torch.manual_seed(seed)
         model = cls(config)  # post_init() runs DistilBERT's _init_weights on every module
-    hidden = top_map(hidden_importance(src), shape.hidden_size)
+    hidden = top_map(hidden_importance(src, calibration), shape.hidden_size)
     plan = _embedding_and_head_plan(src, hidden, task_kind, num_labels)
     for student, layer in enumerate(layer_map(src.n_layers, shape.n_layers)):
         if layer is not None:
-            plan += _layer_plan(src, shape, hidden, student, layer)
+            plan += _layer_plan(src, shape, hidden, student, layer, calibration)
     _apply(model, plan)
     return model.train()
 

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
-from nas.cli._common import parse_params
+from nas.cli._common import parse_params, progress
+from nas.errors import NasError
 
 
 def register(commands: Any) -> None:
     student = commands.add_parser(
         "student",
-        help="show a student's parameter count, parts and estimated training memory",
-        description="Build the student that --params describe from --source (sliced by weight "
-        "importance) and print the shape and parameter count of each part, the total, and the "
-        "estimated memory of one AdamW training step.",
+        help="show (and with --out, write) the sliced student: parts, parameters, memory",
+        description="Build the student that --params describe from --source and print the shape "
+        "and parameter count of each part, the total, and the estimated memory of one AdamW "
+        "training step. With --data, hidden channels, heads and FFN neurons are ranked by the "
+        "source's activations on that study's training split (as trials do); without it the "
+        "ranking is data-free. --out writes the sliced, untrained student as a Hugging Face "
+        "folder to inspect before a search.",
     )
     student.add_argument(
         "--source", required=True, help="DistilBERT or BERT checkpoint: folder or hub name"
@@ -31,6 +36,19 @@ def register(commands: Any) -> None:
         required=True,
         help='JSON: {"n_layers": 3, "n_heads": 12, "hidden_size": 768, ...}',
     )
+    student.add_argument(
+        "--data",
+        type=Path,
+        metavar="STUDY.yaml",
+        help="rank by the source's activations on this study's training split (its calibration "
+        "settings and cache_dir); default: data-free ranking (LayerNorm gains)",
+    )
+    student.add_argument(
+        "--out",
+        type=Path,
+        help="write the sliced, untrained student here (config, model.safetensors, tokenizer, "
+        "nas.json); the folder must not exist",
+    )
     student.add_argument("--batch-size", type=int, help="default: params' batch_size or 32")
     student.add_argument("--seq-len", type=int, default=384, help="tokens per feature (384)")
     student.add_argument("--bf16", action="store_true", help="estimate with bf16 autocast")
@@ -38,18 +56,88 @@ def register(commands: Any) -> None:
     student.set_defaults(run=student_command)
 
 
+def _calibration(study: Path, source: Any, source_name: str) -> Any:
+    """Activation statistics of ``source`` on calibration features of ``study``'s train split."""
+    from nas.calibration import calibration_stats
+    from nas.config import load_study
+    from nas.data import encoded, load_splits
+    from nas.teacher import load_tokenizer
+    from nas.train import resolve_device
+
+    config = load_study(study)
+    task, splits, data = load_splits(config)
+    tokenizer = load_tokenizer(source_name, "student source")
+    cache = Path(config.cache_dir)
+    features = encoded(task, splits.train, tokenizer, data, cache)
+    return calibration_stats(
+        source,
+        features,
+        config.calibration,
+        cache,
+        device=resolve_device(config.training.device),
+        batch_size=config.training.eval_batch_size,
+        where=str(study),
+        progress=progress,
+    )
+
+
+def _write(out: Path, model: Any, source_name: str, record: dict[str, Any]) -> None:
+    """The student as a Hugging Face folder, the source's tokenizer when it has one."""
+    from transformers import AutoTokenizer
+
+    from nas.cache import write_folder_atomically
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source_name)
+    except (OSError, ValueError, KeyError):
+        tokenizer = None
+        progress(f"{source_name} has no readable tokenizer; writing the student without one")
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+        (tmp / "nas.json").write_text(json.dumps(record, indent=2))
+
+    write_folder_atomically(out, write)
+
+
 def student_command(args: argparse.Namespace) -> int:
+    import nas
     from nas.cost import describe_student, estimate_training_memory, student_report
     from nas.search_space import check_params
-    from nas.students import StudentShape, build_student, count_parameters, load_source
+    from nas.students import (
+        StudentShape,
+        build_student,
+        count_parameters,
+        load_source,
+        ranking_description,
+    )
     from nas.tasks import get_task
 
+    if args.out is not None and args.out.exists():
+        raise NasError(f"--out {args.out} exists; pass a folder that does not exist yet")
     params = parse_params(args.params)
     check_params(params)
     shape = StudentShape.from_params(params)
     kind = args.task if args.task in ("qa", "classification") else get_task(args.task).kind
     source = load_source(args.source)
-    model = build_student(shape, source, kind, args.num_labels)
+    calibration = None if args.data is None else _calibration(args.data, source, args.source)
+    ranking = ranking_description(calibration)
+    progress(ranking)
+    model = build_student(shape, source, kind, args.num_labels, calibration=calibration)
+    if args.out is not None:
+        record = {
+            "nas_version": nas.__version__,
+            "student_source": args.source,
+            "task": args.task,
+            "params": params,
+            "ranking": ranking,
+            "calibration_data": None if args.data is None else str(args.data),
+            "trained": False,
+        }
+        _write(args.out, model, args.source, record)
+        progress(f"wrote the sliced, untrained student to {args.out}")
     batch = args.batch_size or int(params.get("batch_size", 32))
     memory = estimate_training_memory(
         shape,
@@ -66,21 +154,20 @@ def student_command(args: argparse.Namespace) -> int:
             {"name": p.name, "shape": list(p.shape), "params": p.params}
             for p in describe_student(model)
         ]
-        print(
-            json.dumps(
-                {
-                    "params": count_parameters(model),
-                    "shape": shape.__dict__,
-                    "parts": parts,
-                    "batch_size": batch,
-                    "seq_len": args.seq_len,
-                    "memory_bytes": memory.as_dict(),
-                },
-                indent=2,
-            )
-        )
+        report = {
+            "params": count_parameters(model),
+            "shape": shape.__dict__,
+            "parts": parts,
+            "batch_size": batch,
+            "seq_len": args.seq_len,
+            "memory_bytes": memory.as_dict(),
+            "ranking": ranking,
+            "out": None if args.out is None else str(args.out),
+        }
+        print(json.dumps(report, indent=2))
         return 0
     print(f"student of {args.source} for {kind}: {shape}")
+    print(f"slicing: {ranking}")
     print(student_report(model, memory))
     print(f"(batch {batch} x {args.seq_len} tokens{', bf16' if args.bf16 else ''})")
     return 0
