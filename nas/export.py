@@ -194,6 +194,21 @@ def _export_trial(context: _Context, trial: FrozenTrial, into: Path) -> dict[str
     return index_row(context.study, trial)
 
 
+def download_checkpoint(
+    study: optuna.Study, trial: FrozenTrial, folder: Path, artifact_root: str | None = None
+) -> ArtifactRoot:
+    """Copy a COMPLETE trial's checkpoint files into the existing ``folder``."""
+    context = _Context(
+        study=study,
+        root=parse_root(artifact_root) if artifact_root else None,
+        storage="",
+        exported_at="",
+        out=folder,
+        stores={},
+    )
+    return _download_checkpoint(context, trial, folder)
+
+
 def _download_checkpoint(context: _Context, trial: FrozenTrial, folder: Path) -> ArtifactRoot:
     """Copy the trial's checkpoint files into ``folder``; returns the root they came from."""
     root = context.root or resolve_artifact_root(None, context.study, trial)

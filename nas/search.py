@@ -44,6 +44,7 @@ def run_study(config: StudyConfig, options: RunOptions, printer: Printer) -> int
     space = study_space(config)
     check_distributions_fit(options.storage, space.distributions, space.source_file)
     prepared = prepare(config, printer)
+    config = prepared.config  # thresholds resolved against the selection split
     names = objective_names(config, prepared.task)
     storage = open_storage(options.storage)
     _probe_ray(options.ray_address)  # a dead address fails before the study is touched
@@ -63,12 +64,17 @@ def run_study(config: StudyConfig, options: RunOptions, printer: Printer) -> int
         f"study '{config.name}' in {mask_password(options.storage)}: {done} finished{others}, "
         f"running {max(remaining, 0)} more (total {options.n_trials})"
     )
-    if remaining <= 0:
-        return 0
-    preflight = driver_preflight(prepared)
-    return _run_ray(
-        config, options, study, prepared.space, names, options.n_trials, printer, root, preflight
-    )
+    if remaining > 0:
+        preflight = driver_preflight(prepared)
+        space, total = prepared.space, options.n_trials
+        code = _run_ray(config, options, study, space, names, total, printer, root, preflight)
+        if code:
+            return code
+    if finished_count(study) >= options.n_trials:
+        from nas.holdout import score_front
+
+        score_front(study, prepared, printer, options.artifact_root)
+    return 0
 
 
 def _run_ray(

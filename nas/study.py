@@ -23,6 +23,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 import nas
+from nas import feasibility
 from nas.config import StudyConfig
 from nas.errors import NasError
 from nas.storage import DEFAULT_STORAGE as DEFAULT_STORAGE
@@ -121,8 +122,8 @@ def _config_snapshot(config: StudyConfig) -> dict[str, Any]:
 
 
 def constraint_values(config: StudyConfig, metrics: Mapping[str, float]) -> dict[str, float]:
-    """Optuna constraints (<= 0 feasible): ``min - value`` per threshold."""
-    return {f"{t.metric}>={t.min:g}": t.min - float(metrics[t.metric]) for t in config.thresholds}
+    """Optuna constraints (<= 0 feasible) of the config's resolved thresholds."""
+    return feasibility.constraint_values(config.thresholds, metrics)
 
 
 def tell_complete(

@@ -1,0 +1,155 @@
+"""Scores on data no trial saw: the front's students and the teacher on the test split.
+
+Selection is not report. Trials are scored on the selection split and the sampler, the front
+and the picks see only those scores; a front chosen among many students on one split
+overstates what each of them does elsewhere. When a study finishes (and on ``nas study front
+--test``), :func:`score_front` downloads each front student's checkpoint, scores it once on
+the test split and stores the result on the study, beside the teacher's scores on both splits
+(computed from the cached teacher pass). A student already scored is not scored again, so the
+step is resumable and a study that later gains front points scores only those.
+
+Where the scores live: Optuna refuses to change a finished trial, so they are study user
+attributes, one key per trial (``test:<number>``), which several drivers can write without a
+read-modify-write race; :func:`test_scores` and :func:`teacher_scores` read them back.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from nas.study import front_rows
+
+Printer = Callable[[str], None]
+TEST_KEY = "test:"  # study user attr prefix: test:<trial number> -> {metric: value}
+TEACHER_KEY = "teacher_scores"  # study user attr: {"selection": {...}, "test": {...}}
+NO_ANSWER_KEY = "no_answer"  # study user attr: {"selection": {...}, "test": {...}} (QA)
+SPLITS_KEY = "splits"  # study user attr: the data description (which split is which)
+
+
+def test_scores(study: optuna.Study) -> dict[int, dict[str, float]]:
+    """Test-split metrics by trial number, for the trials that have them."""
+    out = {}
+    for key, value in study.user_attrs.items():
+        if key.startswith(TEST_KEY) and key[len(TEST_KEY) :].isdigit() and isinstance(value, dict):
+            out[int(key[len(TEST_KEY) :])] = {k: float(v) for k, v in value.items()}
+    return out
+
+
+def teacher_scores(study: optuna.Study) -> dict[str, dict[str, float]]:
+    """The teacher's metrics on the ``selection`` and ``test`` splits (empty before scoring)."""
+    value = study.user_attrs.get(TEACHER_KEY)
+    return value if isinstance(value, dict) else {}
+
+
+def score_front(
+    study: optuna.Study,
+    prepared: Any,
+    printer: Printer,
+    artifact_root: str | None = None,
+    trials: list[FrozenTrial] | None = None,
+) -> dict[int, dict[str, float]]:
+    """Score the teacher (once) and each front student without a test score on the test split.
+
+    Args:
+        study: the study, in its storage.
+        prepared: ``nas.objective.Prepared`` of the study's config (data, tokenizer, teacher).
+        printer: where the progress lines go.
+        artifact_root: ``--artifact-root``, overriding what each trial recorded.
+        trials: the trials to score; default the feasible Pareto front.
+
+    Returns:
+        Test metrics by trial number, for every trial scored now or before.
+    """
+    from nas.objective import test_features
+
+    features = test_features(prepared)
+    if TEACHER_KEY not in study.user_attrs:
+        scores = _teacher_scores(prepared, features)
+        study.set_user_attr(TEACHER_KEY, scores)
+        printer(f"teacher: {_brief(scores['selection'])} selection, {_brief(scores['test'])} test")
+    if prepared.no_answer is not None and NO_ANSWER_KEY not in study.user_attrs:
+        from nas.feasibility import no_answer_scores
+
+        study.set_user_attr(
+            NO_ANSWER_KEY,
+            {"selection": prepared.no_answer, "test": no_answer_scores(prepared.splits.test)},
+        )
+    done = test_scores(study)
+    todo = [
+        t for t in (trials if trials is not None else front_rows(study)) if t.number not in done
+    ]
+    for i, trial in enumerate(todo, start=1):
+        metrics = _score_trial(study, trial, prepared, features, artifact_root)
+        study.set_user_attr(f"{TEST_KEY}{trial.number}", metrics)
+        done[trial.number] = metrics
+        printer(
+            f"test split [{i}/{len(todo)}]: trial {trial.number} {_brief(metrics)} "
+            f"(selection {_brief(_selection_metrics(study, trial))})"
+        )
+    return done
+
+
+def _brief(metrics: Mapping[str, float]) -> str:
+    keys = [k for k in ("exact", "f1", "accuracy", "mcc") if k in metrics][:2]
+    return ", ".join(f"{k} {metrics[k]:.4g}" for k in keys) or "-"
+
+
+def _selection_metrics(study: optuna.Study, trial: FrozenTrial) -> dict[str, float]:
+    names = study.metric_names or []
+    return dict(zip(names, trial.values or [], strict=False))
+
+
+def _teacher_scores(prepared: Any, test_f: Any) -> dict[str, dict[str, float]]:
+    from nas.objective import evaluate_logits
+    from nas.teacher import cached_logits
+
+    out = {}
+    for split, features, examples in (
+        ("selection", prepared.eval_features, prepared.splits.eval),
+        ("test", test_f, prepared.splits.test),
+    ):
+        logits = cached_logits(
+            Path(prepared.config.cache_dir),
+            prepared.teacher,
+            features,
+            prepared.task.kind,
+            prepared.num_labels,
+            int(prepared.tokenizer.pad_token_id or 0),
+            prepared.config.training.device,
+            prepared.config.training.eval_batch_size,
+        )
+        out[split] = evaluate_logits(prepared, examples, features, logits)
+    return out
+
+
+def _score_trial(
+    study: optuna.Study,
+    trial: FrozenTrial,
+    prepared: Any,
+    features: Any,
+    artifact_root: str | None,
+) -> dict[str, float]:
+    from nas.export import download_checkpoint
+    from nas.objective import evaluate_logits
+    from nas.teacher import model_class
+    from nas.train import predict, resolve_device
+
+    with tempfile.TemporaryDirectory(prefix=f"nas-test-{trial.number}-") as tmp:
+        folder = Path(tmp)
+        download_checkpoint(study, trial, folder, artifact_root)
+        model = model_class(prepared.task.kind).from_pretrained(str(folder))
+        logits = predict(
+            model,
+            features,
+            prepared.task.kind,
+            int(prepared.tokenizer.pad_token_id or 0),
+            prepared.config.training.eval_batch_size,
+            resolve_device(prepared.config.training.device),
+        )
+    return evaluate_logits(prepared, prepared.splits.test, features, logits)
