@@ -58,7 +58,7 @@ def trainable(ray_config: dict[str, Any], study_config: StudyConfig) -> None:
     """One trial on a Ray worker: run it and report a JSON outcome (never raises)."""
     from ray import tune
 
-    from nas.train import peak_memory_bytes, resolve_device
+    from nas.train import peak_memory_bytes, release_memory, resolve_device
 
     memory: dict[str, Any] = {}  # estimate, budget and peak, as they become known
     outcome: dict[str, Any]
@@ -72,6 +72,8 @@ def trainable(ray_config: dict[str, Any], study_config: StudyConfig) -> None:
     except Exception as exc:  # noqa: BLE001 - any other crash is a failed trial, not a dead study
         tail = "".join(traceback.format_exception(exc)[-3:])
         outcome = {"status": "fail", "reason": "error", "message": f"{exc!r}\n{tail}"}
+    if outcome["status"] != "ok":  # the handler has ended: the failed trial's frames are gone
+        release_memory()  # so the next trial on this worker (or GPU) gets the memory back
     outcome.update(memory, **_placement())
     tune.report({"nas_outcome": json.dumps(outcome, default=str)})
 

@@ -3,10 +3,22 @@
 Distillation runs on teacher logits computed once and cached (see ``nas.teacher``): a training
 step runs the student alone. Batches are padded to their own longest feature (dynamic padding),
 and with ``length_grouped`` features of similar length share a batch.
+
+Out of memory: these functions let torch's errors propagate; :func:`catch_out_of_memory` turns
+one raised anywhere in a call (a whole trial, the teacher's training or pass) into a typed error
+once the call's memory is released. Testing aids raise a real ``torch.cuda.OutOfMemoryError``
+on any machine:
+
+- ``NAS_FAULT_OOM_ABOVE_PARAMS=N``: a student (never the teacher) with more than N parameters
+  runs out of memory at ``NAS_FAULT_OOM_AT``: ``step`` (its first training step, the default),
+  ``to_device`` (moving it to the device), ``eval`` (its first evaluation batch) or ``latency``
+  (the latency measurement).
+- ``NAS_FAULT_OOM_TEACHER``: ``train`` (the teacher's training) or ``pass`` (its logit pass).
 """
 
 from __future__ import annotations
 
+import gc
 import inspect
 import math
 import os
@@ -15,7 +27,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -24,11 +36,23 @@ from transformers import get_linear_schedule_with_warmup
 
 from nas.config import TrainingConfig
 from nas.distill import MASKED_LOGIT, distill_loss, qa_distill_loss
-from nas.errors import Diverged, OutOfMemory, TrialTimeout
+from nas.errors import (
+    Diverged,
+    OutOfMemory,
+    TrialTimeout,
+    forget_frames,
+    is_out_of_memory,
+    out_of_memory_message,
+)
 from nas.tasks.base import Features, TaskKind
 
 FAULT_OOM_ENV = "NAS_FAULT_OOM_ABOVE_PARAMS"
+FAULT_OOM_AT_ENV = "NAS_FAULT_OOM_AT"
+FAULT_OOM_TEACHER_ENV = "NAS_FAULT_OOM_TEACHER"
+FaultSite = Literal["step", "to_device", "eval", "latency"]
+FAULT_SITES: tuple[FaultSite, ...] = ("step", "to_device", "eval", "latency")
 Progress = Callable[[str], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -142,11 +166,14 @@ def train(
     pad_id: int,
     progress: Progress | None = None,
     deadline: float | None = None,
+    faults: bool = False,
 ) -> TrainResult:
     """Train ``model`` in place by distillation from cached ``teacher`` logits.
 
     ``teacher`` None (or alpha 0) trains on hard labels only, as when fine-tuning a teacher.
-    Raises ``OutOfMemory`` for a CUDA out-of-memory error and ``Diverged`` for a NaN/inf loss.
+    Raises ``Diverged`` for a NaN/inf loss; out-of-memory errors propagate (see
+    :func:`catch_out_of_memory`). ``faults``: a student trial, where the ``NAS_FAULT_OOM_*``
+    testing aids apply.
     """
     device = resolve_device(config.device)
     seed = int(params.get("seed", config.seed))
@@ -160,6 +187,8 @@ def train(
     if config.max_steps is not None:
         total = min(total, config.max_steps)
 
+    if faults:
+        inject_oom_fault(model, "to_device")
     model.to(device)
     model.train()
     optimizer = _optimizer(model, float(params["learning_rate"]), float(params["weight_decay"]))
@@ -185,35 +214,28 @@ def train(
 
     step, samples, loss_value = 0, 0, float("nan")
     start = time.perf_counter()
-    try:
-        _inject_oom_fault(model)
-        for batch_index in _steps(features.lengths(), batch_size, rng, config, total):
-            batch = collate(
-                features, batch_index, pad_id, kind, teacher if alpha else None, type_ids
-            )
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            loss = loss_of(batch)
-            if deadline is not None and time.time() > deadline:
-                raise TrialTimeout(f"stopped at step {step} of {total}: past the trial timeout")
-            if not torch.isfinite(loss):
-                raise Diverged(f"loss became {loss.item()} at step {step + 1} of {total}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            samples += len(batch_index)
-            loss_value = float(loss.detach())
-            if progress and (step % config.log_every == 0 or step == total):
-                rate = samples / max(time.perf_counter() - start, 1e-9)
-                progress(f"step {step}/{total} loss {loss_value:.4f} {rate:.1f} samples/s")
-    except torch.cuda.OutOfMemoryError as exc:
+    for batch_index in _steps(features.lengths(), batch_size, rng, config, total):
+        batch = collate(features, batch_index, pad_id, kind, teacher if alpha else None, type_ids)
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        if faults and step == 0:
+            inject_oom_fault(model, "step")
+        loss = loss_of(batch)
+        if deadline is not None and time.time() > deadline:
+            raise TrialTimeout(f"stopped at step {step} of {total}: past the trial timeout")
+        if not torch.isfinite(loss):
+            raise Diverged(f"loss became {loss.item()} at step {step + 1} of {total}")
         optimizer.zero_grad(set_to_none=True)
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        raise OutOfMemory(str(exc).splitlines()[0] if str(exc) else "CUDA out of memory") from exc
+        loss.backward()
+        if config.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        samples += len(batch_index)
+        loss_value = float(loss.detach())
+        if progress and (step % config.log_every == 0 or step == total):
+            rate = samples / max(time.perf_counter() - start, 1e-9)
+            progress(f"step {step}/{total} loss {loss_value:.4f} {rate:.1f} samples/s")
     elapsed = time.perf_counter() - start
     peak, memory_kind = peak_memory_bytes(device)
     rate = samples / max(elapsed, 1e-9)
@@ -251,18 +273,83 @@ def _optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.
     return torch.optim.AdamW(groups, lr=lr)
 
 
-def _inject_oom_fault(model: nn.Module) -> None:
-    """Testing aid: ``NAS_FAULT_OOM_ABOVE_PARAMS=N`` makes a student with more than N
-    parameters raise a real ``torch.cuda.OutOfMemoryError`` at its first step."""
+# ----------------------------------------------------------------------------- out of memory
+
+
+def catch_out_of_memory(
+    run: Callable[[], T], error: Callable[[str], Exception] = OutOfMemory
+) -> T:
+    """``run()``; an out-of-memory error raised anywhere in it becomes ``error(first line)``.
+
+    The memory is released after the handler has ended: by then the failed call's frames (the
+    model, the optimizer, the batch, the activations) are gone and the original error, kept as
+    the cause, holds no frames, so ``gc.collect()`` and ``torch.cuda.empty_cache()`` hand the
+    memory back to the device for the next trial (or another process sharing the GPU).
+    """
+    failure: Exception | None = None
+    try:
+        return run()
+    except Exception as exc:  # noqa: BLE001 - only out-of-memory errors are caught
+        if not is_out_of_memory(exc):
+            raise
+        failure = error(out_of_memory_message(exc))
+        failure.__cause__ = forget_frames(exc)
+    release_memory()
+    raise failure
+
+
+def release_memory() -> None:
+    """Collect garbage, then return the CUDA allocator's cached blocks to the device."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def inject_oom_fault(model: nn.Module, site: FaultSite) -> None:
+    """Testing aid (students only): ``NAS_FAULT_OOM_ABOVE_PARAMS=N`` makes a student with more
+    than N parameters raise a real ``torch.cuda.OutOfMemoryError`` at the site named by
+    ``NAS_FAULT_OOM_AT`` (default ``step``)."""
     limit = os.environ.get(FAULT_OOM_ENV)
     if not limit:
         return
+    at = os.environ.get(FAULT_OOM_AT_ENV) or "step"
+    if at not in FAULT_SITES:
+        raise ValueError(f"{FAULT_OOM_AT_ENV}={at!r}; use one of {', '.join(FAULT_SITES)}")
     count = sum(p.numel() for p in model.parameters())
-    if count > int(limit):
+    if at == site and count > int(limit):
         raise torch.cuda.OutOfMemoryError(
-            f"CUDA out of memory (injected by {FAULT_OOM_ENV}={limit}: student has {count:,} "
-            "parameters)"
+            f"CUDA out of memory (injected by {FAULT_OOM_ENV}={limit} at {site}: student has "
+            f"{count:,} parameters)"
         )
+
+
+def inject_teacher_oom_fault(phase: Literal["train", "pass"]) -> None:
+    """Testing aid: ``NAS_FAULT_OOM_TEACHER=train`` (or ``pass``) makes the teacher's training
+    (or its logit pass) raise a real ``torch.cuda.OutOfMemoryError``."""
+    if os.environ.get(FAULT_OOM_TEACHER_ENV) == phase:
+        raise torch.cuda.OutOfMemoryError(
+            f"CUDA out of memory (injected by {FAULT_OOM_TEACHER_ENV}={phase})"
+        )
+
+
+def check_finite_weights(model: nn.Module) -> None:
+    """Raise ``Diverged`` when a parameter holds NaN or inf (a student that diverged without a
+    NaN loss would otherwise be scored, and an all-NaN QA student scores the no-answer rate)."""
+    for name, p in model.named_parameters():
+        finite = torch.isfinite(p.detach())
+        if not bool(finite.all()):
+            bad = int((~finite).sum())
+            raise Diverged(
+                f"parameter {name} has {bad:,} of {p.numel():,} values NaN/inf after training"
+            )
+
+
+def check_finite_logits(logits: np.ndarray) -> None:
+    """Raise ``Diverged`` when eval logits hold NaN or inf, before they are scored."""
+    finite = np.isfinite(logits)
+    if not finite.all():
+        bad = int((~finite).sum())
+        raise Diverged(f"{bad:,} of {logits.size:,} eval logits are NaN/inf")
 
 
 def peak_memory_bytes(device: torch.device) -> tuple[int, str]:
@@ -294,9 +381,11 @@ def predict(
     batch_size: int,
     device: torch.device,
     progress: Progress | None = None,
+    faults: bool = False,
 ) -> np.ndarray:
     """Logits for every feature: QA ``(total_tokens, 2)`` aligned with ``features.ids``,
-    classification ``(n_features, labels)``. Batches run longest first."""
+    classification ``(n_features, labels)``. Batches run longest first. ``faults``: a student,
+    where ``NAS_FAULT_OOM_AT=eval`` applies."""
     model.to(device)
     model.eval()
     lengths = features.lengths()
@@ -307,6 +396,8 @@ def predict(
         index = order[i : i + batch_size]
         batch = collate(features, index, pad_id, kind, with_type_ids=accepts_type_ids(model))
         batch = {k: v.to(device) for k, v in batch.items()}
+        if faults and b == 0:
+            inject_oom_fault(model, "eval")
         logits = student_logits(model, batch, kind).float().cpu().numpy()
         if out is None:
             shape = (len(features.ids), 2) if kind == "qa" else (len(features), logits.shape[-1])
@@ -331,14 +422,18 @@ def measure_latency(
     pad_id: int,
     device: torch.device,
     repeats: int = 20,
+    faults: bool = False,
 ) -> float:
-    """Median milliseconds of a batch-1 forward pass on a feature of median length."""
+    """Median milliseconds of a batch-1 forward pass on a feature of median length.
+    ``faults``: a student, where ``NAS_FAULT_OOM_AT=latency`` applies."""
     model.to(device)
     model.eval()
     lengths = features.lengths()
     median = int(np.argsort(lengths)[len(lengths) // 2])
     batch = collate(features, np.array([median]), pad_id, kind)
     inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask")}
+    if faults:
+        inject_oom_fault(model, "latency")
     times = []
     for i in range(repeats + 3):  # 3 warm-up passes
         if device.type == "cuda":

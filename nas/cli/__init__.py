@@ -1,6 +1,7 @@
 """The ``nas`` command line: one module per subcommand, ``main() -> int``.
 
-User errors (``NasError``) print one line on stderr and exit 2; nothing half-written is left.
+User errors (``NasError``) print one line on stderr and exit 2 (bad input) or their own
+``exit_code`` (1: the teacher ran out of memory); nothing half-written is left.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args))
     except NasError as exc:
         print(f"nas: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exc.exit_code
     except KeyboardInterrupt:
         print("nas: interrupted", file=sys.stderr)
         return 130
