@@ -34,17 +34,34 @@ def file_lock(path: Path) -> Iterator[None]:
 
 
 def write_folder_atomically(folder: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a fresh temporary folder beside ``folder``, then rename it there."""
+    """Call ``write(tmp)`` on a fresh temporary folder beside ``folder``, then rename it there.
+
+    An existing ``folder`` stays whole until ``write`` has succeeded; it is then renamed aside,
+    the new one renamed into place and the old one deleted, so a failed write keeps the old
+    folder and a reader never sees a half-written one.
+    """
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
         write(tmp)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        _swap_into_place(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _swap_into_place(tmp: Path, folder: Path) -> None:
+    if not folder.exists():
+        os.replace(tmp, folder)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{folder.name}-old-", dir=folder.parent))
+    os.replace(folder, old)  # a directory onto an empty directory: replaces it
+    try:
+        os.replace(tmp, folder)
+    except BaseException:
+        os.replace(old, folder)  # put the old folder back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def cached_folder(folder: Path, marker: str, build: Callable[[Path], None]) -> Path:
@@ -55,3 +72,23 @@ def cached_folder(folder: Path, marker: str, build: Callable[[Path], None]) -> P
         if not (folder / marker).exists():
             write_folder_atomically(folder, build)
     return folder
+
+
+_DIGESTS: dict[tuple[str, int, int, int, int], str] = {}
+
+
+def file_digest(path: Path) -> str:
+    """The sha256 of a file's bytes, read once per process for each version of the file.
+
+    The memo is keyed by (path, size, mtime, ctime, inode): a copy that keeps the size and the
+    mtime (``cp -p``, ``shutil.copy2``) still changes the ctime, which no tool can set back.
+    """
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 22), b""):
+                h.update(chunk)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]

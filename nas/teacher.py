@@ -1,9 +1,13 @@
 """The teacher: loading it, checking its tokenizer, and its logits computed once and cached.
 
 Logits are cached under ``<cache_dir>/logits/<fingerprint>/logits.npy``, where the fingerprint
-covers the teacher's files and the tokenized features (which already encode the data, the
-tokenizer, the max length and the stride). Every trial and every process on the node memory-maps
-the same file; a file lock makes concurrent workers compute it once.
+covers the sha256 of the teacher's files (or a hub name's resolved revision) and the tokenized
+features (which already encode the data, the tokenizer, the max length and the stride). Every
+trial and every process on the node memory-maps the same file; a file lock makes concurrent
+workers compute it once.
+
+A teacher nas trains records its recipe in ``teacher.json`` (``teacher_recipe``); when the study's
+``teacher.train`` or data no longer match it, ``ensure_teacher`` trains it again.
 """
 
 from __future__ import annotations
@@ -28,33 +32,43 @@ from transformers import (
     PreTrainedModel,
 )
 
-from nas.cache import cached_folder, file_lock, fingerprint, write_folder_atomically
-from nas.config import StudyConfig, TeacherTrainConfig
+from nas.cache import cached_folder, file_digest, file_lock, fingerprint, write_folder_atomically
+from nas.config import DataConfig, StudyConfig, TeacherTrainConfig
 from nas.errors import CheckpointError, ConfigError
-from nas.tasks.base import Features, QAExample, Task, TaskKind
+from nas.tasks.base import Features, QAExample, Splits, Task, TaskKind
 from nas.train import predict, resolve_device, train
 from nas.vocab import build_tokenizer, frequent_words
 
 Progress = Callable[[str], None]
+Loaded = tuple[Task, Splits, DataConfig]  # what nas.data.load_splits returns
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".txt")
+_RECORD = "teacher.json"  # nas's own notes on a teacher it trained; not part of its identity
+# Fields of the study's `training` section that train_teacher reads too.
+_TRAINING_FIELDS = ("max_steps", "grad_clip", "length_grouped")
 
 
 def model_class(kind: TaskKind) -> Any:
     return AutoModelForQuestionAnswering if kind == "qa" else AutoModelForSequenceClassification
 
 
+_LOAD_HINT = (
+    "give a fine-tuned checkpoint folder (config.json + model.safetensors) or a hub name, "
+    "or train one with `nas teacher train STUDY.yaml`"
+)
+
+
+def _cannot_load(path: str, exc: Exception) -> CheckpointError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return CheckpointError(f"teacher '{path}' cannot be loaded ({first}); {_LOAD_HINT}")
+
+
 def load_teacher(path: str, kind: TaskKind, num_labels: int) -> PreTrainedModel:
     """A fine-tuned teacher from a hub name or folder; errors name the path and the fix."""
-    hint = (
-        "give a fine-tuned checkpoint folder (config.json + model.safetensors) or a hub name, "
-        "or train one with `nas teacher train STUDY.yaml`"
-    )
     try:
         config = AutoConfig.from_pretrained(path)
         model = model_class(kind).from_pretrained(path)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"teacher '{path}' cannot be loaded ({first}); {hint}") from None
+        raise _cannot_load(path, exc) from None
     if kind == "classification" and config.num_labels != num_labels:
         raise CheckpointError(
             f"teacher '{path}' has {config.num_labels} labels but the task has {num_labels}; "
@@ -98,17 +112,69 @@ def check_same_tokenization(
         )
 
 
-def teacher_identity(path: str) -> str:
-    """What identifies a teacher's weights: file names, sizes and mtimes for a folder."""
+def check_teacher_labels(path: str, kind: TaskKind, label_names: tuple[str, ...]) -> None:
+    """The teacher's ``id2label`` must be the task's label order (a cheap read of config.json).
+
+    Generic names (LABEL_0, LABEL_1, ...) say nothing about the order and are accepted; another
+    number of labels, other names or the same names in another order are errors.
+    """
+    if kind != "classification":
+        return
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise _cannot_load(path, exc) from None
+    id2label = {int(i): str(name) for i, name in (config.id2label or {}).items()}
+    teacher = [id2label.get(i, f"LABEL_{i}") for i in range(len(id2label))]
+    task = list(label_names)
+    if len(teacher) != len(task):
+        raise CheckpointError(
+            f"teacher '{path}' has {len(teacher)} labels {teacher} but the task has "
+            f"{len(task)} {task}; use a teacher fine-tuned on this task's label set"
+        )
+    if teacher == [f"LABEL_{i}" for i in range(len(teacher))]:
+        return  # generic names: nothing to compare
+    fold = [name.casefold() for name in teacher], [name.casefold() for name in task]
+    if fold[0] == fold[1]:
+        return
+    if sorted(fold[0]) == sorted(fold[1]):
+        raise CheckpointError(
+            f"teacher '{path}' orders its labels {teacher} but the task orders them {task}; "
+            f"set data.label_names: {teacher} in the study to use the teacher's order, or fix "
+            "id2label/label2id in the teacher's config.json"
+        )
+    raise CheckpointError(
+        f"teacher '{path}' has labels {teacher} but the task has {task}; use a teacher "
+        "fine-tuned on this task's labels, or set data.label_names to the teacher's names"
+    )
+
+
+def checkpoint_identity(path: str) -> str:
+    """What identifies a checkpoint's weights, whatever its folder's name or file times.
+
+    A folder: the sha256 of each file's bytes (memoised per process, see ``file_digest``). A hub
+    name: its revision in the local hub cache, else the name marked unresolved.
+    """
     folder = Path(path)
     if not folder.is_dir():
-        return f"hub:{path}"
-    parts = [str(folder.resolve())]
+        return _hub_identity(path)
+    h = hashlib.sha256()
     for f in sorted(folder.iterdir()):
-        if f.is_file() and f.suffix in _WEIGHT_SUFFIXES:
-            st = f.stat()
-            parts.append(f"{f.name}:{st.st_size}:{st.st_mtime_ns}")
-    return "|".join(parts)
+        if f.is_file() and f.suffix in _WEIGHT_SUFFIXES and f.name != _RECORD:
+            h.update(f"{f.name}:{file_digest(f)}\n".encode())
+    return f"files:{h.hexdigest()}"
+
+
+def _hub_identity(name: str) -> str:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(name, "config.json")
+    except (ValueError, OSError):  # not a valid repo id
+        found = None
+    if isinstance(found, str):  # <cache>/models--org--name/snapshots/<commit>/config.json
+        return f"hub:{name}@{Path(found).parent.name}"
+    return f"hub:{name}:unresolved"
 
 
 def features_digest(features: Features) -> str:
@@ -130,7 +196,7 @@ def cached_logits(
     progress: Progress | None = None,
 ) -> np.ndarray:
     """Teacher logits for ``features``, computed on first use, then memory-mapped from disk."""
-    key = fingerprint(teacher_identity(teacher_path), features_digest(features), kind)
+    key = fingerprint(checkpoint_identity(teacher_path), features_digest(features), kind)
 
     def build(tmp: Path) -> None:
         if progress:
@@ -153,20 +219,117 @@ def cached_logits(
 # ----------------------------------------------------------------------------- teacher training
 
 
-def ensure_teacher(config: StudyConfig, progress: Progress | None = None) -> str:
-    """The teacher's path; trains it first when it is missing and the study says how."""
+def ensure_teacher(
+    config: StudyConfig, progress: Progress | None = None, loaded: Loaded | None = None
+) -> str:
+    """The teacher's path; trains it when the study says how and it is missing or stale.
+
+    Without ``teacher.train`` the teacher is the user's and is used as it is; so is a folder
+    without ``teacher.json``. A folder nas trained (it has ``teacher.json``) whose recipe differs
+    from the study's is trained again into the same folder, which stays whole until the new
+    teacher replaces it; unless it was trained for another study and lies outside this study's
+    cache: nas does not overwrite that one, and says so. ``loaded`` is what
+    ``nas.data.load_splits(config)`` returned, when the caller has it.
+    """
     path = config.resolve(config.teacher.path) or config.teacher.path
-    if Path(path).is_dir() or config.teacher.train is None:
-        return path
     folder = Path(path)
+    if config.teacher.train is None:
+        return path
+    if folder.is_dir() and not (folder / _RECORD).is_file():
+        return path  # a user-given teacher: nothing says how it was made
+    if loaded is None:
+        from nas.data import load_splits  # data imports tasks; keep this module light
+
+        loaded = load_splits(config)
+    recipe = teacher_recipe(config, *loaded)
     with file_lock(folder.parent / f"{folder.name}.lock"):
         if not folder.is_dir():
-            train_teacher(config, folder, progress)
+            train_teacher(config, folder, progress, loaded)
+            return path
+        reason = _stale_reason(config, folder, recipe)
+        if reason is not None:
+            if progress:
+                progress(f"{reason}: retraining into {folder}")
+            train_teacher(config, folder, progress, loaded)
     return path
 
 
+def teacher_recipe(config: StudyConfig, task: Task, splits: Splits, data: DataConfig) -> Any:
+    """What a teacher nas trains is made from, flat and JSON-ready (compared key by key)."""
+    from nas.data import examples_digest
+
+    spec = config.teacher.train
+    if spec is None:
+        raise ConfigError(f"{config.source_file}: teacher.train is not set; add it to train one")
+    recipe: dict[str, Any] = {}
+    for key, value in dataclasses.asdict(spec).items():
+        if key == "arch":
+            recipe.update({f"arch.{k}": v for k, v in sorted(value.items())})
+        else:
+            recipe[key] = value
+    init = (config.resolve(spec.init) or spec.init) if spec.init is not None else None
+    recipe["init_weights"] = checkpoint_identity(init) if init is not None else None
+    if spec.init is None and not hasattr(task, "offline_tokenizer") and not spec.vocab_from_data:
+        recipe["tokenizer"] = f"student_source {config.student_source}"  # see _teacher_start
+    recipe.update(
+        {
+            "task": task.name,
+            "train_examples": examples_digest(splits.train),
+            "label_names": list(splits.label_names),
+            "max_seq_length": data.max_seq_length,
+            "doc_stride": data.doc_stride,
+            "max_query_length": data.max_query_length,
+        }
+    )
+    recipe.update({f"training.{k}": getattr(config.training, k) for k in _TRAINING_FIELDS})
+    return json.loads(json.dumps(recipe))  # the values as teacher.json gives them back
+
+
+def recipe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``key old -> new`` for each difference, in the new recipe's order."""
+    keys = [*new, *(k for k in old if k not in new)]
+    return [
+        f"{k} {_shown(old.get(k, 'unset'))} -> {_shown(new.get(k, 'unset'))}"
+        for k in keys
+        if old.get(k, "unset") != new.get(k, "unset")
+    ]
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, str) and len(value) > 24:
+        return value[:16] + "..."  # digests
+    return json.dumps(value) if isinstance(value, list | dict) else str(value)
+
+
+def _stale_reason(config: StudyConfig, folder: Path, recipe: dict[str, Any]) -> str | None:
+    """Why the teacher in ``folder`` must be trained again, or None when it is current."""
+    try:
+        record = json.loads((folder / _RECORD).read_text())
+    except (OSError, ValueError):
+        record = {}
+    old = record.get("recipe") if isinstance(record, dict) else None
+    changes = recipe_changes(old, recipe) if isinstance(old, dict) else None
+    if changes == []:
+        return None
+    what = "; ".join(changes) if changes else "no recipe fingerprint recorded"
+    cache = Path(config.cache_dir).resolve()
+    trained_for = record.get("study") if isinstance(record, dict) else None
+    if trained_for != config.name and not folder.resolve().is_relative_to(cache):
+        raise ConfigError(
+            f"{config.source_file}: teacher.path {folder} was trained by nas for study "
+            f"'{trained_for}' with another recipe than this study's teacher.train ({what}); "
+            "delete that folder to train this study's teacher into it, or remove teacher.train "
+            "from the study to use that teacher as it is"
+        )
+    if changes is None:
+        return f"teacher {folder / _RECORD} has no recipe fingerprint recorded"
+    return f"teacher recipe changed ({what})"
+
+
 def train_teacher(
-    config: StudyConfig, out: Path, progress: Progress | None = None
+    config: StudyConfig, out: Path, progress: Progress | None = None, loaded: Loaded | None = None
 ) -> dict[str, float]:
     """Fine-tune a teacher on the study's task and save it (model, tokenizer, teacher.json)."""
     from nas.data import encoded, load_splits  # data imports tasks; keep this module light
@@ -174,9 +337,11 @@ def train_teacher(
     spec = config.teacher.train
     if spec is None:
         raise ConfigError(f"{config.source_file}: teacher.train is not set; add it to train one")
-    task, splits, data = load_splits(config)
+    task, splits, data = loaded or load_splits(config)
     num_labels = task.num_labels(splits)
-    tokenizer, model = _teacher_start(config, spec, task, num_labels, splits.train)
+    tokenizer, model = _teacher_start(
+        config, spec, task, num_labels, splits.train, splits.label_names
+    )
     cache = Path(config.cache_dir)
     train_f = encoded(task, splits.train, tokenizer, data, cache)
     eval_f = encoded(task, splits.eval, tokenizer, data, cache)
@@ -210,6 +375,7 @@ def train_teacher(
         "task": task.name,
         "data": splits.description,
         "train": dataclasses.asdict(spec),
+        "recipe": teacher_recipe(config, task, splits, data),  # ensure_teacher compares it
         "metrics": metrics,
     }
 
@@ -240,9 +406,13 @@ def _teacher_start(
     task: Task,
     num_labels: int,
     train_examples: list[Any],
+    label_names: tuple[str, ...] = (),
 ) -> tuple[Any, PreTrainedModel]:
     """Tokenizer and initial model: a pretrained checkpoint, or a random BERT from ``arch``."""
     extra: dict[str, Any] = {} if task.kind == "qa" else {"num_labels": num_labels}
+    if task.kind == "classification" and len(label_names) == num_labels:
+        extra["id2label"] = dict(enumerate(label_names))  # the saved config names the labels
+        extra["label2id"] = {name: i for i, name in enumerate(label_names)}
     torch.manual_seed(spec.seed)  # the random init (and any new head) is part of the recipe
     if spec.init is not None:
         init = config.resolve(spec.init) or spec.init
