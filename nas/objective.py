@@ -6,6 +6,7 @@ This module knows neither Ray nor Optuna. It raises typed errors (``OutOfMemory`
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import time
@@ -19,11 +20,13 @@ import torch
 
 import nas
 from nas.cache import write_folder_atomically
+from nas.calibration import ActivationStats, calibration_stats
 from nas.config import DataConfig, StudyConfig
 from nas.data import encoded, load_splits
 from nas.errors import ConfigError
+from nas.feasibility import describe_thresholds, no_answer_scores, resolve_thresholds
 from nas.search_space import SearchSpace, load_search_space
-from nas.students import build_student, count_parameters
+from nas.students import build_student, count_parameters, load_source
 from nas.tasks.base import Features, Splits, Task
 from nas.teacher import (
     cached_logits,
@@ -32,7 +35,15 @@ from nas.teacher import (
     ensure_teacher,
     load_tokenizer,
 )
-from nas.train import measure_latency, predict, resolve_device, train
+from nas.train import (
+    catch_out_of_memory,
+    check_finite_logits,
+    check_finite_weights,
+    measure_latency,
+    predict,
+    resolve_device,
+    train,
+)
 
 Progress = Callable[[str], None]
 PARAMS_OBJECTIVE = "params"
@@ -86,6 +97,9 @@ class Prepared:
     source: str  # student source checkpoint, resolved
     teacher: str  # teacher checkpoint, resolved
     space: SearchSpace
+    # QA: the official metrics of answering "no answer" everywhere on the selection split
+    no_answer: dict[str, float] | None = None
+    calibration: ActivationStats | None = None  # the source's activations: how slicing ranks
 
 
 def objective_names(config: StudyConfig, task: Task) -> list[str]:
@@ -99,6 +113,11 @@ def prepare(config: StudyConfig, progress: Progress | None = None) -> Prepared:
     """Load data, tokenizer and teacher logits (computing and caching what is missing)."""
     space = load_search_space(config.resolve(config.search_space) or config.search_space)
     task, splits, data = load_splits(config)
+    no_answer = no_answer_scores(splits.eval) if task.kind == "qa" else None
+    config = dataclasses.replace(config, thresholds=resolve_thresholds(config, no_answer))
+    _check_objectives(config, task)  # a typo in a metric name fails before the teacher trains
+    if progress:
+        progress(describe_thresholds(config.thresholds, no_answer))
     num_labels = task.num_labels(splits)
     teacher = ensure_teacher(config, progress, (task, splits, data))
     check_teacher_labels(teacher, task.kind, splits.label_names)
@@ -124,7 +143,16 @@ def prepare(config: StudyConfig, progress: Progress | None = None) -> Prepared:
         config.training.eval_batch_size,
         progress,
     )
-    _check_objectives(config, task)
+    calibration = calibration_stats(
+        load_source(source),
+        train_f,
+        config.calibration,
+        cache,
+        device=resolve_device(config.training.device),
+        batch_size=config.training.eval_batch_size,
+        where=config.source_file,
+        progress=progress,
+    )
     return Prepared(
         config,
         task,
@@ -138,6 +166,8 @@ def prepare(config: StudyConfig, progress: Progress | None = None) -> Prepared:
         source,
         teacher,
         space,
+        no_answer=no_answer,
+        calibration=calibration,
     )
 
 
@@ -152,11 +182,29 @@ def run_trial(
     """Build, distill, evaluate and (with ``out_dir``) save one student.
 
     ``deadline`` (a ``time.time()`` value) ends training with ``TrialTimeout`` when passed.
+    Out of memory anywhere in the trial (the move to the device, training, evaluation, latency)
+    raises ``OutOfMemory`` once the trial's memory is released; weights or eval logits that are
+    not finite raise ``Diverged``.
     """
+    return catch_out_of_memory(
+        lambda: _run_trial(prepared, params, out_dir, progress, provenance, deadline)
+    )
+
+
+def _run_trial(
+    prepared: Prepared,
+    params: Mapping[str, Any],
+    out_dir: Path | None,
+    progress: Progress | None,
+    provenance: Mapping[str, Any] | None,
+    deadline: float | None,
+) -> Metrics:
     config, task = prepared.config, prepared.task
     params = prepared.space.validate(params)
     torch.manual_seed(config.training.seed)
-    model = build_student(params, prepared.source, task.kind, prepared.num_labels)
+    model = build_student(
+        params, prepared.source, task.kind, prepared.num_labels, calibration=prepared.calibration
+    )
     n_params = count_parameters(model)
     if progress:
         progress(f"student: {n_params:,} parameters; training")
@@ -171,17 +219,28 @@ def run_trial(
         pad_id,
         progress,
         deadline,
+        faults=True,
     )
+    check_finite_weights(model)
     device = resolve_device(config.training.device)
     start = time.perf_counter()
     logits = predict(
-        model, prepared.eval_features, task.kind, pad_id, config.training.eval_batch_size, device
+        model,
+        prepared.eval_features,
+        task.kind,
+        pad_id,
+        config.training.eval_batch_size,
+        device,
+        faults=True,
     )
+    check_finite_logits(logits)
     scores = task.evaluate(prepared.splits.eval, prepared.eval_features, logits, prepared.data)
     eval_time = time.perf_counter() - start
     latency = None
     if LATENCY_OBJECTIVE in objective_names(config, task):
-        latency = measure_latency(model, prepared.eval_features, task.kind, pad_id, device)
+        latency = measure_latency(
+            model, prepared.eval_features, task.kind, pad_id, device, faults=True
+        )
     metrics = Metrics(
         task={k: float(v) for k, v in scores.items()},
         params=n_params,
@@ -199,6 +258,20 @@ def run_trial(
     if out_dir is not None:
         save_student(model, prepared, params, metrics, out_dir, provenance or {})
     return metrics
+
+
+def test_features(prepared: Prepared) -> Features:
+    """The test split, tokenized and cached like the others; only scoring the front reads it."""
+    cache = Path(prepared.config.cache_dir)
+    return encoded(prepared.task, prepared.splits.test, prepared.tokenizer, prepared.data, cache)
+
+
+def evaluate_logits(
+    prepared: Prepared, examples: list[Any], features: Features, logits: np.ndarray
+) -> dict[str, float]:
+    """The task's metrics of ``logits`` over ``features`` of ``examples`` (any split)."""
+    scores = prepared.task.evaluate(examples, features, logits, prepared.data)
+    return {k: float(v) for k, v in scores.items()}
 
 
 def save_student(
