@@ -178,16 +178,23 @@ def run_trial(
     progress: Progress | None = None,
     provenance: Mapping[str, Any] | None = None,
     deadline: float | None = None,
+    seed: int | None = None,
+    score_test: bool = False,
 ) -> Metrics:
     """Build, distill, evaluate and (with ``out_dir``) save one student.
 
     ``deadline`` (a ``time.time()`` value) ends training with ``TrialTimeout`` when passed.
+    ``seed`` replaces ``training.seed`` (``nas study confirm``'s re-trainings); ``score_test``
+    also scores the student on the test split (``Metrics.extra["test"]``), for runs that
+    nothing is selected from.
     Out of memory anywhere in the trial (the move to the device, training, evaluation, latency)
     raises ``OutOfMemory`` once the trial's memory is released; weights or eval logits that are
     not finite raise ``Diverged``.
     """
     return catch_out_of_memory(
-        lambda: _run_trial(prepared, params, out_dir, progress, provenance, deadline)
+        lambda: _run_trial(
+            prepared, params, out_dir, progress, provenance, deadline, seed, score_test
+        )
     )
 
 
@@ -198,9 +205,15 @@ def _run_trial(
     progress: Progress | None,
     provenance: Mapping[str, Any] | None,
     deadline: float | None,
+    seed: int | None = None,
+    score_test: bool = False,
 ) -> Metrics:
     config, task = prepared.config, prepared.task
     params = prepared.space.validate(params)
+    if seed is not None:
+        config = dataclasses.replace(
+            config, training=dataclasses.replace(config.training, seed=seed)
+        )
     torch.manual_seed(config.training.seed)
     model = build_student(
         params, prepared.source, task.kind, prepared.num_labels, calibration=prepared.calibration
@@ -255,6 +268,16 @@ def _run_trial(
         peak_memory_bytes=result.peak_memory_bytes,
         extra={"final_loss": result.final_loss, "train_samples": result.samples},
     )
+    if score_test:
+        features = test_features(prepared)
+        test_logits = predict(
+            model, features, task.kind, pad_id, config.training.eval_batch_size, device
+        )
+        check_finite_logits(test_logits)
+        metrics.extra["test"] = evaluate_logits(
+            prepared, prepared.splits.test, features, test_logits
+        )
+        metrics.extra["seed"] = config.training.seed
     if out_dir is not None:
         save_student(model, prepared, params, metrics, out_dir, provenance or {})
     return metrics

@@ -25,7 +25,6 @@ from nas.figures import (
     importance_figure,
     importances,
 )
-from nas.front import deltas
 from nas.study import mask_password
 from nas.summary import (
     Summary,
@@ -145,13 +144,16 @@ def _meta(study: optuna.Study, summary: Summary, url: str) -> str:
 
 
 def _front_section(summary: Summary) -> str:
-    rows = [(p, *deltas(p, summary.baseline)) for p in summary.front]
-    table = front_table(summary.metric, summary.baseline, rows)
+    table = front_table(summary)
     picks = "".join(
         f"<li>{_e(label)}: {('trial ' + str(chosen.trial)) if chosen else 'none'}</li>"
         for label, chosen in pick_lines(summary.metric, summary.picks)
     )
-    note = "(b) = the baseline trial; * = a front trial that is the baseline; d = difference"
+    note = (
+        "b = the baseline trial; selection = the split every trial was scored on; test = data "
+        "no trial saw (scored once, after the search); confirmed = mean ± standard deviation "
+        "over re-trainings with new seeds (nas study confirm); d = difference to the baseline"
+    )
     return f"<pre id='front-table'>{_e(table)}</pre><p>{_e(note)}</p><ul>{picks}</ul>"
 
 

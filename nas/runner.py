@@ -33,6 +33,7 @@ from nas.artifacts import (
     write_files,
 )
 from nas.config import StudyConfig
+from nas.confirm import CONFIRMS, SEED, TEST_METRICS
 from nas.drivers import ask_within, finished_count, requeue
 from nas.errors import InvalidConfig, TrialError
 from nas.preflight import BUDGET, ESTIMATE, PEAK, DriverPreflight, memory_summary
@@ -109,6 +110,8 @@ def _train_and_store(
             folder,
             provenance={"trial": number},
             deadline=None if deadline is None else time.time() + deadline,
+            seed=ray_config.get("seed"),
+            score_test=bool(ray_config.get("score_test")),
         )
         memory[PEAK] = metrics.peak_memory_bytes
         files = _write_checkpoint(root, folder)
@@ -202,6 +205,9 @@ class StudySearcher(Searcher):
                 "number": trial.number,
                 "artifact_root": self.root.url,
                 "deadline_s": self.deadline_s,
+                # a confirmation run (nas study confirm): its own seed, scored on test too
+                "seed": trial.user_attrs.get(SEED),
+                "score_test": CONFIRMS in trial.user_attrs,
             }
         return Searcher.FINISHED  # type: ignore[return-value]  # Ray's documented sentinel
 
@@ -271,6 +277,8 @@ class StudySearcher(Searcher):
                 self.study, trial, "nan_loss", f"non-finite objective values {values}", attrs
             )
         attrs.update({f"metric:{k}": v for k, v in metrics.task.items()})
+        if "test" in metrics.extra:
+            attrs[TEST_METRICS] = metrics.extra["test"]
         attrs.update(
             params=metrics.params,
             train_time_s=metrics.train_time_s,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -9,6 +10,7 @@ import signal
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 
@@ -33,6 +35,7 @@ class RunOptions:
     ray_address: str | None = None
     verbose: bool = False
     artifact_root: str | None = None  # None: the config's, then .nas/artifacts
+    score_test: bool = True  # score the front on the test split when the total is reached
 
 
 def run_study(config: StudyConfig, options: RunOptions, printer: Printer) -> int:
@@ -70,7 +73,7 @@ def run_study(config: StudyConfig, options: RunOptions, printer: Printer) -> int
         code = _run_ray(config, options, study, space, names, total, printer, root, preflight)
         if code:
             return code
-    if finished_count(study) >= options.n_trials:
+    if options.score_test and finished_count(study) >= options.n_trials:
         from nas.holdout import score_front
 
         score_front(study, prepared, printer, options.artifact_root)
@@ -196,3 +199,53 @@ def _init_ray(options: RunOptions) -> None:
         raise NasError(
             f"cannot connect to Ray at {address or 'a local Ray instance'} ({first[:200]}); {fix}"
         ) from None
+
+
+def confirm_study(
+    study: optuna.Study,
+    trials: list[optuna.trial.FrozenTrial],
+    n_seeds: int,
+    url: str,
+    args: Any,
+    printer: Printer,
+) -> int:
+    """``nas study confirm``: re-train ``trials`` with ``n_seeds`` new seeds each, as the
+    trials of the companion study ``NAME.confirm`` (see :mod:`nas.confirm`); resumable."""
+    from nas.config import SamplerConfig, from_snapshot
+    from nas.confirm import CONFIRMS, SEED, confirm_name, missing_runs, new_seeds
+    from nas.study import directions
+
+    config = from_snapshot(study.user_attrs.get("config"), f"study '{study.study_name}'")
+    seeds = new_seeds(config.training.seed, n_seeds)
+    name = confirm_name(study.study_name)
+    storage = open_storage(url)
+    wanted = [
+        optuna.study.StudyDirection[d.upper()]
+        for d in directions(config, study.metric_names or [])
+    ]
+    with contextlib.suppress(optuna.exceptions.DuplicatedStudyError):
+        storage.create_new_study(wanted, name)
+    companion = optuna.load_study(study_name=name, storage=storage)
+    todo = missing_runs(companion, trials, seeds)
+    for trial, seed in todo:
+        companion.enqueue_trial(
+            dict(trial.params), user_attrs={CONFIRMS: trial.number, SEED: seed}
+        )
+    total = len(companion.get_trials(deepcopy=False))
+    printer(
+        f"confirming trials {[t.number for t in trials]} with seeds {seeds}: {len(todo)} runs "
+        f"queued now, {total} in {name}"
+    )
+    confirm_config = dataclasses.replace(
+        config, name=name, baseline=None, n_trials=total, sampler=SamplerConfig("random", 0)
+    )
+    options = RunOptions(
+        url,
+        total,
+        getattr(args, "workers", None),
+        getattr(args, "ray_address", None),
+        False,
+        getattr(args, "artifact_root", None),
+        score_test=False,
+    )
+    return run_study(confirm_config, options, printer)

@@ -16,6 +16,8 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from nas import holdout
+from nas.confirm import confirmed_points
 from nas.errors import NasError
 from nas.front import Picks, Point, pick
 from nas.study import BASELINE_TAG, MESSAGE, REASON, named_constraints
@@ -50,6 +52,9 @@ class Summary:
     baseline: Point | None
     picks: Picks
     failures: dict[str, int] = field(default_factory=dict)  # reason -> count
+    test: dict[int, dict[str, float]] = field(default_factory=dict)  # trial -> test metrics
+    teacher: dict[str, dict[str, float]] = field(default_factory=dict)  # split -> metrics
+    confirmed: dict[int, Any] = field(default_factory=dict)  # trial -> nas.confirm.Confirmed
 
     def count(self, standing: str) -> int:
         return sum(1 for r in self.rows if r.standing == standing)
@@ -95,6 +100,9 @@ def summarize(study: optuna.Study) -> Summary:
         baseline=baseline,
         picks=pick(front, baseline),
         failures=failures,
+        test=holdout.test_scores(study),
+        teacher=holdout.teacher_scores(study),
+        confirmed=confirmed_points(study),
     )
 
 
@@ -139,29 +147,74 @@ def pick_lines(metric: str, picks: Picks) -> list[tuple[str, Any]]:
     ]
 
 
-def front_table(
-    metric: str, baseline: Point | None, rows: list[tuple[Point, float | None, float | None]]
-) -> str:
-    """The front as the reference experiment's table: size, metric, differences to baseline."""
-    seen = [p.metric for p, _, _ in rows] + ([baseline.metric] if baseline else [])
-    d = metric_digits(seen)
-    header = f"{'trial':>7}  {metric:>8}  {'params':>9}  {'d ' + metric:>9}  {'d params':>9}"
+def front_table(summary: Summary) -> str:
+    """The front as the reference experiment's table, with the teacher's row on top.
+
+    Every metric is shown on the selection split (what the trials were chosen on) and, once the
+    study has scored them, on the test split no trial saw; ``confirmed`` is the mean and spread
+    of the selection metric over re-trainings with new seeds (``nas study confirm``). The
+    baseline appears once: on the front (``b``) or, when something dominates it, as its own row.
+    """
+    metric, baseline = summary.metric, summary.baseline
+    on_front = {p.trial for p in summary.front}
+    points = list(summary.front)
+    if baseline is not None and baseline.trial not in on_front:
+        points = sorted([*points, baseline], key=lambda p: p.params)
+    seen = [p.metric for p in points] + [v for s in summary.teacher.values() for v in s.values()]
+    d = metric_digits([v for v in seen if abs(v) <= 100] or [p.metric for p in points])
+    confirm = bool(summary.confirmed)
+    header = ["trial", f"{metric} (selection)", f"{metric} (test)"]
+    header += [f"confirmed {metric} (selection)", f"confirmed {metric} (test)"] if confirm else []
+    header += ["params", f"d {metric}", "d params"]
     lines = [header]
-    if baseline is not None:
-        lines.append(
-            f"{str(baseline.trial) + ' (b)':>7}  {baseline.metric:8.{d}f}  "
-            f"{baseline.params / 1e6:8.3f}M  {'':>9}  {'':>9}"
-        )
-    for p, dm, dp in rows:
-        tag = "*" if p.baseline else ""
-        dm_text = "" if dm is None else f"{dm:+.{d}f}"
-        dp_text = "" if dp is None else f"{dp:+.1f}%"
-        lines.append(
-            f"{str(p.trial) + tag:>7}  {p.metric:8.{d}f}  {p.params / 1e6:8.3f}M  "
-            f"{dm_text:>9}  {dp_text:>9}"
-        )
-    if not rows:
-        lines.append("(no feasible COMPLETE trial yet)")
+    if summary.teacher:
+        cells = [
+            _fmt(summary.teacher.get(split, {}).get(metric), d) for split in ("selection", "test")
+        ]
+        lines.append(["teacher", *cells, *(["", ""] if confirm else []), "", "", ""])
+    for p in points:
+        dm, dp = _deltas(p, baseline)
+        tag = " b" if p.baseline else ("" if p.trial in on_front else " (off front)")
+        row = [
+            f"{p.trial}{tag}",
+            _fmt(p.metric, d),
+            _fmt(summary.test.get(p.trial, {}).get(metric), d),
+        ]
+        if confirm:
+            c = summary.confirmed.get(p.trial)
+            row += [c.text(metric, d, split) if c else "" for split in ("selection", "test")]
+        row += [f"{p.params / 1e6:.3f}M", "" if dm is None else f"{dm:+.{d}f}", dp]
+        lines.append(row)
+    if not summary.front:
+        lines.append(["(no feasible COMPLETE trial yet)"] + [""] * (len(header) - 1))
+    widths = [max(len(r[i]) for r in lines) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in lines
+    )
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _deltas(p: Point, baseline: Point | None) -> tuple[float | None, str]:
+    from nas.front import deltas
+
+    if p.baseline:
+        return None, ""
+    dm, dp = deltas(p, baseline)
+    return dm, "" if dp is None else f"{dp:+.1f}%"
+
+
+def front_text(summary: Summary) -> str:
+    """The front table, what each column means, and the three picks: what every command prints."""
+    lines = [
+        f"Pareto front of {summary.study} (feasible, smallest first; b = baseline; "
+        "selection = the split trials are scored on, test = data no trial saw):",
+        front_table(summary),
+    ]
+    for label, chosen in pick_lines(summary.metric, summary.picks):
+        lines.append(f"{label}: " + (f"trial {chosen.trial}" if chosen else "none"))
     return "\n".join(lines)
 
 

@@ -52,7 +52,34 @@ def register(commands: Any) -> None:
     front.add_argument("name", help="study name")
     _storage_arg(front)
     front.add_argument("--json", action="store_true", help="machine-readable output")
+    front.add_argument(
+        "--test",
+        action="store_true",
+        help="first score the front's students and the teacher on the test split (those not "
+        "scored yet; nas study run does it when the study finishes)",
+    )
+    front.add_argument(
+        "--artifact-root", help="where the checkpoints are (default: what each trial recorded)"
+    )
     front.set_defaults(run=front_command)
+
+    confirm = sub.add_parser(
+        "confirm",
+        help="re-train the front's students with new seeds: mean and spread of their scores",
+        description="Re-train the chosen students (the front by default) with --seeds new seeds "
+        "through the same Ray workers and storage; the runs form the study NAME.confirm, so "
+        "running it again resumes. Example: nas study confirm quickstart --seeds 3",
+    )
+    confirm.add_argument("name", help="study name")
+    _storage_arg(confirm)
+    confirm.add_argument("--seeds", type=positive_int, default=3, help="new seeds per student (3)")
+    confirm.add_argument(
+        "--trials", default="front", help="'front' (default) or trial numbers, e.g. 3,7"
+    )
+    confirm.add_argument("--workers", type=positive_int, help="runs at once (default: as fit)")
+    confirm.add_argument("--ray-address", help="join a running Ray cluster (HOST:PORT or auto)")
+    confirm.add_argument("--artifact-root", help="where checkpoints are stored")
+    confirm.set_defaults(run=confirm_command)
 
     report = sub.add_parser(
         "report",
@@ -88,14 +115,14 @@ def run_command(args: argparse.Namespace) -> int:
     check_distributions_fit(url, space.distributions, space.source_file)
     open_storage(url)  # an unreachable storage fails before any work
     from nas.search import RunOptions, run_study  # heavy imports only when needed
-    from nas.study import format_front
+    from nas.summary import front_text, summarize
 
     options = RunOptions(
         url, n_trials, args.workers, args.ray_address, args.verbose, args.artifact_root
     )
     code = run_study(config, options, progress)
     study = optuna.load_study(study_name=config.name, storage=open_storage(url))
-    print(format_front(study))
+    print(front_text(summarize(study)))
     from nas.dashboard import publish
 
     publish(study)  # nas's feasible front, for optuna-dashboard's study page
@@ -123,7 +150,8 @@ def _load(args: argparse.Namespace) -> optuna.Study:
 
 def status_command(args: argparse.Namespace) -> int:
     from nas.preflight import memory_report
-    from nas.study import failure_reasons, format_front, state_counts
+    from nas.study import failure_reasons, state_counts
+    from nas.summary import front_text, summarize
 
     study = _load(args)
     print(
@@ -137,7 +165,7 @@ def status_command(args: argparse.Namespace) -> int:
         print("failures: " + ", ".join(f"{r} {n}" for r, n in sorted(reasons.items())))
     for line in memory_report(study):
         print(line)
-    print(format_front(study))
+    print(front_text(summarize(study)))
     return 0
 
 
@@ -158,21 +186,37 @@ def list_command(args: argparse.Namespace) -> int:
 
 def front_command(args: argparse.Namespace) -> int:
     from nas.front import deltas
-    from nas.summary import front_table, pick_lines, summarize
+    from nas.summary import front_text, summarize
 
-    summary = summarize(_load(args))
+    study = _load(args)
+    if args.test:
+        score_on_test(study, args.storage, args.artifact_root)
+    summary = summarize(study)
     metric, baseline, picks = summary.metric, summary.baseline, summary.picks
-    rows = [(p, *deltas(p, baseline)) for p in summary.front]
     if args.json:
         import json
 
+        def confirmed(trial: int) -> dict[str, object] | None:
+            c = summary.confirmed.get(trial)
+            if c is None:
+                return None
+            return {"seeds": list(c.seeds), "selection": c.selection, "test": c.test}
+
+        rows = [(p, *deltas(p, baseline)) for p in summary.front]
         print(
             json.dumps(
                 {
                     "metric": metric,
                     "baseline": baseline and baseline.__dict__,
+                    "teacher": summary.teacher,
                     "front": [
-                        {**p.__dict__, "delta_metric": dm, "delta_params_pct": dp}
+                        {
+                            **p.__dict__,
+                            "delta_metric": dm,
+                            "delta_params_pct": dp,
+                            "test": summary.test.get(p.trial),
+                            "confirmed": confirmed(p.trial),
+                        }
                         for p, dm, dp in rows
                     ],
                     "picks": {k: v and v.__dict__ for k, v in picks.__dict__.items()},
@@ -181,10 +225,45 @@ def front_command(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    print(front_table(metric, baseline, rows))
-    for label, chosen in pick_lines(metric, picks):
-        print(f"{label}: " + (f"trial {chosen.trial}" if chosen else "none"))
+    print(front_text(summary))
+    if not summary.test and summary.front:
+        print(f"(no test scores yet: nas study front {study.study_name} --test scores the front)")
     return 0
+
+
+def confirm_command(args: argparse.Namespace) -> int:
+    from nas.export import select_trials
+    from nas.search import confirm_study
+
+    study = _load(args)
+    numbers = None
+    if args.trials != "front":
+        try:
+            numbers = [int(n) for n in args.trials.split(",") if n.strip()]
+        except ValueError:
+            raise NasError(
+                f"--trials {args.trials!r}: write 'front' or trial numbers such as 3,7"
+            ) from None
+    trials = select_trials(study, numbers)  # an empty front or a bad number: one line, exit 2
+    from nas.study import resolve_storage
+
+    url = resolve_storage(args.storage)
+    code = confirm_study(study, trials, args.seeds, url, args, progress)
+    from nas.summary import front_text, summarize
+
+    print(front_text(summarize(study)))
+    return code
+
+
+def score_on_test(study: optuna.Study, storage: str | None, artifact_root: str | None) -> None:
+    """Score the front's students (and the teacher) on the test split, if not done yet."""
+    from nas.config import from_snapshot
+    from nas.holdout import score_front
+    from nas.objective import prepare
+
+    config = from_snapshot(study.user_attrs.get("config"), f"study '{study.study_name}'")
+    prepared = prepare(config, progress)
+    score_front(study, prepared, progress, artifact_root)
 
 
 def report_command(args: argparse.Namespace) -> int:
