@@ -158,6 +158,23 @@ def test_a_copy_that_keeps_size_and_mtime_gives_the_new_teachers_logits(tmp_path
     np.testing.assert_allclose(logits(a), new)
 
 
+def test_a_hub_name_is_identified_by_its_cached_revision(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from huggingface_hub import constants
+
+    from nas.teacher import checkpoint_identity
+
+    repo = tmp_path / "models--org--bert"
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    (repo / "snapshots" / "abc123" / "config.json").write_text("{}")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    assert checkpoint_identity("org/bert") == "hub:org/bert@abc123"
+    (repo / "refs" / "main").write_text("def456")  # the hub moved on: another teacher
+    assert checkpoint_identity("org/bert") == "hub:org/bert:unresolved"
+    assert checkpoint_identity("org/other") == "hub:org/other:unresolved"
+
+
 # ------------------------------------------------------------------------------ label order
 
 
