@@ -254,7 +254,9 @@ def ensure_teacher(
     return path
 
 
-def teacher_recipe(config: StudyConfig, task: Task, splits: Splits, data: DataConfig) -> Any:
+def teacher_recipe(
+    config: StudyConfig, task: Task, splits: Splits, data: DataConfig
+) -> dict[str, Any]:
     """What a teacher nas trains is made from, flat and JSON-ready (compared key by key)."""
     from nas.data import examples_digest
 
@@ -282,7 +284,8 @@ def teacher_recipe(config: StudyConfig, task: Task, splits: Splits, data: DataCo
         }
     )
     recipe.update({f"training.{k}": getattr(config.training, k) for k in _TRAINING_FIELDS})
-    return json.loads(json.dumps(recipe))  # the values as teacher.json gives them back
+    back: dict[str, Any] = json.loads(json.dumps(recipe))  # as teacher.json gives them back
+    return back
 
 
 def recipe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
