@@ -8,15 +8,18 @@ numbers and the conditions they were measured under, and never assert on timings
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import importlib.metadata
 import importlib.util
+import io
+import json
 import os
 import platform
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -267,3 +270,54 @@ def table(rows: Sequence[Sequence[Any]], header_row: Sequence[str]) -> str:
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
+
+
+# ----------------------------------------------------------------------------- results files
+
+
+class _Tee(io.TextIOBase):
+    """Writes to the terminal and keeps a copy of everything printed."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream, self.copy = stream, io.StringIO()
+
+    def write(self, text: str) -> int:
+        self.copy.write(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+@contextlib.contextmanager
+def recorded(name: str, quick: bool) -> Iterator[list[dict[str, Any]]]:
+    """Record what the bench prints and the targets it appends to the yielded list; a full run
+    writes them to ``bench/results/NAME.json`` with the commit, the date and the machine."""
+    import torch
+
+    targets: list[dict[str, Any]] = []
+    tee = _Tee(sys.stdout)
+    with contextlib.redirect_stdout(tee):
+        yield targets
+    if quick:
+        return
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    record = {
+        "bench": f"bench/{name}.py",
+        "commit": _git_commit(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.platform()}, {_cpu_name()}, {os.cpu_count()} logical CPUs, "
+        f"{_memory_gib()} GiB RAM, GPU: {gpu}",
+        "targets": targets,
+        "printed": tee.copy.getvalue(),
+    }
+    out = REPO / "bench" / "results" / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"results: {out.relative_to(REPO)}")
+
+
+def target(name: str, goal: str, measured: Any, met: bool) -> dict[str, Any]:
+    """One ``{name, goal, measured, met}`` entry, printed as it is recorded."""
+    print(f"target {name}: {goal}; measured {measured}: {'met' if met else 'MISSED'}")
+    return {"name": name, "goal": goal, "measured": measured, "met": bool(met)}

@@ -148,7 +148,7 @@ def column(point: dict[str, Any] | None, baseline: dict[str, Any]) -> list[str]:
     ]
 
 
-def report(front: dict[str, Any]) -> None:
+def report(front: dict[str, Any], targets: list[dict[str, Any]]) -> None:
     baseline = front["baseline"]
     if baseline is None:
         raise common.BenchError("the baseline trial did not complete; see the study's failures")
@@ -159,15 +159,41 @@ def report(front: dict[str, Any]) -> None:
     rows[3][1] = rows[4][1] = ""  # the baseline against itself
     print(common.table(rows, ["", "baseline", *PICKS.values()]))
     print(f"front ({len(front['front'])} feasible trials), smallest first:")
+    metric = front["metric"]
     for p in front["front"]:
         tag = " (baseline)" if p["baseline"] else ""
+        test = (p.get("test") or {}).get(metric)
         print(
-            f"  trial {p['trial']}{tag}: {p['params'] / 1e6:.2f}M params, "
-            f"{front['metric']} {p['metric']:.4f}"
+            f"  trial {p['trial']}{tag}: {p['params'] / 1e6:.2f}M params, {metric} "
+            f"{p['metric']:.4f} selection, " + ("-" if test is None else f"{test:.4f}") + " test"
         )
     for key, label in PICKS.items():
         chosen = picks[key]
         print(f"frontier {key} ({label}): " + (f"trial {chosen['trial']}" if chosen else "none"))
+    teacher = front.get("teacher") or {}
+    if teacher:
+        print(
+            f"teacher: {metric} {teacher['selection'][metric]:.4f} selection, "
+            f"{teacher['test'][metric]:.4f} test"
+        )
+    # the target is read on the test split: selection is not report
+    base_test = (baseline.get("test") or {}).get(metric)
+    small = [
+        (p, (p.get("test") or {}).get(metric))
+        for p in front["front"]
+        if p["params"] <= 0.5 * baseline["params"]
+    ]
+    best = max((t for _, t in small if t is not None), default=None)
+    gap = None if best is None or base_test is None else 100 * (best - base_test)
+    targets.append(
+        common.target(
+            "half_size_within_2_points_test",
+            "a front student at <= 50% of the baseline's parameters within 2 points of the "
+            "baseline's test accuracy",
+            "no such student" if gap is None else f"{gap:+.2f} points",
+            gap is not None and gap >= -2.0,
+        )
+    )
 
 
 def main() -> int:
@@ -183,25 +209,42 @@ def main() -> int:
         name = f"frontier-sst2-{uuid.uuid4().hex[:6]}"
         storage = f"sqlite:///{folder / 'frontier.db'}"
         study = write_config(folder, name, checkpoint, n_train, n_trials)
-        common.header(
-            "bench/frontier.py",
-            args.quick,
-            [
-                f"study {name} in {storage}: {n_trials} trials, TPE, --workers 1 "
-                "(resources.cpu 1)",
-                f"data: {n_train} SST-2 train sentences (nas's seeded subset), "
-                + ("100 dev sentences" if args.quick else "the 872 dev sentences"),
-                common.teacher_line(checkpoint),
-            ],
-        )
-        start = time.perf_counter()
-        nas("study", "run", str(study), "--storage", storage, "--workers", "1", echo=True)
-        print(f"study run: {time.perf_counter() - start:.0f} s for {n_trials} trials")
-        print(nas("study", "status", name, "--storage", storage).rstrip())
-        print()
-        report(json.loads(nas("study", "front", name, "--storage", storage, "--json")))
-        common.footer()
+        with common.recorded("frontier", args.quick) as targets:
+            run_bench(args, folder, name, storage, study, checkpoint, n_train, n_trials, targets)
     return 0
+
+
+def run_bench(
+    args: Any,
+    folder: Path,
+    name: str,
+    storage: str,
+    study: Path,
+    checkpoint: Path | None,
+    n_train: int,
+    n_trials: int,
+    targets: list[dict[str, Any]],
+) -> None:
+    common.header(
+        "bench/frontier.py",
+        args.quick,
+        [
+            f"study {name} in {storage}: {n_trials} trials, TPE, --workers 1 (resources.cpu 1)",
+            f"data: {n_train} SST-2 train sentences (nas's seeded subset); trials scored on "
+            + ("100" if args.quick else "876")
+            + " held-out training sentences (selection); the front reported on "
+            + ("100 dev sentences" if args.quick else "the 872 dev sentences")
+            + " (test), which no trial sees",
+            common.teacher_line(checkpoint),
+        ],
+    )
+    start = time.perf_counter()
+    nas("study", "run", str(study), "--storage", storage, "--workers", "1", echo=True)
+    print(f"study run: {time.perf_counter() - start:.0f} s for {n_trials} trials")
+    print(nas("study", "status", name, "--storage", storage).rstrip())
+    print()
+    report(json.loads(nas("study", "front", name, "--storage", storage, "--json")), targets)
+    common.footer()
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from nas.study import front_rows
+from nas.study import BASELINE_TAG, front_rows
 
 Printer = Callable[[str], None]
 TEST_KEY = "test:"  # study user attr prefix: test:<trial number> -> {metric: value}
@@ -61,7 +61,7 @@ def score_front(
         prepared: ``nas.objective.Prepared`` of the study's config (data, tokenizer, teacher).
         printer: where the progress lines go.
         artifact_root: ``--artifact-root``, overriding what each trial recorded.
-        trials: the trials to score; default the feasible Pareto front.
+        trials: the trials to score; default the feasible Pareto front and the baseline.
 
     Returns:
         Test metrics by trial number, for every trial scored now or before.
@@ -81,6 +81,9 @@ def score_front(
             {"selection": prepared.no_answer, "test": no_answer_scores(prepared.splits.test)},
         )
     done = test_scores(study)
+    if trials is None:  # the front, and the baseline that every delta is measured from
+        trials = front_rows(study)
+        trials += [t for t in study.get_trials(deepcopy=False) if _is_baseline(t, trials)]
     todo = [
         t for t in (trials if trials is not None else front_rows(study)) if t.number not in done
     ]
@@ -93,6 +96,14 @@ def score_front(
             f"(selection {_brief(_selection_metrics(study, trial))})"
         )
     return done
+
+
+def _is_baseline(t: FrozenTrial, front: list[FrozenTrial]) -> bool:
+    return (
+        t.state == optuna.trial.TrialState.COMPLETE
+        and bool(t.user_attrs.get(BASELINE_TAG))
+        and all(t.number != f.number for f in front)
+    )
 
 
 def _brief(metrics: Mapping[str, float]) -> str:

@@ -207,7 +207,12 @@ def front_command(args: argparse.Namespace) -> int:
             json.dumps(
                 {
                     "metric": metric,
-                    "baseline": baseline and baseline.__dict__,
+                    "baseline": baseline
+                    and {
+                        **baseline.__dict__,
+                        "test": summary.test.get(baseline.trial),
+                        "confirmed": confirmed(baseline.trial),
+                    },
                     "teacher": summary.teacher,
                     "front": [
                         {
