@@ -16,6 +16,7 @@ import optuna
 import pytest
 from cli_run import REPO, assert_usage_error
 from cli_run import run_nas as nas
+from conftest import TINY_TEACHER
 from optuna.trial import TrialState
 
 from nas.study import REASON, named_constraints
@@ -274,6 +275,13 @@ def test_ctrl_c_fails_running_trials_as_interrupted(tiny_study, tmp_path: Path) 
             "max_query_length": 16,
             "synthetic": {"n_train": 3000, "n_eval": 60, "n_test": 60, "seed": 0},
         },
+        # its own teacher: the shared tiny one is trained on other data (200 examples), and a
+        # teacher whose data changed is retrained
+        teacher={
+            "path": "{cache_dir}/teachers/tiny-3000",
+            "train": {"arch": TINY_TEACHER, "epochs": 1, "learning_rate": 1e-3},
+        },
+        student_source="{cache_dir}/teachers/tiny-3000",
         # a baseline that trains for tens of seconds, so the signal lands mid-trial
         baseline={
             "n_layers": 4,

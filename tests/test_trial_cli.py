@@ -192,7 +192,8 @@ def test_file_in_the_wrong_format(tmp_path: Path, shared_data: Path) -> None:
 def test_label_outside_the_label_set(tmp_path: Path) -> None:
     bad = tmp_path / "train.txt"
     bad.write_text("text;label_name\ni feel great;joy\ni am bored;boredom\n")
-    study = write_study(tmp_path, "emotion", {"train_file": str(bad), "eval_file": str(bad), "test_fraction": 0.5})
+    data = {"train_file": str(bad), "eval_file": str(bad), "test_fraction": 0.5}
+    study = write_study(tmp_path, "emotion", data)
     assert_usage_error(nas("trial", "run", "--study", str(study)), "boredom")
 
 
