@@ -133,3 +133,15 @@ class Task(ABC):
 
     def num_labels(self, splits: Splits) -> int:
         return 2 if self.kind == "qa" else len(splits.label_names)
+
+
+def check_separate_files(data: Any, hold_out_key: str) -> None:
+    """Refuse a selection file that is the test file: the test split must be unseen data."""
+    from nas.errors import DataError
+
+    if data.eval_file and Path(data.eval_file).resolve() == Path(data.test_file).resolve():
+        raise DataError(
+            f"data.eval_file and data.test_file are both {data.test_file}: the test split must "
+            f"be data no trial is scored on; give the selection split its own file, or "
+            f"{hold_out_key} to hold it out of data.train_file"
+        )

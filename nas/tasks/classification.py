@@ -18,7 +18,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from nas.errors import DataError
-from nas.tasks.base import Features, Splits, Task, TaskKind, TextExample
+from nas.tasks.base import Features, Splits, Task, TaskKind, TextExample, check_separate_files
 from nas.tasks.text_files import (
     LABEL_COLUMNS,
     PAIR_COLUMNS,
@@ -268,12 +268,7 @@ class ClassificationTask(Task):
         path = str(data.train_file)
         rows = read_examples(path, data, "data.train_file")
         if data.test_file:
-            if data.eval_file and Path(data.eval_file).resolve() == Path(data.test_file).resolve():
-                raise DataError(
-                    f"data.eval_file and data.test_file are both {data.test_file}: the test "
-                    "split must be data no trial is scored on; give the selection split its "
-                    "own file, or data.eval_fraction to hold it out of data.train_file"
-                )
+            check_separate_files(data, "data.eval_fraction")
             test_path = str(data.test_file)
             return _Part(rows, path), _Part(
                 read_examples(test_path, data, "data.test_file"), test_path

@@ -17,7 +17,7 @@ import numpy as np
 
 from nas.config import DataConfig
 from nas.errors import DataError
-from nas.tasks.base import QAExample
+from nas.tasks.base import QAExample, check_separate_files
 
 FORMAT_HELP = (
     "expected the official SQuAD 2.0 JSON {'data': [{'title', 'paragraphs': [{'context', "
@@ -179,12 +179,7 @@ def load_files(data: DataConfig) -> tuple[list[QAExample], list[QAExample], list
     assert data.train_file is not None
     train = read_squad_file(data.train_file)
     if data.test_file:
-        if data.eval_file and Path(data.eval_file).resolve() == Path(data.test_file).resolve():
-            raise DataError(
-                f"data.eval_file and data.test_file are both {data.test_file}: the test split "
-                "must be data no trial is scored on; give the selection split its own file, or "
-                "data.eval_articles to hold it out of data.train_file"
-            )
+        check_separate_files(data, "data.eval_articles")
         test, test_where = read_squad_file(data.test_file), f"test {data.test_file}"
     elif data.test_articles is not None:
         train, test = split_by_articles(
