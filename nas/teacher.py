@@ -34,9 +34,15 @@ from transformers import (
 
 from nas.cache import cached_folder, file_digest, file_lock, fingerprint, write_folder_atomically
 from nas.config import DataConfig, StudyConfig, TeacherTrainConfig
-from nas.errors import CheckpointError, ConfigError
+from nas.errors import CheckpointError, ConfigError, teacher_out_of_memory
 from nas.tasks.base import Features, QAExample, Splits, Task, TaskKind
-from nas.train import predict, resolve_device, train
+from nas.train import (
+    catch_out_of_memory,
+    inject_teacher_oom_fault,
+    predict,
+    resolve_device,
+    train,
+)
 from nas.vocab import build_tokenizer, frequent_words
 
 Progress = Callable[[str], None]
@@ -205,6 +211,7 @@ def cached_logits(
                 "(cached for every trial)"
             )
         model = load_teacher(teacher_path, kind, num_labels)
+        inject_teacher_oom_fault("pass")
         logits = predict(
             model, features, kind, pad_id, batch_size, resolve_device(device), progress
         )
@@ -212,7 +219,13 @@ def cached_logits(
         meta = {"teacher": teacher_path, "kind": kind, "features": len(features)}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
 
-    folder = cached_folder(cache_dir / "logits" / key, "logits.npy", build)
+    what = f"the teacher pass of {teacher_path} at batch size {batch_size}"
+    oom = teacher_out_of_memory(what, "training.eval_batch_size")
+    folder = cached_folder(
+        cache_dir / "logits" / key,
+        "logits.npy",
+        lambda tmp: catch_out_of_memory(lambda: build(tmp), oom),  # no folder is left on OOM
+    )
     return np.load(folder / "logits.npy", mmap_mode="r")
 
 
@@ -363,14 +376,18 @@ def train_teacher(
             f"{len(splits.train)} {task.name} examples"
         )
     pad_id = tokenizer.pad_token_id or 0
-    train(model, train_f, None, params, config.training, task.kind, pad_id, progress)
-    logits = predict(
-        model,
-        eval_f,
-        task.kind,
-        pad_id,
-        config.training.eval_batch_size,
-        resolve_device(config.training.device),
+
+    def fit() -> None:
+        inject_teacher_oom_fault("train")
+        train(model, train_f, None, params, config.training, task.kind, pad_id, progress)
+
+    what = f"training the teacher at batch size {spec.batch_size}"
+    catch_out_of_memory(fit, teacher_out_of_memory(what, "teacher.train.batch_size"))
+    batch, device = config.training.eval_batch_size, resolve_device(config.training.device)
+    what = f"evaluating the teacher at batch size {batch}"
+    logits = catch_out_of_memory(
+        lambda: predict(model, eval_f, task.kind, pad_id, batch, device),
+        teacher_out_of_memory(what, "training.eval_batch_size"),
     )
     metrics = task.evaluate(splits.eval, eval_f, logits, data)
     record = {
