@@ -1,5 +1,6 @@
 """On a GPU: a trial that fits, a real out-of-memory trial, and the pre-flight refusing the same
-trial unbuilt — each with nas's memory estimate beside what CUDA measured. Skipped without CUDA.
+trial unbuilt — each with nas's memory estimate beside what CUDA measured; and a real OOM whose
+memory is back on the device once it is caught. Skipped without CUDA.
 
 It prints the table BENCHMARKS.md records:
 
@@ -108,3 +109,25 @@ def test_real_oom_and_the_preflight_on_the_gpu(tiny_study, tmp_path: Path) -> No
         ratio = f"{peak / estimate:.2f}" if peak else "-"
         peak_text = human_bytes(peak) if peak else "-"
         print(f"| {name} | {batch} | {state} | {peak_text} | {human_bytes(estimate)} | {ratio} |")
+
+
+def test_a_real_oom_gives_the_memory_back_after_the_handler() -> None:
+    """A real CUDA out-of-memory error while a quarter of the device is held (the trial's model):
+    once ``catch_out_of_memory`` has raised ``OutOfMemory``, that quarter is freed and returned
+    to the device, not kept alive by the traceback."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    from nas.errors import OutOfMemory
+    from nas.train import catch_out_of_memory
+
+    total = torch.cuda.get_device_properties(0).total_memory
+    allocated, reserved = torch.cuda.memory_allocated(), torch.cuda.memory_reserved()
+
+    def trial() -> None:
+        held = torch.empty(total // 4, dtype=torch.uint8, device="cuda")  # noqa: F841 - the model
+        torch.empty(2 * total, dtype=torch.uint8, device="cuda")  # more than the device has
+
+    with pytest.raises(OutOfMemory, match="CUDA out of memory"):
+        catch_out_of_memory(trial)
+    assert torch.cuda.memory_allocated() == allocated
+    assert torch.cuda.memory_reserved() <= reserved  # empty_cache handed the blocks back
