@@ -157,6 +157,8 @@ def export_trials(
         raise ExportError(
             f"--out {out} exists; choose a new folder, or pass --force to replace it"
         )
+    if os.path.lexists(out):
+        check_replaceable(Path(out), protected_paths(study, trials, storage_url, artifact_root))
     final = Path(out).resolve()
     final.parent.mkdir(parents=True, exist_ok=True)
     root = artifact_root
@@ -333,6 +335,75 @@ def _write_index(context: _Context, rows: Sequence[Mapping[str, Any]], into: Pat
         writer = csv.DictWriter(handle, fieldnames=columns, restval="")
         writer.writeheader()
         writer.writerows(rows)
+
+
+def protected_paths(
+    study: optuna.Study,
+    trials: Sequence[FrozenTrial],
+    storage_url: str,
+    artifact_root: ArtifactRoot | str | Path | None,
+) -> list[Path]:
+    """Folders and files an export must never replace: the SQLite or journal file of the
+    storage, and every local artifact root the trials' checkpoints live in."""
+    out: list[Path] = []
+    for prefix in ("sqlite:///", "journal:"):
+        if storage_url.startswith(prefix) and storage_url[len(prefix) :] not in ("", ":memory:"):
+            out.append(Path(storage_url[len(prefix) :]))
+    if isinstance(artifact_root, ArtifactRoot):
+        roots = [artifact_root]
+    elif artifact_root:
+        roots = [parse_root(artifact_root)]
+    else:
+        roots = [resolve_artifact_root(None, study, t) for t in trials]
+        roots.append(resolve_artifact_root(None, study))
+    out += [Path(root.url) for root in roots if not root.is_s3]
+    return out
+
+
+def check_replaceable(out: Path, protected: Sequence[Path]) -> None:
+    """``--force`` replaces only a previous nas export, and never what holds the study.
+
+    A previous export is a folder with ``index.json`` whose every entry is ``index.json``,
+    ``index.csv`` or a ``trial-N`` folder with ``nas.json``. The current folder, any folder
+    above it, and any folder holding (or inside) the storage file or an artifact root are
+    refused, whatever they contain.
+
+    Raises:
+        ExportError: naming the folder, why it is not replaced and what to do instead.
+    """
+    final = out.resolve()
+    cwd = Path.cwd().resolve()
+    fix = "choose a new folder for --out"
+    if final == cwd or cwd.is_relative_to(final):
+        raise ExportError(
+            f"--out {out} is the current folder or one above it; --force never replaces it: {fix}"
+        )
+    for path in protected:
+        p = path.resolve()
+        if p == final or p.is_relative_to(final) or final.is_relative_to(p):
+            raise ExportError(
+                f"--out {out} holds or lies inside {p}, which the study needs (its storage or "
+                f"its checkpoints); --force never replaces it: {fix}"
+            )
+    if not final.is_dir():
+        raise ExportError(
+            f"--out {out} exists and is not a folder; --force replaces only a "
+            f"previous nas export: {fix}"
+        )
+    entries = sorted(final.iterdir())
+    foreign = [
+        e.name
+        for e in entries
+        if e.name not in (INDEX_JSON, INDEX_CSV)
+        and not (e.is_dir() and e.name.startswith("trial-") and (e / PROVENANCE).is_file())
+    ]
+    if not (final / INDEX_JSON).is_file() or foreign:
+        shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+        why = f"it holds {shown}" if foreign else f"it has no {INDEX_JSON}"
+        raise ExportError(
+            f"--out {out} is not a previous nas export ({why}); --force replaces only a folder "
+            f"that nas export wrote: {fix}, or move those files away"
+        )
 
 
 def _fresh_folder(final: Path, role: str) -> Path:

@@ -157,10 +157,50 @@ def test_existing_out_is_kept_unless_force(searched: Searched, tmp_path: Path) -
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert_usage_error(export(searched, out), str(out), "exists", "--force")
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    # a file of the user's in the export: --force refuses, naming it, and keeps everything
+    refused = export(searched, out, "--force", "--trials", "1")
+    assert_usage_error(refused, "not a previous nas export", "notes.txt")
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    (out / "notes.txt").unlink()
     forced = export(searched, out, "--force", "--trials", "1")
     assert forced.returncode == 0, forced.stderr
     assert sorted(p.name for p in out.iterdir()) == ["index.csv", "index.json", "trial-1"]
     assert leftovers(tmp_path) == []
+
+
+def _forced(searched: Searched, out: Path, root: Path | None = None) -> None:
+    study = searched.study()
+    export_trials(study, select_trials(study, [0]), out, root, searched.url, force=True)
+
+
+def test_force_replaces_only_a_previous_export(
+    searched: Searched, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--force never deletes a folder nas did not write, the current folder or one above
+    it, nor the folders holding the study's storage or checkpoints."""
+    from nas.export import ExportError
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("precious")
+    with pytest.raises(ExportError, match=r"not a previous nas export \(it holds keep.txt\)"):
+        _forced(searched, mine)
+    assert (mine / "keep.txt").read_text() == "precious"
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(ExportError, match="is not a folder"):
+        _forced(searched, tmp_path / "a-file")
+    work = tmp_path / "work" / "sub"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    for out in (Path("."), work.parent, Path("..")):
+        with pytest.raises(ExportError, match="current folder or one above it"):
+            _forced(searched, out)
+    assert work.is_dir()
+    db_folder = Path(searched.url.removeprefix("sqlite:///")).parent
+    for out in (db_folder, searched.artifacts):  # the storage's folder, the checkpoints
+        with pytest.raises(ExportError, match="which the study needs"):
+            _forced(searched, out, searched.artifacts)
+    assert searched.study().trials  # the study and its files are still there
 
 
 def test_missing_artifact_names_the_trial_and_writes_nothing(

@@ -39,7 +39,11 @@ def register(commands: Any) -> None:
         "then .nas/artifacts)",
     )
     export.add_argument(
-        "--force", action="store_true", help="replace OUT if it exists, once the new one is done"
+        "--force",
+        action="store_true",
+        help="replace OUT if it is a previous nas export (index.json and trial-N folders only), "
+        "once the new one is done; never the current folder, one above it, or the study's "
+        "storage or checkpoint folders",
     )
     export.set_defaults(run=export_command)
 
@@ -69,6 +73,9 @@ def export_command(args: argparse.Namespace) -> int:
     url = resolve_storage(args.storage)  # the URL _load opened
     trials = select_trials(study, numbers)
     root = parse_root(args.artifact_root) if args.artifact_root else None  # None: as recorded
+    replacing = os.path.lexists(args.out)  # --force: export_trials checks it is an export
+    if replacing:
+        print(f"replacing the previous nas export in {args.out} once the new one is complete")
     rows = export_trials(study, trials, args.out, root, url, force=args.force)
     folders = ", ".join(str(row["folder"]) for row in rows)
     print(f"exported {len(rows)} trial(s) of study {study.study_name} to {args.out}: {folders}")
