@@ -19,8 +19,7 @@ import optuna
 import nas
 from nas.errors import NasError
 from nas.figures import front_figure
-from nas.front import deltas
-from nas.summary import Summary, metric_digits, pick_lines, summarize
+from nas.summary import Summary, front_cells, pick_lines, summarize
 
 FRONT_PLOT_ID = "nas-front"
 
@@ -37,7 +36,6 @@ def publish(study: optuna.Study) -> Summary:
 
 def front_note(summary: Summary) -> str:
     """The front as a Markdown table with the differences from the baseline, and the picks."""
-    d = metric_digits([p.metric for p in summary.front])
     metric = summary.metric
     lines = [
         f"## nas: feasible Pareto front of `{summary.study}`",
@@ -55,21 +53,14 @@ def front_note(summary: Summary) -> str:
         "The dashboard's own Pareto list ignores constraints; this table and the plot "
         f"`{FRONT_PLOT_ID}` are nas's feasible front.",
         "",
-        f"| trial | {metric} | params | Δ {metric} | Δ params |",
-        "|---:|---:|---:|---:|---:|",
+        "selection = the split every trial was scored on; test = data no trial saw; "
+        "b = the baseline.",
+        "",
     ]
-    if summary.baseline is not None:
-        b = summary.baseline
-        lines.append(f"| {b.trial} (baseline) | {b.metric:.{d}f} | {b.params / 1e6:.3f}M | | |")
-    for p in summary.front:
-        dm, dp = deltas(p, summary.baseline)
-        lines.append(
-            f"| {p.trial}{' (baseline)' if p.baseline else ''} | {p.metric:.{d}f} | "
-            f"{p.params / 1e6:.3f}M | {'' if dm is None else f'{dm:+.{d}f}'} | "
-            f"{'' if dp is None else f'{dp:+.1f}%'} |"
-        )
-    if not summary.front:
-        lines.append("| (no feasible COMPLETE trial yet) | | | | |")
+    header, rows = front_cells(summary)
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---:|" * len(header))
+    lines += ["| " + " | ".join(cell.strip() for cell in row) + " |" for row in rows]
     lines += [""] + [
         f"- {label}: {'trial ' + str(c.trial) if c else 'none'}"
         for label, c in pick_lines(metric, summary.picks)

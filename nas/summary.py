@@ -147,13 +147,14 @@ def pick_lines(metric: str, picks: Picks) -> list[tuple[str, Any]]:
     ]
 
 
-def front_table(summary: Summary) -> str:
-    """The front as the reference experiment's table, with the teacher's row on top.
+def front_cells(summary: Summary) -> tuple[list[str], list[list[str]]]:
+    """The front as the reference experiment's table, with the teacher's row on top: a header
+    and rows of cells, which :func:`front_table` and the dashboard note lay out.
 
     Every metric is shown on the selection split (what the trials were chosen on) and, once the
     study has scored them, on the test split no trial saw; ``confirmed`` is the mean and spread
-    of the selection metric over re-trainings with new seeds (``nas study confirm``). The
-    baseline appears once: on the front (``b``) or, when something dominates it, as its own row.
+    over re-trainings with new seeds (``nas study confirm``). The baseline appears once: on the
+    front (``b``) or, when something dominates it, as its own row.
     """
     metric, baseline = summary.metric, summary.baseline
     on_front = {p.trial for p in summary.front}
@@ -166,27 +167,31 @@ def front_table(summary: Summary) -> str:
     header = ["trial", f"{metric} (selection)", f"{metric} (test)"]
     header += [f"confirmed {metric} (selection)", f"confirmed {metric} (test)"] if confirm else []
     header += ["params", f"d {metric}", "d params"]
-    lines = [header]
+    rows = []
     if summary.teacher:
         cells = [
             _fmt(summary.teacher.get(split, {}).get(metric), d) for split in ("selection", "test")
         ]
-        lines.append(["teacher", *cells, *(["", ""] if confirm else []), "", "", ""])
+        rows.append(["teacher", *cells, *(["", ""] if confirm else []), "", "", ""])
     for p in points:
         dm, dp = _deltas(p, baseline)
         tag = " b" if p.baseline else ("" if p.trial in on_front else " (off front)")
-        row = [
-            f"{p.trial}{tag}",
-            _fmt(p.metric, d),
-            _fmt(summary.test.get(p.trial, {}).get(metric), d),
-        ]
+        test = summary.test.get(p.trial, {}).get(metric)
+        row = [f"{p.trial}{tag}", _fmt(p.metric, d), _fmt(test, d)]
         if confirm:
             c = summary.confirmed.get(p.trial)
             row += [c.text(metric, d, split) if c else "" for split in ("selection", "test")]
         row += [f"{p.params / 1e6:.3f}M", "" if dm is None else f"{dm:+.{d}f}", dp]
-        lines.append(row)
+        rows.append(row)
     if not summary.front:
-        lines.append(["(no feasible COMPLETE trial yet)"] + [""] * (len(header) - 1))
+        rows.append(["(no feasible COMPLETE trial yet)"] + [""] * (len(header) - 1))
+    return header, rows
+
+
+def front_table(summary: Summary) -> str:
+    """:func:`front_cells` as fixed-width text."""
+    header, rows = front_cells(summary)
+    lines = [header, *rows]
     widths = [max(len(r[i]) for r in lines) for i in range(len(header))]
     return "\n".join(
         "  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in lines
