@@ -277,7 +277,28 @@ def _provenance(
         exported_at=context.exported_at,
         exported_by=f"nas {nas.__version__}",
     )
+    record.update(held_out_record(study, trial.number))
     return record
+
+
+def held_out_record(study: optuna.Study, number: int) -> dict[str, Any]:
+    """What the study knows beyond the selection split: the trial's test-split metrics, the
+    teacher's metrics on both splits, and the mean and spread over new seeds."""
+    from nas.confirm import confirmed_points
+    from nas.holdout import teacher_scores, test_scores
+
+    out: dict[str, Any] = {
+        "test_metrics": test_scores(study).get(number),
+        "teacher_metrics": teacher_scores(study) or None,
+    }
+    confirmed = confirmed_points(study).get(number)
+    if confirmed is not None:
+        out["confirmed"] = {
+            "seeds": list(confirmed.seeds),
+            "selection": {k: confirmed.stats(k) for k in confirmed.selection},
+            "test": {k: confirmed.stats(k, "test") for k in confirmed.test},
+        }
+    return out
 
 
 def metric_names(study: optuna.Study) -> list[str]:
@@ -443,8 +464,14 @@ def model_card(record: Mapping[str, Any], model_class: str, path: str) -> str:
     metrics = record.get("metrics") or {}
     lines = [
         *_card_header(record),
-        *_section("Objectives", "metric", record.get("values") or {}),
-        *_section("Task metrics", "metric", metrics.get("task") or {}),
+        *_section("Objectives (selection split)", "metric", record.get("values") or {}),
+        *_section("Task metrics (selection split)", "metric", metrics.get("task") or {}),
+        *_section(
+            "Task metrics (test split: data no trial saw)",
+            "metric",
+            record.get("test_metrics") or {"(not scored yet)": "nas study front NAME --test"},
+        ),
+        *_held_out_lines(record),
         *_section("Trial parameters", "parameter", record.get("trial_params") or {}),
         *_load_snippet(model_class, path),
         *_provenance_lines(record),
@@ -507,6 +534,26 @@ def _load_snippet(model_class: str, path: str) -> list[str]:
         "```",
         "",
     ]
+
+
+def _held_out_lines(record: Mapping[str, Any]) -> list[str]:
+    """The teacher's row and the confirmed spread, when the study has them."""
+    lines: list[str] = []
+    teacher = record.get("teacher_metrics") or {}
+    if teacher:
+        names = sorted(set(teacher.get("selection", {})) & set(teacher.get("test", {})))
+        rows = {n: f"{teacher['selection'][n]:.4g} / {teacher['test'][n]:.4g}" for n in names}
+        lines += _section("Teacher (selection / test)", "metric", rows)
+    confirmed = record.get("confirmed")
+    if confirmed:
+        rows = {}
+        for split in ("selection", "test"):
+            for name, stats in (confirmed.get(split) or {}).items():
+                if stats:
+                    mean, spread, n = stats
+                    rows[f"{name} ({split})"] = f"{mean:.4g} ± {spread:.2g} ({n} seeds)"
+        lines += _section("Re-trained with new seeds", "metric", rows)
+    return lines
 
 
 def _provenance_lines(record: Mapping[str, Any]) -> list[str]:

@@ -90,6 +90,11 @@ def test_front_export_writes_folders_and_index(searched: Searched, tmp_path: Pat
         card = (folder / "README.md").read_text()
         assert "AutoModelForQuestionAnswering.from_pretrained" in card
         assert f"trial {trial.number}" in card and "learning_rate" in card
+        # the study finished, so its front was scored on the test split: the card says so
+        test = study.user_attrs[f"test:{trial.number}"]
+        assert record["test_metrics"] == test and record["teacher_metrics"]["test"]
+        assert "Task metrics (test split: data no trial saw)" in card
+        assert f"| exact | {test['exact']:.6g} |" in card and "Teacher (selection / test)" in card
     assert leftovers(tmp_path) == []
 
 
