@@ -77,6 +77,9 @@ def test_frontier_quick_prints_the_reference_table() -> None:
     assert re.search(r"^trial\s+0\s", out, re.MULTILINE), out  # the baseline runs first
     for key in ("same_size", "balanced", "smallest"):
         assert re.search(rf"^frontier {key} \(.*\): (trial \d+|none)$", out, re.MULTILINE), out
+    # the target is read on the test split, and said met or missed
+    target = r"^target half_size_within_2_points_test: .*; measured .*: (met|MISSED)$"
+    assert re.search(target, out, re.MULTILINE), out
 
 
 def test_slicing_quick_trains_every_ranking_and_prints_its_targets() -> None:

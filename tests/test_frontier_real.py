@@ -30,8 +30,11 @@ def test_front_table_equals_best_trials(real_study: RealStudy) -> None:
             100 * (p["params"] - baseline.values[1]) / baseline.values[1]
         )
     text = run_nas("study", "front", NAME, "--storage", real_study.url).stdout
-    for t in best:  # the table prints 4 decimals for accuracy and params in millions
-        assert re.search(rf"\b{t.number}\*?\s+{t.values[0]:.4f}\s+{t.values[1] / 1e6:.3f}M", text)
+    for t in best:  # 4 decimals for accuracy (selection, then test), params in millions
+        test = real_study.study().user_attrs[f"test:{t.number}"]["accuracy"]
+        row = rf"\b{t.number}( b)?\s+{t.values[0]:.4f}\s+{test:.4f}\s+{t.values[1] / 1e6:.3f}M"
+        assert re.search(row, text), (row, text)
+    assert re.search(r"^teacher\s+0\.\d{4}\s+0\.\d{4}$", text, re.MULTILINE), text
     assert "keep the baseline's size, maximize accuracy: trial" in text
 
 
