@@ -174,31 +174,6 @@ def front_rows(study: optuna.Study) -> list[FrozenTrial]:
     return sorted(trials, key=lambda t: t.values[key])
 
 
-def format_front(study: optuna.Study) -> str:
-    names = study.metric_names or [f"value{i}" for i in range(len(study.directions))]
-    rows = front_rows(study)
-    if not rows:
-        return "Pareto front: empty (no feasible COMPLETE trial yet)"
-    header = ["trial", *names, "n_layers", "n_heads", "hidden_size", "ffn_dim"]
-    lines = [header]
-    # 4 decimals for a column of fractions (accuracy 0.8234), 2 for percentages (EM 67.07)
-    digits = [4 if all(abs(t.values[i]) <= 1 for t in rows) else 2 for i in range(len(names))]
-    for t in rows:
-        values = [
-            f"{v / 1e6:.3f}M" if n == "params" else f"{v:.{d}f}"
-            for n, v, d in zip(names, t.values, digits, strict=False)
-        ]
-        tag = "*" if t.user_attrs.get(BASELINE_TAG) else ""
-        lines.append(
-            [f"{t.number}{tag}", *values, *(str(t.params.get(k, "")) for k in header[-4:])]
-        )
-    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
-    text = [
-        "  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=False)) for row in lines
-    ]
-    return "Pareto front (feasible, * = baseline):\n" + "\n".join(text)
-
-
 def state_counts(study: optuna.Study) -> dict[str, int]:
     counts: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):

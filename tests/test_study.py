@@ -12,7 +12,8 @@ from optuna.trial import TrialState
 from nas.config import load_study
 from nas.drivers import finished_count
 from nas.errors import NasError
-from nas.study import format_front, open_storage, open_study, resolve_storage, tell_failure
+from nas.study import open_storage, open_study, resolve_storage, tell_failure
+from nas.summary import front_text, summarize
 
 
 def test_storage_precedence(tiny_study, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
@@ -103,6 +104,6 @@ def test_front_excludes_failed_and_infeasible(tiny_study, tmp_path: Path) -> Non
         study.tell(trial, [exact, params])
     tell_failure(study, study.ask(), "oom", "CUDA out of memory")
     assert sorted(t.values[0] for t in study.best_trials) == [60.0, 70.0]
-    text = format_front(study)
+    text = front_text(summarize(study))
     assert "1.000M" in text and "2.000M" in text and "0.500M" not in text
     assert finished_count(study) == 4
