@@ -145,19 +145,12 @@ def _ids_digest(ids: list[np.ndarray]) -> str:
 
 def _encoder(source: SourceModel) -> Any:
     """The source as a full-size ``DistilBertModel`` (what a same-shape student computes)."""
-    from transformers import DistilBertConfig, DistilBertModel
+    from transformers import DistilBertModel
 
-    config = DistilBertConfig(
-        vocab_size=source.vocab_size,
-        max_position_embeddings=source.max_positions,
-        n_layers=source.n_layers,
-        n_heads=source.n_heads,
-        dim=source.dim,
-        hidden_dim=source.ffn_dim,
-        activation=source.activation,
-        pad_token_id=source.pad_token_id,
-    )
-    model = DistilBertModel(config)
+    from nas.students import StudentShape, student_config  # students imports this module
+
+    shape = StudentShape(source.n_layers, source.n_heads, source.dim, source.ffn_dim)
+    model = DistilBertModel(student_config(shape, source, "qa"))  # the head is not built
     state = {k.removeprefix("distilbert."): v for k, v in source.tensors.items()}
     state = {k: v for k, v in state.items() if k.startswith(("embeddings.", "transformer."))}
     missing, _ = model.load_state_dict(state, strict=False)
