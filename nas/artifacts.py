@@ -12,11 +12,17 @@ a :class:`StoredFile` per file; :func:`record_files` (driver) records them in th
 as :func:`optuna.artifacts.upload_artifact` would (one ``artifacts:<id>`` system attribute of
 ``ArtifactMeta`` JSON), so :func:`optuna.artifacts.get_all_artifact_meta` and optuna-dashboard
 list them. Files of a trial that does not complete are removed again and never recorded.
+
+Each record also holds the file's size and sha256, taken from the bytes the worker wrote;
+:func:`recorded_files` reads them back and :meth:`FileRecord.check` compares a stored copy
+with them (export, dashboard downloads). Records written before nas stored digests have
+neither: such files cannot be verified, only the trial's total ``checkpoint_bytes``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import mimetypes
 import re
@@ -32,6 +38,7 @@ from optuna.artifacts import ArtifactMeta, FileSystemArtifactStore
 # Optuna's own key for an artifact's meta (private there, so pinned by tests/test_artifacts.py
 # through the public get_all_artifact_meta).
 from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX, DEFAULT_MIME_TYPE
+from optuna.trial import FrozenTrial
 
 from nas.errors import NasError
 
@@ -41,6 +48,8 @@ if TYPE_CHECKING:
 DEFAULT_ARTIFACT_ROOT = ".nas/artifacts"  # relative to where nas runs
 CHECKPOINT_FILES = "checkpoint_files"  # trial user attr: file name -> artifact id
 ARTIFACT_ROOT = "artifact_root"  # trial user attr: the root its checkpoint was written to
+CHECKPOINT_BYTES = "checkpoint_bytes"  # trial user attr: the checkpoint's total size
+_CHUNK = 1 << 20  # bytes read at a time when hashing
 S3_SCHEME = "s3://"
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")  # S3's bucket naming rules
 S3_ENV_FIX = (
@@ -209,17 +218,75 @@ class StoredFile:
     mimetype: str
     encoding: str | None
     size: int  # bytes
+    sha256: str | None = None  # hex digest of the bytes written; None: from an older worker
 
     def meta(self) -> ArtifactMeta:
         return ArtifactMeta(self.artifact_id, self.filename, self.mimetype, self.encoding)
+
+    def record(self) -> dict[str, Any]:
+        """The artifact's record: ``ArtifactMeta``'s keys (read by Optuna and optuna-dashboard,
+        which ignore the rest) plus ``size`` and ``sha256``."""
+        return {**asdict(self.meta()), "size": self.size, "sha256": self.sha256}
+
+
+class ChecksumError(NasError):
+    """A stored checkpoint file is not the file that was recorded (changed or truncated)."""
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """What a trial recorded about one checkpoint file; ``None``: not recorded (older nas)."""
+
+    filename: str
+    artifact_id: str
+    size: int | None
+    sha256: str | None
+
+    def check(self, sha256: str, size: int, where: str) -> None:
+        """Compare a stored copy's digest and size with the record.
+
+        Args:
+            sha256: Hex digest of the stored copy.
+            size: Its size in bytes.
+            where: The trial, for the message (``trial 3 of study 'x'``).
+
+        Raises:
+            ChecksumError: Naming the trial, the file and what differs.
+        """
+        wrong = []
+        if self.size is not None and size != self.size:
+            wrong.append(f"{size} bytes, {self.size} recorded")
+        if self.sha256 is not None and sha256 != self.sha256:
+            wrong.append(f"sha256 {sha256[:16]}..., {self.sha256[:16]}... recorded")
+        if wrong:
+            raise ChecksumError(
+                f"{where}: checkpoint file {self.filename} (artifact {self.artifact_id}) is not "
+                f"the file that was stored ({'; '.join(wrong)}): the stored copy was changed or "
+                "truncated; restore it from a backup, or export another trial"
+            )
+
+
+def digest(handle: BinaryIO) -> tuple[str, int]:
+    """The sha256 hex digest and the size of what ``handle`` reads until its end."""
+    sha, size = hashlib.sha256(), 0
+    while chunk := handle.read(_CHUNK):
+        sha.update(chunk)
+        size += len(chunk)
+    return sha.hexdigest(), size
+
+
+def file_digest(path: Path) -> tuple[str, int]:
+    """The sha256 hex digest and the size of the file at ``path``."""
+    with open(path, "rb") as handle:
+        return digest(handle)
 
 
 def write_files(store: ArtifactStore, folder: Path) -> list[StoredFile]:
     """Write every file of ``folder`` into ``store``, each under a fresh artifact id (worker).
 
-    MIME type and encoding are guessed from the file name as ``upload_artifact`` does. If any
-    write fails, the files written so far (a partial one included) are removed and the error
-    is raised.
+    MIME type and encoding are guessed from the file name as ``upload_artifact`` does; size
+    and sha256 are those of the bytes read for the write. If any write fails, the files
+    written so far (a partial one included) are removed and the error is raised.
     """
     paths = sorted(folder.iterdir())
     if not paths or not all(p.is_file() for p in paths):
@@ -228,15 +295,18 @@ def write_files(store: ArtifactStore, folder: Path) -> list[StoredFile]:
     try:
         for path in paths:
             mimetype, encoding = mimetypes.guess_type(path.name)
-            stored = StoredFile(
-                str(uuid.uuid4()),
-                path.name,
-                mimetype or DEFAULT_MIME_TYPE,
-                encoding,
-                path.stat().st_size,
-            )
-            written.append(stored)  # before writing: a partial file is removed too
             with open(path, "rb") as handle:
+                sha256, size = digest(handle)
+                handle.seek(0)
+                stored = StoredFile(
+                    str(uuid.uuid4()),
+                    path.name,
+                    mimetype or DEFAULT_MIME_TYPE,
+                    encoding,
+                    size,
+                    sha256,
+                )
+                written.append(stored)  # before writing: a partial file is removed too
                 store.write(stored.artifact_id, handle)
     except BaseException:
         remove_files(store, written)
@@ -253,11 +323,68 @@ def remove_files(store: ArtifactStore, files: Iterable[StoredFile]) -> None:
 
 
 def record_files(trial: optuna.Trial, files: Sequence[StoredFile]) -> dict[str, str]:
-    """Record ``files`` in ``trial`` as ``upload_artifact`` does (driver). Returns name -> id."""
+    """Record ``files`` in ``trial`` as ``upload_artifact`` does, with size and sha256
+    (driver). Returns name -> id, the trial's ``checkpoint_files``."""
     for stored in files:
         trial.storage.set_trial_system_attr(
             trial._trial_id,
             ARTIFACTS_ATTR_PREFIX + stored.artifact_id,
-            json.dumps(asdict(stored.meta())),
+            json.dumps(stored.record()),
         )
     return {stored.filename: stored.artifact_id for stored in files}
+
+
+def artifact_record(trial: FrozenTrial, filename: str, artifact_id: str) -> FileRecord:
+    """The size and sha256 recorded for one of the trial's artifacts (``None`` where absent)."""
+    text = trial.system_attrs.get(ARTIFACTS_ATTR_PREFIX + artifact_id)
+    try:
+        meta = json.loads(text) if isinstance(text, str) else {}
+    except json.JSONDecodeError:
+        meta = {}
+    meta = meta if isinstance(meta, dict) else {}
+    size, sha256 = meta.get("size"), meta.get("sha256")
+    return FileRecord(
+        filename,
+        artifact_id,
+        size if isinstance(size, int) else None,
+        sha256 if isinstance(sha256, str) else None,
+    )
+
+
+def recorded_files(trial: FrozenTrial) -> dict[str, FileRecord]:
+    """The trial's checkpoint files by name (its ``checkpoint_files``), with their records."""
+    files = trial.user_attrs.get(CHECKPOINT_FILES)
+    if not isinstance(files, dict):
+        return {}
+    return {name: artifact_record(trial, name, str(i)) for name, i in sorted(files.items())}
+
+
+def is_verifiable(trial: FrozenTrial) -> bool:
+    """Whether every checkpoint file of the trial has a recorded sha256."""
+    records = recorded_files(trial).values()
+    return bool(records) and all(r.sha256 is not None for r in records)
+
+
+def verify_folder(trial: FrozenTrial, folder: Path, where: str) -> None:
+    """Check the trial's checkpoint files copied into ``folder`` against their records: size
+    and sha256 of each where recorded; for records of older nas without either, the total
+    against the trial's ``checkpoint_bytes`` where that is recorded.
+
+    Raises:
+        ChecksumError: A file differs from its record (or the total from the recorded one),
+            naming the trial and the file.
+    """
+    records = recorded_files(trial)
+    sizes: dict[str, int] = {}
+    for name, record in records.items():
+        sha256, sizes[name] = file_digest(folder / name)
+        record.check(sha256, sizes[name], where)
+    total = trial.user_attrs.get(CHECKPOINT_BYTES)
+    if any(r.size is not None for r in records.values()) or not isinstance(total, int):
+        return
+    if sum(sizes.values()) != total:
+        raise ChecksumError(
+            f"{where}: checkpoint files {', '.join(sizes)} total {sum(sizes.values())} bytes, "
+            f"{total} recorded: a stored copy was changed or truncated; restore it from a "
+            "backup, or export another trial"
+        )

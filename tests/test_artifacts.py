@@ -3,6 +3,7 @@ the driver as Optuna artifacts, read back by export."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 from collections.abc import Iterator
@@ -18,10 +19,16 @@ from optuna.trial import TrialState
 
 from nas.artifacts import (
     ArtifactRootError,
+    ChecksumError,
+    FileRecord,
+    StoredFile,
     check_root,
+    file_digest,
+    is_verifiable,
     open_store,
     parse_root,
     record_files,
+    recorded_files,
     write_files,
 )
 from nas.config import load_study
@@ -99,6 +106,47 @@ def test_written_files_are_recorded_as_upload_artifact_records_them(tmp_path: Pa
         artifact_store=store, artifact_id=ids["model.safetensors"], file_path=str(out)
     )
     assert out.read_bytes() == b"\0" * 1000
+
+
+def test_records_hold_size_and_sha256_and_find_a_changed_copy(tmp_path: Path) -> None:
+    root = tmp_path / "artifacts"
+    root.mkdir()
+    files = write_files(open_store(parse_root(str(root))), checkpoint(tmp_path / "ckpt"))
+    model = next(f for f in files if f.filename == "model.safetensors")
+    sha256 = hashlib.sha256(b"\0" * 1000).hexdigest()
+    assert (model.size, model.sha256) == (1000, sha256)
+    study = optuna.create_study()
+    trial = study.ask()
+    trial.set_user_attr("checkpoint_files", record_files(trial, files))
+    frozen = study.trials[0]
+    records = recorded_files(frozen)
+    assert records["model.safetensors"] == FileRecord(
+        "model.safetensors", model.artifact_id, 1000, sha256
+    )
+    assert is_verifiable(frozen) and len(records) == 3
+    stored = root / model.artifact_id
+    records["model.safetensors"].check(*file_digest(stored), "trial 0")  # intact: no error
+    flipped = bytearray(stored.read_bytes())
+    flipped[500] ^= 0x01
+    stored.write_bytes(bytes(flipped))
+    with pytest.raises(ChecksumError, match=r"^trial 0: checkpoint file model.safetensors "):
+        records["model.safetensors"].check(*file_digest(stored), "trial 0")
+    stored.write_bytes(b"\0" * 900)
+    with pytest.raises(ChecksumError, match=r"900 bytes, 1000 recorded; sha256"):
+        records["model.safetensors"].check(*file_digest(stored), "trial 0")
+
+
+def test_an_older_workers_file_without_sha256_is_recorded_unverifiable() -> None:
+    # what a worker of an older nas reported: no sha256 key
+    old = {"artifact_id": "a1", "filename": "config.json", "mimetype": "application/json"}
+    stored = StoredFile(**old, encoding=None, size=24)
+    study = optuna.create_study()
+    trial = study.ask()
+    trial.set_user_attr("checkpoint_files", record_files(trial, [stored]))
+    frozen = study.trials[0]
+    assert recorded_files(frozen)["config.json"] == FileRecord("config.json", "a1", 24, None)
+    assert not is_verifiable(frozen)
+    assert [m.filename for m in get_all_artifact_meta(trial)] == ["config.json"]
 
 
 class FailingStore:
