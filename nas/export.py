@@ -6,9 +6,11 @@ see ``nas.artifacts``), one Optuna artifact per file, its ids in the trial's
 export copies
 those files into ``OUT/trial-<number>/``, completes ``nas.json`` with what the study knows
 (values by metric name, constraints, storage), writes a model card ``README.md``, and lists the
-trials in ``OUT/index.json`` and ``OUT/index.csv``. Everything is built in a temporary folder
-beside ``OUT`` and renamed into place: a failed export leaves nothing behind, and ``force``
-replaces an existing ``OUT`` only once the new one is complete.
+trials in ``OUT/index.json`` and ``OUT/index.csv``. Every copied file is checked against the
+size and sha256 recorded when it was stored (``nas.artifacts.verify_folder``). Everything is
+built in a temporary folder beside ``OUT`` and renamed into place: a failed export (a missing
+or changed file among them) leaves nothing behind, and ``force`` replaces an existing ``OUT``
+only once the new one is complete.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from nas.artifacts import (
     ArtifactRoot,
     open_store,
     parse_root,
+    verify_folder,
 )
 from nas.errors import NasError
 from nas.study import BASELINE_TAG, front_rows, mask_password, named_constraints
@@ -191,7 +194,8 @@ def _export_trial(context: _Context, trial: FrozenTrial, into: Path) -> dict[str
     record = _provenance(context, trial, folder / PROVENANCE, root)
     (folder / PROVENANCE).write_text(json.dumps(record, indent=2, default=str) + "\n")
     load_path = (context.out / folder.name).as_posix()
-    card = model_card(record, _model_class(folder), load_path)
+    config = _read_json(folder / "config.json", f"trial {trial.number}", root)
+    card = model_card(record, _model_class(config), load_path)
     (folder / MODEL_CARD).write_text(card)
     return index_row(context.study, trial)
 
@@ -199,7 +203,8 @@ def _export_trial(context: _Context, trial: FrozenTrial, into: Path) -> dict[str
 def download_checkpoint(
     study: optuna.Study, trial: FrozenTrial, folder: Path, artifact_root: str | None = None
 ) -> ArtifactRoot:
-    """Copy a COMPLETE trial's checkpoint files into the existing ``folder``."""
+    """Copy a COMPLETE trial's checkpoint files into the existing ``folder``, checked against
+    their records (``ChecksumError`` when one differs)."""
     context = _Context(
         study=study,
         root=parse_root(artifact_root) if artifact_root else None,
@@ -212,7 +217,8 @@ def download_checkpoint(
 
 
 def _download_checkpoint(context: _Context, trial: FrozenTrial, folder: Path) -> ArtifactRoot:
-    """Copy the trial's checkpoint files into ``folder``; returns the root they came from."""
+    """Copy the trial's checkpoint files into ``folder`` and check them against their records;
+    returns the root they came from."""
     root = context.root or resolve_artifact_root(None, context.study, trial)
     files = trial.user_attrs.get(CHECKPOINT_FILES)
     where = f"trial {trial.number} of study '{context.study.study_name}'"
@@ -245,6 +251,7 @@ def _download_checkpoint(context: _Context, trial: FrozenTrial, folder: Path) ->
                 f"({first[:200]}); check that it is reachable (S3: credentials and "
                 "AWS_ENDPOINT_URL in the environment)"
             ) from None
+    verify_folder(trial, folder, where)
     return root
 
 
@@ -253,13 +260,7 @@ def _provenance(
 ) -> dict[str, Any]:
     """The trial's ``nas.json`` (as training wrote it) completed with what the study knows."""
     study = context.study
-    try:
-        record: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
-    except json.JSONDecodeError as exc:
-        raise ExportError(
-            f"trial {trial.number}: its {PROVENANCE} is not valid JSON ({exc.msg}); "
-            f"the artifact under {root} is damaged, export another trial"
-        ) from None
+    record = _read_json(path, f"trial {trial.number}", root) if path.is_file() else {}
     for key, attr in (("task", "task"), ("teacher", "teacher"), ("data", "dataset")):
         record.setdefault(key, study.user_attrs.get(attr))
     record.update(
@@ -311,10 +312,29 @@ def is_feasible(trial: FrozenTrial) -> bool:
     return all(v <= 0 for v in trial.constraints.values())
 
 
-def _model_class(folder: Path) -> str:
+def _read_json(path: Path, where: str, root: ArtifactRoot) -> dict[str, Any]:
+    """A checkpoint's JSON object file (``config.json``, ``nas.json``), or one line saying
+    that it is damaged."""
+    try:
+        value = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        why = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8 text"
+        raise ExportError(
+            f"{where}: its {path.name} is not valid JSON ({why}); the artifact under {root} "
+            "is damaged: export another trial"
+        ) from None
+    if not isinstance(value, dict):
+        raise ExportError(
+            f"{where}: its {path.name} holds a JSON {type(value).__name__}, not an object; the "
+            f"artifact under {root} is damaged: export another trial"
+        )
+    return value
+
+
+def _model_class(config: Mapping[str, Any]) -> str:
     """The ``transformers`` auto class that loads the checkpoint, from its ``architectures``."""
-    config = json.loads((folder / "config.json").read_text())
-    architectures = " ".join(config.get("architectures") or [])
+    names = config.get("architectures") or []
+    architectures = " ".join(str(n) for n in names) if isinstance(names, list) else str(names)
     if "ForQuestionAnswering" in architectures:
         return "AutoModelForQuestionAnswering"
     if "ForSequenceClassification" in architectures:

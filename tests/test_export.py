@@ -12,6 +12,15 @@ import optuna
 import pytest
 from cli_run import assert_usage_error, run_nas
 
+from nas.artifacts import (
+    ChecksumError,
+    StoredFile,
+    is_verifiable,
+    open_store,
+    parse_root,
+    record_files,
+    write_files,
+)
 from nas.export import ExportError, export_trials, resolve_artifact_root, select_trials
 from nas.study import named_constraints
 
@@ -78,6 +87,7 @@ def test_front_export_writes_folders_and_index(searched: Searched, tmp_path: Pat
         assert row["baseline"] is bool(trial.user_attrs.get("baseline"))
         assert row["feasible"] is True and csv_row["feasible"] == "True"
         assert {k: row[k] for k in trial.params} == trial.params and len(trial.params) == 11
+        assert is_verifiable(trial)  # the run recorded every file's sha256
         folder = out / row["folder"]
         assert folder.name == f"trial-{trial.number}"
         files = set(trial.user_attrs["checkpoint_files"]) | {"README.md"}
@@ -271,3 +281,89 @@ def test_artifact_root_comes_from_flag_then_trial_then_config_then_default() -> 
     assert (root.url, root.bucket, root.prefix) == ("s3://bucket/ckpt", "bucket", "ckpt/")
     flag = resolve_artifact_root("elsewhere", study, recorded)
     assert flag.url == str(Path("elsewhere").resolve()) and flag.bucket is None
+
+
+# ----------------------------------------------------------------------------- verification
+
+MODEL_BYTES = bytes(range(256)) * 4  # 1024 bytes
+
+
+def stored_study(tmp_path: Path, older: bool = False) -> tuple[optuna.Study, str, Path]:
+    """A SQLite study of two COMPLETE trials whose tiny checkpoints were written and recorded
+    as the runner does; ``older``: records as nas wrote them before sha256 and size."""
+    url = f"sqlite:///{tmp_path / 'nas.db'}"
+    root = tmp_path / "artifacts"
+    root.mkdir()
+    study = optuna.create_study(study_name="stored", storage=url, directions=["maximize"] * 2)
+    for number in range(2):
+        ckpt = tmp_path / f"ckpt-{number}"
+        ckpt.mkdir()
+        config = '{"architectures": ["DistilBertForSequenceClassification"]}'
+        (ckpt / "config.json").write_text("not json {" if older and number else config)
+        (ckpt / "model.safetensors").write_bytes(MODEL_BYTES)
+        (ckpt / "nas.json").write_text("{}")
+        files = write_files(open_store(parse_root(root)), ckpt)
+        trial = study.ask()
+        if older:
+            for f in files:
+                meta = StoredFile(f.artifact_id, f.filename, f.mimetype, f.encoding, f.size).meta()
+                key = f"artifacts:{f.artifact_id}"
+                study._storage.set_trial_system_attr(
+                    trial._trial_id, key, json.dumps(meta.__dict__)
+                )
+            trial.set_user_attr("checkpoint_files", {f.filename: f.artifact_id for f in files})
+        else:
+            trial.set_user_attr("checkpoint_files", record_files(trial, files))
+        trial.set_user_attr("artifact_root", str(root))
+        trial.set_user_attr("checkpoint_bytes", sum(f.size for f in files))
+        study.tell(trial, [50.0 + number, 1000.0])
+    return study, url, root
+
+
+def stored_model(study: optuna.Study, root: Path, number: int) -> Path:
+    return root / study.trials[number].user_attrs["checkpoint_files"]["model.safetensors"]
+
+
+def test_a_changed_checkpoint_names_the_trial_and_file_and_writes_nothing(tmp_path: Path) -> None:
+    study, url, root = stored_study(tmp_path)
+    model = stored_model(study, root, 1)
+    model.write_bytes(MODEL_BYTES[:1000])  # truncated
+    with pytest.raises(ChecksumError, match=r"trial 1 of study 'stored': checkpoint file "):
+        export_trials(study, study.trials, tmp_path / "out", None, url)
+    assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
+    flipped = bytearray(MODEL_BYTES)
+    flipped[511] ^= 0x01
+    model.write_bytes(bytes(flipped))  # one bit flipped, same size
+    result = run_nas("export", "stored", "--out", str(tmp_path / "out"), "--storage", url,
+                     "--trials", "0,1")  # fmt: skip
+    assert_usage_error(result, "trial 1", "model.safetensors", "sha256", "not the file")
+    assert "cannot be verified" not in result.stderr
+    assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
+    rows = export_trials(study, study.trials[:1], tmp_path / "out", None, url)  # intact
+    assert (tmp_path / "out" / "trial-0" / "model.safetensors").read_bytes() == MODEL_BYTES
+    assert [row["trial"] for row in rows] == [0]
+
+
+def test_an_older_study_exports_with_one_warning_and_its_total_size_checked(
+    tmp_path: Path,
+) -> None:
+    study, url, root = stored_study(tmp_path, older=True)
+    assert not is_verifiable(study.trials[0])
+    out = tmp_path / "out"
+    result = run_nas("export", "stored", "--out", str(out), "--storage", url, "--trials", "0")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "cannot be verified" in line]
+    assert len(warnings) == 1 and "trial(s) 0 " in warnings[0], result.stderr
+    assert (out / "trial-0" / "model.safetensors").read_bytes() == MODEL_BYTES
+    stored_model(study, root, 0).write_bytes(MODEL_BYTES[:1000])
+    with pytest.raises(ChecksumError, match=r"trial 0 .*total \d+ bytes, \d+ recorded"):
+        export_trials(study, study.trials[:1], tmp_path / "again", None, url)
+    assert not (tmp_path / "again").exists() and leftovers(tmp_path) == []
+
+
+def test_a_config_json_that_is_not_json_is_one_line(tmp_path: Path) -> None:
+    study, url, _ = stored_study(tmp_path, older=True)  # trial 1 stored "not json {"
+    with pytest.raises(ExportError, match=r"^trial 1: its config.json is not valid JSON") as err:
+        export_trials(study, study.trials[1:], tmp_path / "out", None, url)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ def register(commands: Any) -> None:
         description="Copy the checkpoints of the Pareto front (or of chosen trials) out of the "
         "artifact store into OUT/trial-<number>/ folders that load with AutoModel*."
         "from_pretrained, each with nas.json provenance and a model card; OUT/index.json and "
-        "OUT/index.csv list them. OUT is written whole or not at all.",
+        "OUT/index.csv list them. Every file is checked against the size and sha256 "
+        "recorded when it was stored. OUT is written whole or not at all.",
     )
     export.add_argument("name", help="study name")
     export.add_argument(
@@ -59,7 +61,7 @@ def parse_trial_numbers(text: str) -> list[int]:
 
 
 def export_command(args: argparse.Namespace) -> int:
-    from nas.artifacts import parse_root
+    from nas.artifacts import is_verifiable, parse_root
     from nas.cli._study import _load
     from nas.export import export_trials, select_trials
     from nas.study import resolve_storage
@@ -72,6 +74,14 @@ def export_command(args: argparse.Namespace) -> int:
     study = _load(args)
     url = resolve_storage(args.storage)  # the URL _load opened
     trials = select_trials(study, numbers)
+    unverified = [str(t.number) for t in trials if not is_verifiable(t)]
+    if unverified:
+        print(
+            f"nas: warning: trial(s) {', '.join(unverified)} were stored by an older nas "
+            "without sha256 digests: their checkpoints cannot be verified (sizes are checked "
+            "where recorded)",
+            file=sys.stderr,
+        )
     root = parse_root(args.artifact_root) if args.artifact_root else None  # None: as recorded
     replacing = os.path.lexists(args.out)  # --force: export_trials checks it is an export
     if replacing:
