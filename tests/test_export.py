@@ -11,16 +11,9 @@ from pathlib import Path
 import optuna
 import pytest
 from cli_run import assert_usage_error, run_nas
+from stored_study import MODEL_BYTES, stored_model, stored_study
 
-from nas.artifacts import (
-    ChecksumError,
-    StoredFile,
-    is_verifiable,
-    open_store,
-    parse_root,
-    record_files,
-    write_files,
-)
+from nas.artifacts import ChecksumError, is_verifiable
 from nas.export import ExportError, export_trials, resolve_artifact_root, select_trials
 from nas.study import named_constraints
 
@@ -284,44 +277,6 @@ def test_artifact_root_comes_from_flag_then_trial_then_config_then_default() -> 
 
 
 # ----------------------------------------------------------------------------- verification
-
-MODEL_BYTES = bytes(range(256)) * 4  # 1024 bytes
-
-
-def stored_study(tmp_path: Path, older: bool = False) -> tuple[optuna.Study, str, Path]:
-    """A SQLite study of two COMPLETE trials whose tiny checkpoints were written and recorded
-    as the runner does; ``older``: records as nas wrote them before sha256 and size."""
-    url = f"sqlite:///{tmp_path / 'nas.db'}"
-    root = tmp_path / "artifacts"
-    root.mkdir()
-    study = optuna.create_study(study_name="stored", storage=url, directions=["maximize"] * 2)
-    for number in range(2):
-        ckpt = tmp_path / f"ckpt-{number}"
-        ckpt.mkdir()
-        config = '{"architectures": ["DistilBertForSequenceClassification"]}'
-        (ckpt / "config.json").write_text("not json {" if older and number else config)
-        (ckpt / "model.safetensors").write_bytes(MODEL_BYTES)
-        (ckpt / "nas.json").write_text("{}")
-        files = write_files(open_store(parse_root(root)), ckpt)
-        trial = study.ask()
-        if older:
-            for f in files:
-                meta = StoredFile(f.artifact_id, f.filename, f.mimetype, f.encoding, f.size).meta()
-                key = f"artifacts:{f.artifact_id}"
-                study._storage.set_trial_system_attr(
-                    trial._trial_id, key, json.dumps(meta.__dict__)
-                )
-            trial.set_user_attr("checkpoint_files", {f.filename: f.artifact_id for f in files})
-        else:
-            trial.set_user_attr("checkpoint_files", record_files(trial, files))
-        trial.set_user_attr("artifact_root", str(root))
-        trial.set_user_attr("checkpoint_bytes", sum(f.size for f in files))
-        study.tell(trial, [50.0 + number, 1000.0])
-    return study, url, root
-
-
-def stored_model(study: optuna.Study, root: Path, number: int) -> Path:
-    return root / study.trials[number].user_attrs["checkpoint_files"]["model.safetensors"]
 
 
 def test_a_changed_checkpoint_names_the_trial_and_file_and_writes_nothing(tmp_path: Path) -> None:
