@@ -334,8 +334,11 @@ def record_files(trial: optuna.Trial, files: Sequence[StoredFile]) -> dict[str, 
     return {stored.filename: stored.artifact_id for stored in files}
 
 
-def artifact_record(trial: FrozenTrial, filename: str, artifact_id: str) -> FileRecord:
-    """The size and sha256 recorded for one of the trial's artifacts (``None`` where absent)."""
+def artifact_record(
+    trial: FrozenTrial, artifact_id: str, filename: str | None = None
+) -> FileRecord:
+    """The size and sha256 recorded for one of the trial's artifacts (``None`` where absent);
+    ``filename`` defaults to the recorded one."""
     text = trial.system_attrs.get(ARTIFACTS_ATTR_PREFIX + artifact_id)
     try:
         meta = json.loads(text) if isinstance(text, str) else {}
@@ -344,7 +347,7 @@ def artifact_record(trial: FrozenTrial, filename: str, artifact_id: str) -> File
     meta = meta if isinstance(meta, dict) else {}
     size, sha256 = meta.get("size"), meta.get("sha256")
     return FileRecord(
-        filename,
+        filename or str(meta.get("filename", artifact_id)),
         artifact_id,
         size if isinstance(size, int) else None,
         sha256 if isinstance(sha256, str) else None,
@@ -356,7 +359,7 @@ def recorded_files(trial: FrozenTrial) -> dict[str, FileRecord]:
     files = trial.user_attrs.get(CHECKPOINT_FILES)
     if not isinstance(files, dict):
         return {}
-    return {name: artifact_record(trial, name, str(i)) for name, i in sorted(files.items())}
+    return {name: artifact_record(trial, str(i), name) for name, i in sorted(files.items())}
 
 
 def is_verifiable(trial: FrozenTrial) -> bool:

@@ -5,23 +5,42 @@ its feasible front (plot and table) into the study with optuna-dashboard's publi
 (``save_plotly_graph_object`` and ``save_note``); the dashboard shows both on the study page.
 Constraint values reach the dashboard's Pareto plot through the ``constraints`` list that
 ``study.tell_complete`` writes for every trial.
+
+optuna-dashboard has no authentication and its API deletes studies (with their checkpoint
+files). ``nas dashboard`` serves optuna-dashboard's WSGI app inside :class:`ReadOnly`, a
+middleware that refuses every method but GET and HEAD (notes only with ``allow_notes``) and
+checks each checkpoint download against the size and sha256 recorded when it was stored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import errno
+import ipaddress
+import json
+import re
 import socket
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import optuna
+from optuna.artifacts.exceptions import ArtifactNotFound
 
 import nas
+from nas.artifacts import ChecksumError, artifact_record, digest
 from nas.errors import NasError
 from nas.figures import front_figure
 from nas.summary import Summary, front_cells, pick_lines, summarize
 
 FRONT_PLOT_ID = "nas-front"
+READ_METHODS = frozenset({"GET", "HEAD"})
+# optuna-dashboard 0.21's routes (optuna_dashboard/_app.py, artifact/_backend.py)
+_NOTE_ROUTE = re.compile(r"^/api/studies/\d+(/\d+)?/note/*$")  # PUT: study note, trial note
+_TRIAL_ARTIFACT = re.compile(r"^/artifacts/(\d+)/(\d+)/([0-9a-fA-F-]+)/*$")  # GET: a download
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 def publish(study: optuna.Study) -> Summary:
@@ -70,9 +89,42 @@ def front_note(summary: Summary) -> str:
     return "\n".join(lines)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine only: ``localhost`` or a loopback address."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
+
+
+def check_host(host: str, allow_remote: bool, allow_notes: bool) -> str | None:
+    """Refuse a non-loopback ``host`` unless ``allow_remote``; returns the warning to print
+    then (None on loopback).
+
+    Raises:
+        NasError: ``host`` is not loopback and ``allow_remote`` is not set.
+    """
+    if is_loopback(host):
+        return None
+    if not allow_remote:
+        raise NasError(
+            f"--host {host} serves the dashboard to the network, and it has no "
+            "authentication; keep 127.0.0.1 and reach it through an SSH tunnel (ssh -L "
+            "8080:127.0.0.1:8080 HOST), or pass --allow-remote"
+        )
+    edits = "study and trial notes can be edited" if allow_notes else "every write is refused"
+    return (
+        f"nas: warning: serving on {host} without authentication: anyone who can reach the "
+        f"port can read the study and download its checkpoints ({edits})"
+    )
+
+
 def check_port(host: str, port: int) -> None:
     """Fail with a usable message when the port is taken, before starting the server."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as bottle's server binds
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
         # as the server will: a port in TIME_WAIT after a restart is free, a listener is not
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -83,8 +135,89 @@ def check_port(host: str, port: int) -> None:
             raise NasError(f"cannot listen on {host}:{port} ({exc.strerror})") from None
 
 
-def serve(storage: Any, host: str, port: int, artifact_store: Any) -> None:
-    """Run optuna-dashboard until interrupted (blocks)."""
-    from optuna_dashboard import run_server
+class ReadOnly:
+    """WSGI middleware around optuna-dashboard: refuses writes with 403 and checks downloads.
 
-    run_server(storage, host=host, port=port, artifact_store=artifact_store)
+    Every method but GET and HEAD is refused (study deletion, renames, tells, uploads, user
+    attributes...), except PUT on the study and trial note routes when ``allow_notes``. A
+    trial artifact whose record has a size or sha256 is read and checked before the dashboard
+    serves it; a changed file is refused with 500, naming the trial and the file.
+    """
+
+    def __init__(
+        self, app: WSGIApp, storage: Any, artifact_store: Any, allow_notes: bool = False
+    ) -> None:
+        self.app, self.storage, self.store, self.allow_notes = (
+            app,
+            storage,
+            artifact_store,
+            allow_notes,
+        )
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+        path = str(environ.get("PATH_INFO", ""))
+        note = self.allow_notes and method == "PUT" and _NOTE_ROUTE.match(path)
+        if method not in READ_METHODS and not note:
+            fix = "" if self.allow_notes else "; restart it with --allow-notes to edit notes"
+            return _answer(
+                start_response,
+                "403 Forbidden",
+                f"nas dashboard is read-only: {method} {path} is refused{fix}",
+            )
+        download = _TRIAL_ARTIFACT.match(path)
+        if download:
+            problem = self._check_download(int(download[1]), int(download[2]), download[3])
+            if problem is not None:
+                environ["wsgi.errors"].write(f"nas: error: {problem[1]}\n")
+                return _answer(start_response, *problem)
+        return self.app(environ, start_response)
+
+    def _check_download(
+        self, study_id: int, trial_id: int, artifact_id: str
+    ) -> tuple[str, str] | None:
+        """(status, message) when the stored file differs from its record or is gone."""
+        try:
+            trial = self.storage.get_trial(trial_id)
+            study = self.storage.get_study_name_from_id(study_id)
+        except KeyError:
+            return None  # the dashboard answers 404
+        record = artifact_record(trial, artifact_id)
+        if self.store is None or (record.size is None and record.sha256 is None):
+            return None  # nothing recorded to check (a file of an older nas)
+        where = f"trial {trial.number} of study '{study}'"
+        try:
+            with contextlib.closing(self.store.open_reader(artifact_id)) as handle:
+                sha256, size = digest(handle)
+            record.check(sha256, size, where)
+        except ArtifactNotFound:
+            return "404 Not Found", f"{where}: checkpoint file {record.filename} is missing"
+        except ChecksumError as exc:
+            return "500 Internal Server Error", str(exc)
+        return None
+
+
+def _answer(start_response: StartResponse, status: str, reason: str) -> list[bytes]:
+    """A JSON error as optuna-dashboard's API gives them (its UI shows ``reason``)."""
+    body = json.dumps({"reason": reason}).encode()
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    start_response(status, headers)
+    return [body]
+
+
+def dashboard_app(storage: Any, artifact_store: Any, allow_notes: bool = False) -> ReadOnly:
+    """optuna-dashboard's WSGI app for ``storage`` and ``artifact_store``, read-only."""
+    from optuna_dashboard import wsgi
+
+    app = wsgi(storage, artifact_store=artifact_store)
+    return ReadOnly(app, storage, artifact_store, allow_notes)
+
+
+def serve(
+    storage: Any, host: str, port: int, artifact_store: Any, allow_notes: bool = False
+) -> None:
+    """Serve :func:`dashboard_app` until interrupted (blocks), with the server
+    ``optuna_dashboard.run_server`` uses (bottle's wsgiref)."""
+    from bottle import run
+
+    run(dashboard_app(storage, artifact_store, allow_notes), host=host, port=port)

@@ -1,8 +1,10 @@
-"""``nas dashboard NAME``: optuna-dashboard on 127.0.0.1 with the study's storage and artifacts."""
+"""``nas dashboard NAME``: optuna-dashboard on 127.0.0.1 with the study's storage and artifacts,
+read-only."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 
@@ -11,7 +13,10 @@ def register(commands: Any) -> None:
         "dashboard",
         help="browse a study in optuna-dashboard (127.0.0.1 by default)",
         description="Publish nas's feasible front (plot and note) into the study, then serve "
-        "optuna-dashboard with the study's storage and checkpoint artifacts until Ctrl-C.",
+        "optuna-dashboard with the study's storage and checkpoint artifacts until Ctrl-C. "
+        "It serves read-only (the dashboard has no authentication): every request but GET "
+        "and HEAD is refused with 403, and each checkpoint download is checked against the "
+        "size and sha256 recorded when it was stored.",
     )
     dash.add_argument("name", help="study name")
     dash.add_argument(
@@ -26,8 +31,20 @@ def register(commands: Any) -> None:
     dash.add_argument(
         "--host",
         default="127.0.0.1",
-        help="address to listen on (default 127.0.0.1: this machine only; the dashboard "
-        "can edit studies, so expose it through an SSH tunnel rather than 0.0.0.0)",
+        help="address to listen on (default 127.0.0.1: this machine only; reach it from "
+        "elsewhere through an SSH tunnel; any non-loopback address needs --allow-remote)",
+    )
+    dash.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a non-loopback --host such as 0.0.0.0: anyone who can reach the port "
+        "can read the study and download its checkpoints, without authentication",
+    )
+    dash.add_argument(
+        "--allow-notes",
+        action="store_true",
+        help="let the dashboard edit study and trial notes; every other write (deleting a "
+        "study or artifacts, renames, tells, user attributes) stays refused",
     )
     dash.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     dash.add_argument(
@@ -39,12 +56,13 @@ def register(commands: Any) -> None:
 def dashboard_command(args: argparse.Namespace) -> int:
     from nas.artifacts import open_store
     from nas.cli._study import _load
-    from nas.dashboard import check_port, publish, serve
+    from nas.dashboard import check_host, check_port, publish, serve
     from nas.errors import NasError
     from nas.export import resolve_artifact_root
 
     if not 0 < args.port < 65536:
         raise NasError(f"--port {args.port} is not a TCP port; pass 1-65535, e.g. 8080")
+    warning = check_host(args.host, args.allow_remote, args.allow_notes)
     study = _load(args)
     check_port(args.host, args.port)
     done = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
@@ -53,10 +71,13 @@ def dashboard_command(args: argparse.Namespace) -> int:
         summary = publish(study)
         print(f"published nas's front ({len(summary.front)} trials) into study {args.name}")
     study_id = study._study_id
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    mode = "notes editable" if args.allow_notes else "read-only"
     print(
         f"optuna-dashboard: http://{args.host}:{args.port}/dashboard/studies/{study_id} "
-        f"(artifacts: {root}); Ctrl-C stops it",
+        f"({mode}; artifacts: {root}); Ctrl-C stops it",
         flush=True,
     )
-    serve(study._storage, args.host, args.port, open_store(root))
+    serve(study._storage, args.host, args.port, open_store(root), args.allow_notes)
     return 0
