@@ -8,6 +8,7 @@ popping of a WAITING trial. See docs/architecture.md, "Several drivers on one st
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -18,9 +19,11 @@ from types import TracebackType
 from typing import Any
 
 import optuna
+import sqlalchemy
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.artifacts import ARTIFACT_ROOT, CHECKPOINT_FILES, ArtifactRoot, open_store, parse_root
 from nas.study import BASELINE_TAG, DRIVER, MESSAGE, REASON, REQUEUED_FROM, RERUN_REASONS
 
 HEARTBEAT = "nas:heartbeat:"  # study system attr + driver id: unix time of its last beat
@@ -80,9 +83,13 @@ def ask_within(study: optuna.Study, n_trials: int) -> optuna.Trial | None:
     return None
 
 
-def recover_orphans(study: optuna.Study, now: float | None = None) -> list[FrozenTrial]:
-    """Fail RUNNING trials whose driver is gone (reason ``orphaned``) and enqueue their params
-    once. Returns the trials this driver recovered.
+def recover_orphans(
+    study: optuna.Study, now: float | None = None, root: ArtifactRoot | None = None
+) -> list[FrozenTrial]:
+    """Fail RUNNING trials whose driver is gone (reason ``orphaned``), remove the checkpoint
+    files and artifact records a cut-off tell left on them (:func:`drop_artifacts`; ``root``
+    where a trial names none), and enqueue their params once. Returns the trials this driver
+    recovered.
 
     A driver is gone when it ran on this host and its process no longer exists, or when its
     heartbeat is older than ``ORPHAN_GRACE_S``, on any host. A driver of another host that never
@@ -96,9 +103,52 @@ def recover_orphans(study: optuna.Study, now: float | None = None) -> list[Froze
         driver = str(trial.user_attrs.get(DRIVER, ""))
         why = _gone(driver, beats.get(driver), trial, now)
         if why and _claim_failure(study, trial, "orphaned", why):
+            drop_artifacts(study, trial, root)  # before any read caches the finished trial
             requeue(study, trial)
             orphans.append(trial)
     return orphans
+
+
+def drop_artifacts(
+    study: optuna.Study, trial: FrozenTrial, root: ArtifactRoot | None = None
+) -> list[str]:
+    """Remove the checkpoint of a trial that did not end COMPLETE: its files in the artifact
+    store (those listed in ``checkpoint_files`` and those recorded) and, in a SQL storage, its
+    ``artifacts:<id>`` records (Optuna's API cannot remove an attribute; a journal keeps its
+    records, which then name removed files). Returns the artifact ids removed.
+
+    The files' root is the trial's ``artifact_root``, else ``root``. Best effort for the files:
+    a store that fails now leaves them unreferenced, as a killed driver's unrecorded ones.
+    """
+    recorded = optuna.artifacts.get_all_artifact_meta(trial, storage=study._storage)
+    listed = trial.user_attrs.get(CHECKPOINT_FILES)
+    ids = {m.artifact_id for m in recorded}
+    ids |= {str(i) for i in listed.values()} if isinstance(listed, dict) else set()
+    url = trial.user_attrs.get(ARTIFACT_ROOT) or (root.url if root else None)
+    if ids and url:
+        store = open_store(parse_root(str(url)))
+        for artifact_id in sorted(ids):
+            with contextlib.suppress(Exception):  # already gone, or the store fails
+                store.remove(artifact_id)
+    if recorded:
+        _delete_artifact_records(study, trial._trial_id)
+    return sorted(ids)
+
+
+def _delete_artifact_records(study: optuna.Study, trial_id: int) -> None:
+    """``DELETE`` the trial's ``artifacts:*`` system attributes (Optuna's RDB schema: table
+    ``trial_system_attributes``, columns ``trial_id`` and ``key``)."""
+    storage = getattr(study._storage, "_backend", study._storage)
+    if not isinstance(storage, optuna.storages.RDBStorage):
+        return
+    table = sqlalchemy.table(
+        "trial_system_attributes", sqlalchemy.column("trial_id"), sqlalchemy.column("key")
+    )
+    statement = sqlalchemy.delete(table).where(
+        table.c.trial_id == trial_id, table.c.key.like("artifacts:%")
+    )
+    with storage.engine.begin() as connection:
+        connection.execute(statement)
 
 
 def _gone(driver: str, beat: float | None, trial: FrozenTrial, now: float) -> str | None:

@@ -52,6 +52,14 @@ class TeacherOutOfMemory(NasError):
     exit_code = 1
 
 
+class StorageUnreachable(NasError):
+    """The study storage stopped answering while the driver recorded a trial, and stayed so
+    through the retries. Not bad input, so the CLI exits 1; the trial stays RUNNING and the next
+    ``nas study run`` re-runs it."""
+
+    exit_code = 1
+
+
 class TrialError(Exception):
     """Base of the trial outcomes that end a trial without metrics."""
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -35,7 +37,7 @@ from nas.artifacts import (
 from nas.config import StudyConfig
 from nas.confirm import CONFIRMS, SEED, TEST_METRICS
 from nas.drivers import ask_within, finished_count, requeue
-from nas.errors import InvalidConfig, TrialError
+from nas.errors import InvalidConfig, NasError, StorageUnreachable, TrialError
 from nas.preflight import BUDGET, ESTIMATE, PEAK, DriverPreflight, memory_summary
 from nas.search_space import SearchSpace
 from nas.study import (
@@ -43,12 +45,19 @@ from nas.study import (
     REASON,
     RERUN_REASONS,
     constraint_values,
+    storage_label,
+    storage_outage,
     tell_complete,
     tell_failure,
+    with_storage_retries,
+    write_user_attrs,
 )
 
 Printer = Callable[[str], None]
 _PREPARED: dict[str, Any] = {}  # per worker process: the study's data, loaded once
+# Testing aid: a worker that hangs after preparing, before its training loop (whose deadline
+# check it never reaches), so that only the driver's deadline (nas.stopping) can end the trial.
+FAULT_HANG_ENV = "NAS_FAULT_HANG"
 
 
 class ArtifactWriteError(TrialError):
@@ -102,6 +111,8 @@ def _train_and_store(
         check_fits(estimate, budget)  # before the student is built
     root = parse_root(ray_config["artifact_root"])
     deadline = ray_config.get("deadline_s")
+    if os.environ.get(FAULT_HANG_ENV) == "1":
+        threading.Event().wait()  # forever: a blocked call, a deadlock
     with tempfile.TemporaryDirectory(prefix=f"nas-trial-{number}-") as tmp:
         folder = Path(tmp) / "checkpoint"
         metrics = run_trial(
@@ -149,7 +160,13 @@ def _placement() -> dict[str, Any]:
 
 class StudySearcher(Searcher):
     """Bridges an Optuna study and Ray Tune; stops asking once the study holds ``n_trials``
-    (finished and running, of every driver: ``drivers.counted_trials``)."""
+    (finished and running, of every driver: ``drivers.counted_trials``).
+
+    A trial leaves ``live`` only once its outcome is committed. A storage outage while telling
+    is retried (``study.with_storage_retries``); if the storage stays unreachable, ``lost`` holds
+    the error, every trial stays RUNNING (the next driver's orphan step re-queues them) and
+    ``nas.stopping`` ends the run.
+    """
 
     def __init__(
         self,
@@ -173,15 +190,25 @@ class StudySearcher(Searcher):
         self.deadline_s = deadline_s
         self.preflight = preflight
         self.live: dict[str, optuna.Trial] = {}
+        self.overdue: dict[str, str] = {}  # Ray trial id -> why the driver stopped its worker
+        self.lost: NasError | None = None  # set when an outcome cannot be recorded
 
     def __getstate__(self) -> dict[str, Any]:
         """What Ray pickles into its experiment folder (tuner.pkl): no study, no trials, no
-        storage URL, so no database password; nas resumes from the database, never from Ray."""
+        storage URL, so no database password, and no prepared data (the pre-flight's); nas
+        resumes from the database, never from Ray."""
         state = self.__dict__.copy()
-        state.update(study=None, live={}, config=dataclasses.replace(self.config, storage=None))
+        state.update(
+            study=None,
+            live={},
+            preflight=None,
+            config=dataclasses.replace(self.config, storage=None),
+        )
         return state
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self.lost is not None:
+            return Searcher.FINISHED  # type: ignore[return-value]  # Ray's documented sentinel
         while (trial := ask_within(self.study, self.n_trials)) is not None:
             self.live[trial_id] = trial  # from here on Ctrl-C (fail_live) ends it as interrupted
             try:
@@ -211,51 +238,120 @@ class StudySearcher(Searcher):
             }
         return Searcher.FINISHED  # type: ignore[return-value]  # Ray's documented sentinel
 
+    def stop_overdue(self, trial_id: str, message: str) -> None:
+        """The driver is stopping the trial's worker (past its deadline): it fails as timeout."""
+        self.overdue[trial_id] = message
+
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
-        trial = self.live.pop(trial_id, None)
-        if trial is None:
-            return
+        trial = self.live.get(trial_id)
+        if trial is None or self.lost is not None:
+            return  # not ours, or the storage is gone: the trial stays RUNNING
         outcome = _outcome(result, error)
+        if trial_id in self.overdue and outcome["status"] != "ok":
+            outcome = {"status": "fail", "reason": "timeout", "message": self.overdue[trial_id]}
+        frozen = self._record(trial, outcome)
+        if self.lost is not None:
+            return
+        del self.live[trial_id]
+        self.overdue.pop(trial_id, None)
+        if frozen is not None:
+            self._print(frozen)
+
+    def _record(
+        self, trial: optuna.Trial, outcome: dict[str, Any]
+    ) -> optuna.trial.FrozenTrial | None:
+        """Tell ``outcome``, retried through storage outages. An error that is not an outage
+        (bad data, a bug) fails the trial as ``error`` saying so; when even that, or the
+        storage, cannot be written, ``lost`` is set and the trial stays RUNNING."""
+        what = f"trial {trial.number}"
+        try:
+            try:
+                return with_storage_retries(
+                    lambda: self._tell(trial, outcome), self.study, what, self.printer
+                )
+            except StorageUnreachable:
+                raise
+            except Exception as exc:  # noqa: BLE001 - not an outage: record why, not the result
+                self._discard(outcome)
+                failed = {
+                    "status": "fail",
+                    "reason": "error",
+                    "message": f"the driver could not record the outcome: {exc!r}",
+                }
+                return with_storage_retries(
+                    lambda: self._tell(trial, failed), self.study, what, self.printer
+                )
+        except Exception as exc:  # noqa: BLE001 - nothing can be written: stop the run
+            self.lost = (
+                exc
+                if isinstance(exc, StorageUnreachable)
+                else StorageUnreachable(
+                    f"cannot record {what} in {storage_label(self.study)} "
+                    f"({type(exc).__name__}: {str(exc)[:200]}); it stays RUNNING and the next "
+                    "`nas study run` re-runs it"
+                )
+            )
+            return None
+
+    def _tell(
+        self, trial: optuna.Trial, outcome: dict[str, Any]
+    ) -> optuna.trial.FrozenTrial | None:
+        """Tell ``outcome`` once, whole; the trial as stored, or None when another driver had
+        ended it first."""
         attrs = {"node": outcome.get("node", "?")}
         attrs.update({k: outcome[k] for k in (ESTIMATE, PEAK, BUDGET, "gpu_ids") if k in outcome})
         try:
             if outcome["status"] == "ok":
-                frozen = self._complete(trial, outcome, attrs)
-            else:
-                frozen = tell_failure(
-                    self.study, trial, outcome["reason"], outcome["message"], attrs
-                )
-        except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
-            self._taken(trial)
-            self._discard(outcome, [StoredFile(**f) for f in outcome.get("artifacts", [])])
-            return
-        self._print(frozen)
+                return self._complete(trial, outcome, attrs)
+            return tell_failure(self.study, trial, outcome["reason"], outcome["message"], attrs)
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:
+            return self._settled(trial, outcome, exc)
 
     def fail_live(self, reason: str, message: str) -> None:
-        """End every trial still running (Ctrl-C, driver shutdown) as FAIL with ``reason``."""
+        """End every trial still running (Ctrl-C, SIGTERM, driver shutdown) as FAIL ``reason``.
+        Without the storage they stay RUNNING, and the next driver re-queues them."""
+        if self.lost is not None:
+            return
+        failed = {"status": "fail", "reason": reason, "message": message}
         for trial_id in list(self.live):
             trial = self.live.pop(trial_id)
             try:
-                frozen = tell_failure(self.study, trial, reason, message)
-            except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
-                self._taken(trial)
+                frozen = self._tell(trial, failed)
+                if frozen is not None and reason in RERUN_REASONS:
+                    requeue(self.study, frozen)
+            except Exception as exc:
+                if not storage_outage(exc):
+                    raise
+                self.printer(
+                    f"trial {trial.number} stays RUNNING ({storage_label(self.study)} did not "
+                    f"answer: {type(exc).__name__}); the next `nas study run` re-queues it"
+                )
                 continue
-            if reason in RERUN_REASONS:
-                requeue(self.study, frozen)
-            self._print(frozen)
+            if frozen is not None:
+                self._print(frozen)
 
-    def _taken(self, trial: optuna.Trial) -> None:
-        """Another driver ended the trial first (it judged this driver dead): drop the result.
-        Any other error telling the trial is raised again."""
+    def _settled(
+        self, trial: optuna.Trial, outcome: dict[str, Any], exc: Exception
+    ) -> optuna.trial.FrozenTrial | None:
+        """The trial was finished when told. By this driver (a commit that succeeded although
+        its answer was lost, then retried): the stored trial. By another driver (it judged this
+        one dead: only ever FAIL orphaned): the result is dropped and its files removed. A
+        trial still RUNNING means another error: ``exc`` is raised again."""
         stored = self.study._storage.get_trial(trial._trial_id)
         if not stored.state.is_finished():
-            raise
+            raise exc
+        if stored.state == optuna.trial.TrialState.COMPLETE or (
+            stored.user_attrs.get(REASON) != "orphaned"
+        ):
+            return stored
         self.printer(
             f"trial {trial.number} was ended by another driver ({stored.state.name} "
             f"{stored.user_attrs.get(REASON, '')}) before its result came; the result is dropped"
         )
+        self._discard(outcome)
+        return None
 
     def _complete(
         self, trial: optuna.Trial, outcome: dict[str, Any], attrs: dict[str, Any]
@@ -264,18 +360,29 @@ class StudySearcher(Searcher):
         stored files removed, so no FAIL trial holds (or leaks) a checkpoint."""
         from nas.objective import Metrics
 
-        files = [StoredFile(**f) for f in outcome.get("artifacts", [])]
+        files = _files(outcome)
         metrics = Metrics(**outcome["metrics"])
         try:
             values = [metrics.value(n) for n in self.objective_names]
         except KeyError as exc:
-            self._discard(outcome, files)
+            self._discard(outcome)
             return tell_failure(self.study, trial, "error", f"missing metric {exc}", attrs)
         if not all(math.isfinite(v) for v in values):
-            self._discard(outcome, files)
+            self._discard(outcome)
             return tell_failure(
                 self.study, trial, "nan_loss", f"non-finite objective values {values}", attrs
             )
+        # First where the files are: a tell cut off after this leaves a RUNNING trial whose
+        # files the orphan step (drivers.recover_orphans) can find and remove.
+        write_user_attrs(
+            self.study,
+            trial,
+            {
+                ARTIFACT_ROOT: outcome["artifact_root"],
+                CHECKPOINT_FILES: {f.filename: f.artifact_id for f in files},
+            },
+        )
+        record_files(trial, files)
         attrs.update({f"metric:{k}": v for k, v in metrics.task.items()})
         if "test" in metrics.extra:
             attrs[TEST_METRICS] = metrics.extra["test"]
@@ -288,20 +395,26 @@ class StudySearcher(Searcher):
             steps=metrics.steps,
             device=metrics.device,
             latency_ms=metrics.latency_ms,
+            checkpoint_bytes=sum(f.size for f in files),
         )
-        attrs[CHECKPOINT_FILES] = record_files(trial, files)
-        attrs[ARTIFACT_ROOT] = outcome["artifact_root"]
-        attrs["checkpoint_bytes"] = sum(f.size for f in files)
         constraints = constraint_values(self.config, metrics.task)
         return tell_complete(self.study, trial, values, constraints, attrs)
 
-    def _discard(self, outcome: dict[str, Any], files: list[StoredFile]) -> None:
+    def _discard(self, outcome: dict[str, Any]) -> None:
+        files = _files(outcome)
         if files:
             remove_files(open_store(parse_root(outcome["artifact_root"])), files)
 
     def _print(self, trial: optuna.trial.FrozenTrial) -> None:
-        count = f"{finished_count(self.study)}/{self.n_trials}"
+        try:
+            count = f"{finished_count(self.study)}/{self.n_trials}"
+        except Exception:  # noqa: BLE001 - the outcome is recorded; the count is only shown
+            count = f"?/{self.n_trials}"
         self.printer(trial_line(trial, self.objective_names, count))
+
+
+def _files(outcome: dict[str, Any]) -> list[StoredFile]:
+    return [StoredFile(**f) for f in outcome.get("artifacts", [])]
 
 
 def _outcome(result: dict[str, Any] | None, error: bool) -> dict[str, Any]:

@@ -11,13 +11,16 @@ import dataclasses
 import json
 import os
 import socket
+import sqlite3
+import time
 import warnings
 import zlib
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import optuna
-from optuna.exceptions import DuplicatedStudyError
+import sqlalchemy.exc
+from optuna.exceptions import DuplicatedStudyError, StorageInternalError
 from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
@@ -25,10 +28,11 @@ from optuna.trial import FrozenTrial, TrialState
 import nas
 from nas import feasibility
 from nas.config import StudyConfig
-from nas.errors import NasError
+from nas.errors import NasError, StorageUnreachable
 from nas.storage import DEFAULT_STORAGE as DEFAULT_STORAGE
 from nas.storage import STORAGE_ENV as STORAGE_ENV
 from nas.storage import StorageError as StorageError
+from nas.storage import first_line
 from nas.storage import mask_password as mask_password
 from nas.storage import open_storage as open_storage
 from nas.storage import resolve_storage as resolve_storage
@@ -40,6 +44,11 @@ REQUEUED_FROM = "requeued_from"  # user attr on a re-enqueued trial: the orphan'
 DRIVER = "driver"  # user attr: host:pid:start of the driver that asked the trial
 RERUN_REASONS = ("orphaned", "interrupted")  # failures whose params are queued again once
 DASHBOARD_CONSTRAINTS = "constraints"  # system attr: the list optuna-dashboard reads
+# Pauses between attempts to record a trial while the storage fails (about two minutes in all:
+# a PostgreSQL restart or failover, a SQLite lock held past its busy timeout), then the driver
+# stops and leaves the trial RUNNING for the next driver.
+TELL_RETRY_PAUSES_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
+_T = TypeVar("_T")
 
 
 def make_sampler(config: StudyConfig, salt: str = "") -> optuna.samplers.BaseSampler:
@@ -133,17 +142,50 @@ def tell_complete(
     constraints: Mapping[str, float],
     attrs: Mapping[str, Any],
 ) -> FrozenTrial:
-    for key, value in attrs.items():
-        trial.set_user_attr(key, value)
+    """Record a trial's attributes and constraints, then end it COMPLETE with ``values``.
+
+    The trial stays RUNNING until the last write (state and values, one transaction), and every
+    write before it is idempotent, so a tell cut off part-way can be repeated whole; what is
+    stored already is not written again. Optuna has no public batched write: each attribute is
+    one transaction.
+    """
+    stored = write_user_attrs(study, trial, attrs)
     for key, value in constraints.items():
-        trial.set_constraint(key, value)
+        if key not in stored.constraints:  # Optuna warns about, and ignores, a second set
+            trial.set_constraint(key, value)
     if constraints:
         # optuna-dashboard 0.21 reads constraint values only from this list (Optuna's older
         # format); Optuna 5 reads both, so the list repeats the named values under "0", "1"...
-        trial.storage.set_trial_system_attr(
-            trial._trial_id, DASHBOARD_CONSTRAINTS, [float(v) for v in constraints.values()]
-        )
+        listed = [float(v) for v in constraints.values()]
+        if stored.system_attrs.get(DASHBOARD_CONSTRAINTS) != listed:
+            study._storage.set_trial_system_attr(trial._trial_id, DASHBOARD_CONSTRAINTS, listed)
     return study.tell(trial, list(values))
+
+
+def write_user_attrs(
+    study: optuna.Study, trial: optuna.Trial | int, attrs: Mapping[str, Any]
+) -> FrozenTrial:
+    """Set the trial's user attributes ``attrs`` in order, skipping those stored with the same
+    value (a repeated tell). Returns the trial as read before the writes."""
+    storage = study._storage
+    trial_id = (
+        trial._trial_id
+        if isinstance(trial, optuna.Trial)
+        else storage.get_trial_id_from_study_id_trial_number(study._study_id, trial)
+    )
+    stored = storage.get_trial(trial_id)
+    for key, value in attrs.items():
+        if key not in stored.user_attrs or stored.user_attrs[key] != _as_stored(value):
+            storage.set_trial_user_attr(trial_id, key, value)
+    return stored
+
+
+def _as_stored(value: Any) -> Any:
+    """``value`` as it reads back from the storage (JSON: tuples become lists)."""
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError):
+        return value
 
 
 def named_constraints(trial: FrozenTrial) -> dict[str, float]:
@@ -158,12 +200,88 @@ def tell_failure(
     message: str,
     attrs: Mapping[str, Any] | None = None,
 ) -> FrozenTrial:
-    """Mark a trial FAIL with a reason (oom, nan_loss, invalid_config, timeout, error...)."""
-    number = trial if isinstance(trial, int) else trial.number
-    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-    for key, value in {REASON: reason, MESSAGE: message[:2000], **(attrs or {})}.items():
-        study._storage.set_trial_user_attr(trial_id, key, value)
-    return study.tell(number, state=TrialState.FAIL)
+    """Mark a trial FAIL with a reason (oom, nan_loss, invalid_config, timeout, error...).
+
+    Like :func:`tell_complete`, it can be repeated whole after a storage error part-way."""
+    write_user_attrs(study, trial, {REASON: reason, MESSAGE: message[:2000], **(attrs or {})})
+    return study.tell(trial, state=TrialState.FAIL)
+
+
+def storage_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` is a storage error that may pass: a lost or refused connection, a server
+    restarting, a SQLite lock held past the busy timeout, a full disk, an unreadable journal.
+    Bad data or a schema mismatch (IntegrityError, DataError, ProgrammingError) fails the same
+    way again, so it is not one."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, sqlalchemy.exc.DBAPIError):
+            outage = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
+            return isinstance(seen, outage) or seen.connection_invalidated
+        transient = (
+            sqlalchemy.exc.DisconnectionError,
+            sqlalchemy.exc.TimeoutError,  # no pooled connection within the pool's timeout
+            sqlalchemy.exc.PendingRollbackError,
+            sqlite3.OperationalError,
+            OSError,
+        )
+        if isinstance(seen, transient) or "database is locked" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return isinstance(exc, StorageInternalError)  # a failed commit with no cause kept
+
+
+def storage_label(study: optuna.Study) -> str:
+    """The study's storage as messages name it: its URL with the password masked."""
+    url = _storage_url(study)
+    return mask_password(url) if url else type(study._storage).__name__
+
+
+def _storage_url(study: optuna.Study) -> str:
+    storage = study._storage
+    return str(getattr(getattr(storage, "_backend", storage), "url", ""))
+
+
+def with_storage_retries(
+    action: Callable[[], _T], study: optuna.Study, what: str, say: Callable[[str], None]
+) -> _T:
+    """``action()``, repeated after a storage outage (:func:`storage_outage`) with the pauses
+    of ``TELL_RETRY_PAUSES_S``; the first outage is said in one line. ``action`` must be safe
+    to repeat whole (the ``tell_*`` functions are). Other errors are raised at once.
+
+    Raises:
+        StorageUnreachable: the storage still failed after the last pause; ``what`` (e.g.
+            ``trial 7``) is named with the storage and what happens to it.
+    """
+    waited = 0.0
+    for pause in (*TELL_RETRY_PAUSES_S, None):
+        try:
+            return action()
+        except Exception as exc:
+            if not storage_outage(exc):
+                raise
+            cause = _outage_text(exc, _storage_url(study))
+            if pause is None:
+                raise StorageUnreachable(
+                    f"storage {storage_label(study)} stayed unreachable for {waited:.0f} s "
+                    f"while recording {what} ({cause}); {what} stays RUNNING and the next "
+                    "`nas study run` re-runs it"
+                ) from None
+            if not waited:
+                total = sum(TELL_RETRY_PAUSES_S)
+                say(
+                    f"storage {storage_label(study)} failed while recording {what} ({cause}); "
+                    f"retrying for up to {total:.0f} s"
+                )
+            time.sleep(pause)
+            waited += pause
+    raise AssertionError("unreachable")
+
+
+def _outage_text(exc: BaseException, url: str) -> str:
+    """The first line of the error under Optuna's generic "exception during the commit"."""
+    inner = exc.__cause__ if isinstance(exc, StorageInternalError) and exc.__cause__ else exc
+    text = first_line(inner, url) if url else (str(inner).strip().splitlines() or [""])[0]
+    return f"{type(inner).__name__}: {text}"[:300]
 
 
 def front_rows(study: optuna.Study) -> list[FrozenTrial]:
