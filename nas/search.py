@@ -8,7 +8,8 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from nas.drivers import Heartbeat, counted_trials, finished_count, recover_orpha
 from nas.errors import NasError
 from nas.preflight import DriverPreflight, driver_preflight
 from nas.search_space import SearchSpace, study_space
-from nas.storage import check_distributions_fit, mask_password, open_storage
+from nas.storage import STORAGE_ENV, check_distributions_fit, mask_password, open_storage, redact
 from nas.study import open_study
 
 Printer = Callable[[str], None]
@@ -54,7 +55,7 @@ def run_study(config: StudyConfig, options: RunOptions, printer: Printer) -> int
     root = parse_root(options.artifact_root or config.artifact_root or DEFAULT_ARTIFACT_ROOT)
     check_root(root)  # a missing bucket or credentials fail before the study is touched
     study = open_study(config, storage, names, options.storage, prepared.splits.description)
-    for orphan in recover_orphans(study):
+    for orphan in recover_orphans(study, root=root):
         printer(
             f"trial {orphan.number} was left RUNNING by a dead driver: FAIL orphaned, "
             "its params are queued again"
@@ -98,8 +99,20 @@ def _run_ray(
     from ray import tune
 
     from nas.runner import StudySearcher, trainable
+    from nas.stopping import (
+        EXIT_TERMINATED,
+        StopWhenLost,
+        TrialDeadlines,
+        driver_limit_s,
+        sigterm_interrupts,
+    )
 
-    _init_ray(options)
+    if not options.verbose:  # a worker that died is one line of its trial, not Ray's traceback
+        os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
+
+    before_ray = signal.getsignal(signal.SIGTERM)
+    with hidden_from_ray(options.storage):
+        _init_ray(options)
     searcher = StudySearcher(
         study,
         space,
@@ -111,6 +124,8 @@ def _run_ray(
         config.trial_timeout_s,
         preflight,
     )
+    timeout = config.trial_timeout_s
+    scheduler = TrialDeadlines(searcher, driver_limit_s(timeout) if timeout else float("inf"))
     resources = {"cpu": config.resources.cpu, "gpu": config.resources.gpu}
     worker_config = dataclasses.replace(config, storage=None)  # workers need no database URL
     tuner = tune.Tuner(
@@ -119,6 +134,7 @@ def _run_ray(
         ),
         tune_config=tune.TuneConfig(
             search_alg=searcher,
+            scheduler=scheduler,
             num_samples=-1,
             max_concurrent_trials=options.workers,
             reuse_actors=True,
@@ -126,24 +142,55 @@ def _run_ray(
         run_config=tune.RunConfig(
             name=f"nas-{folder_name(config.name)}",  # a name is a key, never a path
             storage_path=str(Path(config.cache_dir) / "ray"),
+            stop=StopWhenLost(searcher),
             verbose=2 if options.verbose else 0,
             log_to_file=True,
             failure_config=tune.FailureConfig(max_failures=0),
         ),
     )
-    with Heartbeat(study, printer):  # its first beat lands before the first ask
+    # the first heartbeat lands before the first ask
+    with Heartbeat(study, printer), sigterm_interrupts(restore=before_ray) as sigterm:
         try:
             tuner.fit()
         except KeyboardInterrupt:
-            searcher.fail_live("interrupted", "the driver was interrupted (Ctrl-C)")
+            how = "stopped (SIGTERM)" if sigterm.received else "interrupted (Ctrl-C)"
+            searcher.fail_live("interrupted", f"the driver was {how}")
             printer(
-                "interrupted: running trials were marked FAIL interrupted; run again to resume"
+                f"{how.split()[0]}: running trials were marked FAIL interrupted and queued "
+                "again; run again to resume"
             )
-            return EXIT_INTERRUPTED
+            return EXIT_TERMINATED if sigterm.received else EXIT_INTERRUPTED
         finally:
             searcher.fail_live("error", "the Ray run ended before the trial reported")
             ray.shutdown()
+    if searcher.lost is not None:
+        raise searcher.lost
     return 0
+
+
+@contextlib.contextmanager
+def hidden_from_ray(url: str) -> Iterator[None]:
+    """While Ray starts and registers this driver, it sees no storage password.
+
+    Ray stores the driver's command line in its job table (readable by every client of the
+    cluster), taken from ``/proc/self/cmdline`` by ``ray._private.utils.get_entrypoint_name``:
+    that is wrapped to redact the URL, and ``sys.argv`` is redacted too. A local Ray's
+    processes (and so its workers) inherit this process's environment: ``NAS_STORAGE`` is
+    unset meanwhile (the URL is resolved already) and restored afterwards.
+    """
+    import ray._private.utils as ray_utils
+
+    entrypoint = ray_utils.get_entrypoint_name
+    saved = os.environ.pop(STORAGE_ENV, None)
+    argv = sys.argv[:]
+    sys.argv[:] = [redact(arg, url) for arg in argv]
+    ray_utils.get_entrypoint_name = lambda: redact(entrypoint(), url)
+    try:
+        yield
+    finally:
+        ray_utils.get_entrypoint_name = entrypoint
+        if saved is not None:
+            os.environ[STORAGE_ENV] = saved
 
 
 def _probe_ray(address: str | None, timeout_s: float = 5.0) -> None:
