@@ -5,9 +5,12 @@ Every error names the file, the key, the value received and what to write instea
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import math
 import re
+import reprlib
 import types
 import typing
 import unicodedata
@@ -15,12 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
 
-import yaml
-
 from nas.errors import ConfigError
+from nas.safe_yaml import load_yaml
 
 QA_TASKS = ("squad_v2", "synthetic_qa")  # tasks whose data settings include windows and strides
 MAX_NAME_LENGTH = 200  # study names: a key in the storage (Optuna allows 512), never a path
+MAX_SHOWN = 200  # characters of a value an error message shows
+SEED_MAX = 2**32 - 1  # NumPy's (and so Optuna's samplers') largest seed
 
 
 @dataclass(frozen=True)
@@ -227,10 +231,7 @@ def load_study(path: str | Path) -> StudyConfig:
         raise ConfigError(
             f"{path}: study file not found; pass a file such as studies/quickstart.yaml"
         )
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc}); fix the syntax") from exc
+    raw = load_yaml(path.read_text(), str(path))
     if not isinstance(raw, dict):
         raise ConfigError(
             f"{path}: expected a mapping of keys at the top, got {type(raw).__name__}"
@@ -241,6 +242,21 @@ def load_study(path: str | Path) -> StudyConfig:
     # The cache is relative to where nas runs (like the default sqlite:///nas.db); made absolute
     # here because Ray workers run in other folders.
     return dataclasses.replace(config, cache_dir=str(Path(config.cache_dir).resolve()))
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` for an error message: at most :data:`MAX_SHOWN` characters, in bounded
+    time however large or deep the value is (``reprlib`` stops at a few items and levels)."""
+    try:
+        text = _REPR.repr(value)
+    except ValueError:  # an int with more digits than Python converts to text
+        text = f"<an integer of {value.bit_length()} bits>"
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "..."
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 3, 80, 80, 40
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 6
 
 
 def check_name(name: str, where: str) -> None:
@@ -274,33 +290,117 @@ def folder_name(name: str) -> str:
     return f"{safe[:64]}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
 
 
+@dataclass(frozen=True)
+class Range:
+    """Where a numeric setting may lie; ``None`` leaves that side open."""
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False  # low itself is outside (> low)
+    open_high: bool = False
+
+    def holds(self, value: float) -> bool:
+        above = self.low is None or (value > self.low if self.open_low else value >= self.low)
+        below = self.high is None or (value < self.high if self.open_high else value <= self.high)
+        return above and below
+
+    def text(self) -> str:
+        if self.high is None and (self.low, self.open_low) in ((0, True), (1, False)):
+            return "positive"  # > 0, or >= 1 for the integer counts
+        if self.high is None:
+            return f"{'>' if self.open_low else '>='} {_number(self.low)}"
+        left, right = "(" if self.open_low else "[", ")" if self.open_high else "]"
+        return f"in {left}{_number(self.low)}, {_number(self.high)}{right}"
+
+
+def _number(value: float | None) -> str:
+    return str(int(value)) if value is not None and float(value).is_integer() else f"{value:g}"
+
+
+_COUNT = Range(1)
+_POSITIVE = Range(0, open_low=True)
+_FRACTION = Range(0, 1)
+_OPEN_FRACTION = Range(0, 1, open_low=True, open_high=True)
+_SEED = Range(0, SEED_MAX)
+# Every numeric setting and its range, by dotted key (one home: check_study reads it).
+RANGES: dict[str, Range] = {
+    "n_trials": _COUNT,
+    "trial_timeout_s": _POSITIVE,
+    "data.eval_articles": _COUNT,
+    "data.eval_fraction": _OPEN_FRACTION,
+    "data.test_articles": _COUNT,
+    "data.test_fraction": _OPEN_FRACTION,
+    "data.max_train_samples": _COUNT,
+    "data.max_eval_samples": _COUNT,
+    "data.max_test_samples": _COUNT,
+    "data.max_seq_length": _COUNT,
+    "data.doc_stride": _COUNT,
+    "data.max_query_length": _COUNT,
+    "data.n_best": _COUNT,
+    "data.max_answer_length": _COUNT,
+    "data.seed": _SEED,
+    "data.synthetic.n_train": _COUNT,
+    "data.synthetic.n_eval": _COUNT,
+    "data.synthetic.n_test": Range(0),
+    "data.synthetic.seed": _SEED,
+    "data.synthetic.unanswerable_fraction": _FRACTION,
+    "teacher.train.vocab_from_data": _COUNT,
+    "teacher.train.epochs": _POSITIVE,
+    "teacher.train.learning_rate": Range(0, 1, open_low=True),
+    "teacher.train.batch_size": _COUNT,
+    "teacher.train.warmup_ratio": _FRACTION,
+    "teacher.train.weight_decay": _FRACTION,
+    "teacher.train.seed": _SEED,
+    "training.seed": _SEED,
+    "training.grad_clip": Range(0),  # 0: no clipping
+    "training.eval_batch_size": _COUNT,
+    "training.max_steps": _COUNT,
+    "training.log_every": _COUNT,
+    "sampler.seed": _SEED,
+    "resources.cpu": _POSITIVE,
+    "resources.gpu": Range(0),
+    "resources.gpu_memory_gb": _POSITIVE,
+    "calibration.n_features": _COUNT,
+    "calibration.max_tokens": _COUNT,
+    "calibration.seed": _SEED,
+}
+
+
 def check_study(config: StudyConfig, where: str) -> None:
     """Checks across keys that types alone cannot express."""
     check_name(config.name, where)
+    for key, allowed in RANGES.items():
+        _check_range(config, key, allowed, where)
     data = config.data
-    positive = {
-        "data.max_seq_length": data.max_seq_length,
-        "data.doc_stride": data.doc_stride,
-        "data.max_query_length": data.max_query_length,
-        "data.n_best": data.n_best,
-        "data.max_answer_length": data.max_answer_length,
-        "n_trials": config.n_trials,
-        "training.eval_batch_size": config.training.eval_batch_size,
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            raise ConfigError(f"{where}: {key} = {value} must be positive")
     if config.task in QA_TASKS:
         _check_qa_lengths(data, where)
-    for key in ("eval_fraction", "test_fraction"):
-        fraction = getattr(data, key)
-        if fraction is not None and not 0.0 < fraction < 1.0:
-            raise ConfigError(f"{where}: data.{key} = {fraction} must be in (0, 1)")
     _check_thresholds(config, where)
     names = [o.name for o in config.objectives]
     if len(set(names)) != len(names):
-        raise ConfigError(f"{where}: objectives repeat a name: {names}")
+        raise ConfigError(f"{where}: objectives repeat a name: {shown(names)}")
     _check_resources(config.resources, where)
+
+
+def _check_range(config: StudyConfig, key: str, allowed: Range, where: str) -> None:
+    node: Any = config
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = getattr(node, part)
+        if node is None:  # e.g. no teacher.train
+            return
+    value = getattr(node, leaf)
+    if value is None or allowed.holds(value):
+        return
+    default = _default(type(node), leaf)
+    fix = "none" if default is None else _number(default)
+    raise ConfigError(
+        f"{where}: {key} = {shown(value)} must be {allowed.text()}; write such a number or "
+        f"leave it out for the default ({fix})"
+    )
+
+
+def _default(cls: type, name: str) -> Any:
+    return next(f.default for f in dataclasses.fields(cls) if f.name == name)
 
 
 def _check_thresholds(config: StudyConfig, where: str) -> None:
@@ -359,14 +459,15 @@ def from_dict(cls: type, raw: Any, where: str, prefix: str) -> Any:
     """Build dataclass ``cls`` from ``raw``, checking keys and types recursively."""
     if not isinstance(raw, dict):
         raise ConfigError(
-            f"{where}: '{prefix.rstrip('.') or 'top level'}' must be a mapping, got {raw!r}"
+            f"{where}: '{prefix.rstrip('.') or 'top level'}' must be a mapping, got {shown(raw)}"
         )
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
-    unknown = sorted(set(raw) - set(fields))
+    unknown = sorted(set(raw) - set(fields), key=str)
     if unknown:
         allowed = ", ".join(n for n in fields if n != "source_file")
-        raise ConfigError(f"{where}: unknown key '{prefix}{unknown[0]}'; allowed: {allowed}")
+        key = shown(f"{prefix}{unknown[0]}")[1:-1]
+        raise ConfigError(f"{where}: unknown key '{key}'; allowed: {allowed}")
     required = [
         n
         for n, f in fields.items()
@@ -395,19 +496,22 @@ def _coerce(tp: Any, value: Any, where: str, key: str) -> Any:
         raise errors[0]
     if origin is Literal:
         if value not in args:
-            raise ConfigError(f"{where}: {key} = {value!r} is not one of {list(args)}")
+            raise ConfigError(f"{where}: {key} = {shown(value)} is not one of {list(args)}")
         return value
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where, f"{key}.")  # type: ignore[arg-type]
     if origin is tuple:
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where}: {key} = {value!r} must be a list")
+            raise ConfigError(f"{where}: {key} = {shown(value)} must be a list")
         return tuple(_coerce(args[0], v, where, f"{key}[{i}]") for i, v in enumerate(value))
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: {key} = {value!r} must be a mapping")
+            raise ConfigError(f"{where}: {key} = {shown(value)} must be a mapping")
+        for k in value:
+            if args and args[0] is str and not isinstance(k, str):
+                raise ConfigError(f"{where}: {key} has the key {shown(k)}; write it as a name")
         if len(args) == 2 and args[1] is not Any:
-            return {k: _coerce(args[1], v, where, f"{key}.{k}") for k, v in value.items()}
+            return {k: _coerce(args[1], v, where, f"{key}.{k[:80]}") for k, v in value.items()}
         return dict(value)
     return _scalar(tp, value, where, key)
 
@@ -417,24 +521,29 @@ def _scalar(tp: Any, value: Any, where: str, key: str) -> Any:
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: {key} = {value!r} must be true or false")
+            raise ConfigError(f"{where}: {key} = {shown(value)} must be true or false")
         return value
     if tp is float:
+        number = value
         if isinstance(value, str):  # PyYAML reads 1e-5 (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where}: {key} = {value!r} must be a number")
-        return float(value)
+            with contextlib.suppress(ValueError):
+                number = float(value)
+        if isinstance(number, bool) or not isinstance(number, int | float):
+            raise ConfigError(f"{where}: {key} = {shown(value)} must be a number")
+        try:
+            number = float(number)
+        except OverflowError:  # an integer beyond a float's range
+            number = math.inf
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}: {key} = {shown(value)} must be a finite number")
+        return number
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: {key} = {value!r} must be an integer")
+            raise ConfigError(f"{where}: {key} = {shown(value)} must be an integer")
         return value
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: {key} = {value!r} must be a string")
+            raise ConfigError(f"{where}: {key} = {shown(value)} must be a string")
         return value
     raise TypeError(f"config type {tp} of {key} is not supported")  # a bug, not user input
 

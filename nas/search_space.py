@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
-import yaml
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
@@ -33,7 +32,9 @@ from optuna.distributions import (
     json_to_distribution,
 )
 
+from nas.config import shown
 from nas.errors import ConfigError, InvalidConfig
+from nas.safe_yaml import load_yaml
 
 if TYPE_CHECKING:
     from nas.config import StudyConfig
@@ -91,7 +92,7 @@ class SearchSpace:
         unknown = [n for n in params if n not in self.distributions]
         if unknown:
             raise InvalidConfig(
-                f"{where}: unknown parameter {unknown[0]!r}; the search space "
+                f"{where}: unknown parameter {shown(unknown[0])}; the search space "
                 f"{self.source_file} defines {', '.join(self.distributions)}"
             )
         missing = [n for n in self.distributions if n not in params]
@@ -128,9 +129,11 @@ def check_params(params: Mapping[str, Any]) -> None:
             continue
         value = params[name]
         if name in INT_PARAMS and (isinstance(value, bool) or not isinstance(value, int)):
-            raise InvalidConfig(f"{name} = {value!r} must be an integer")
-        if not low <= value <= high:
-            raise InvalidConfig(f"{name} = {value!r} must lie in [{low}, {high}]")
+            raise InvalidConfig(f"{name} = {shown(value)} must be an integer")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidConfig(f"{name} = {shown(value)} must be a number, unquoted")
+        if not low <= value <= high:  # NaN too
+            raise InvalidConfig(f"{name} = {shown(value)} must lie in [{low}, {high}]")
     heads, hidden = params.get("n_heads"), params.get("hidden_size")
     if heads is not None and hidden is not None and hidden % heads:
         divisors = [d for d in range(1, min(hidden, 64) + 1) if hidden % d == 0]
@@ -157,16 +160,13 @@ def load_search_space(path: str | Path) -> SearchSpace:
     where = str(path)
     if not path.is_file():
         raise ConfigError(f"{where}: search space file not found; see search_spaces/ for examples")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{where}: not valid YAML ({exc})") from exc
+    raw = load_yaml(path.read_text(), where)
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping of parameter name to distribution")
     unknown = [k for k in raw if k not in PARAM_NAMES]
     if unknown:
         raise ConfigError(
-            f"{where}: unknown parameter '{unknown[0]}'; allowed: {', '.join(PARAM_NAMES)}"
+            f"{where}: unknown parameter {shown(unknown[0])}; allowed: {', '.join(PARAM_NAMES)}"
         )
     missing = [k for k in PARAM_NAMES if k not in raw]
     if missing:
@@ -183,7 +183,8 @@ def parse_distribution(spec: Any, where: str, name: str) -> BaseDistribution:
     if not isinstance(spec, dict):
         if isinstance(spec, list):
             raise ConfigError(
-                f"{where}: {name} = {spec!r}; write {{type: categorical, choices: {spec!r}}}"
+                f"{where}: {name} = {shown(spec)}; write "
+                f"{{type: categorical, choices: {shown(spec)}}}"
             )
         return CategoricalDistribution([spec])
     try:
@@ -194,7 +195,7 @@ def parse_distribution(spec: Any, where: str, name: str) -> BaseDistribution:
         raise ConfigError(f"{where}: {name}: {exc}") from None
     except (ValueError, TypeError, KeyError, OverflowError) as exc:
         raise ConfigError(
-            f"{where}: {name} = {spec!r} is not a valid distribution ({exc})"
+            f"{where}: {name} = {shown(spec)} is not a valid distribution ({shown(str(exc))})"
         ) from None
 
 
@@ -206,17 +207,22 @@ def _short_form(spec: dict[str, Any], name: str) -> BaseDistribution:
         "categorical": {"type", "choices"},
     }
     if kind not in allowed:
-        raise ConfigError(f"type = {kind!r}; use one of float, int, categorical")
+        raise ConfigError(f"type = {shown(kind)}; use one of float, int, categorical")
     extra = set(spec) - allowed[kind]
     if extra:
-        raise ConfigError(f"unknown key {sorted(extra)[0]!r}; allowed: {sorted(allowed[kind])}")
+        raise ConfigError(
+            f"unknown key {shown(sorted(extra, key=str)[0])}; allowed: {sorted(allowed[kind])}"
+        )
     if kind == "categorical":
         choices = spec.get("choices")
         if not isinstance(choices, list) or not choices:
-            raise ConfigError(f"choices = {choices!r} must be a non-empty list")
+            raise ConfigError(f"choices = {shown(choices)} must be a non-empty list")
+        odd = [c for c in choices if c is not None and not isinstance(c, bool | int | float | str)]
+        if odd:  # Optuna stores choices as JSON scalars only
+            raise ConfigError(f"choice {shown(odd[0])} must be a number or a string")
         return CategoricalDistribution(choices)
     if "low" not in spec or "high" not in spec:
-        raise ConfigError(f"{kind} needs low and high, got {spec!r}")
+        raise ConfigError(f"{kind} needs low and high, got {shown(spec)}")
     low, high = float(spec["low"]), float(spec["high"])
     _check_finite(low, high, spec)
     if low > high:
@@ -233,10 +239,11 @@ def _check_finite(low: float, high: float, spec: Any) -> None:
     for key, value in (("low", low), ("high", high)):
         if not math.isfinite(value):
             raise ConfigError(
-                f"{key} = {value} (from {spec!r}) is not a finite number; write a finite bound"
+                f"{key} = {value} (from {shown(spec)}) is not a finite number; "
+                "write a finite bound"
             )
     if not math.isfinite(high - low):
-        raise ConfigError(f"high - low of {spec!r} overflows; narrow the range")
+        raise ConfigError(f"high - low of {shown(spec)} overflows; narrow the range")
 
 
 def _check_bounds(dist: BaseDistribution, where: str, name: str) -> None:

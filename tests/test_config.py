@@ -132,3 +132,110 @@ def test_other_names_load_and_get_safe_folder_names(tmp_path: Path) -> None:
     for folder in odd:
         assert folder.replace("-", "").replace("_", "").replace(".", "").isalnum()
         assert folder.isascii() and len(folder) <= 75
+
+
+# ----------------------------------------------------------------------------- hostile files
+
+
+def _alias_bomb(levels: int = 9) -> str:
+    """A "billion laughs": each level lists the previous one nine times (~650 bytes)."""
+    lines = ["name: bomb", "l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for i in range(1, levels):
+        lines.append(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]")
+    return "\n".join([*lines, f"n_trials: *l{levels - 1}"]) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (_alias_bomb(), "aliases expand to over 100,000 values"),
+        ("name: &a [1, *a]\n", "the alias *a refers to a value that contains it"),
+        ("name: " + "[" * 100 + "]" * 100 + "\n", "nest deeper than 64 levels"),
+        ("n_trials: 1" + "0" * 5000 + "\n", "a value cannot be read (Exceeds the limit"),
+        ("name: [unclosed\ntask: x\n", "not valid YAML (while parsing a flow sequence"),
+    ],
+)
+def test_hostile_yaml_fails_fast_in_one_line(tmp_path: Path, text: str, message: str) -> None:
+    import time
+
+    path = tmp_path / "hostile.yaml"
+    path.write_text(text)
+    start = time.perf_counter()
+    with pytest.raises(ConfigError) as info:
+        load_study(path)
+    assert time.perf_counter() - start < 2.0
+    line = str(info.value)
+    assert message in line and line.startswith(str(path)) and "\n" not in line, line
+
+
+def test_the_alias_bomb_is_small_and_plain_aliases_still_load(tmp_path: Path) -> None:
+    assert len(_alias_bomb()) <= 650  # 9**9 values: 387 million "lol"s
+    path = write_study(tmp_path)
+    text = path.read_text().replace("n_trials: 12", "n_trials: &n 12\nreference_point: {}")
+    path.write_text(text + "calibration: {n_features: *n}\n")
+    assert load_study(path).calibration.n_features == 12
+
+
+def test_error_messages_cap_the_value_they_show(tmp_path: Path) -> None:
+    huge = {"n_trials": list(range(5_000)), "name": "x" * 100_000}
+    for key, value in huge.items():
+        path = write_study(tmp_path, **{key: value})
+        with pytest.raises(ConfigError) as info:
+            load_study(path)
+        assert len(str(info.value)) < len(str(path)) + 400, str(info.value)[:500]
+    path = write_study(tmp_path, **{"y" * 10_000: 1})
+    with pytest.raises(ConfigError, match="unknown key 'yyy") as info:
+        load_study(path)
+    assert len(str(info.value)) < len(str(path)) + 1000
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"training__max_steps": -5}, "training.max_steps = -5 must be positive"),
+        ({"trial_timeout_s": -1}, "trial_timeout_s = -1.0 must be positive"),
+        ({"trial_timeout_s": float("inf")}, "trial_timeout_s = inf must be a finite number"),
+        ({"thresholds": [{"metric": "exact", "min": float("nan")}]}, "min = nan must be a finite"),
+        ({"sampler__seed": -1}, "sampler.seed = -1 must be in [0, 4294967295]"),
+        ({"training__grad_clip": -0.5}, "training.grad_clip = -0.5 must be >= 0"),
+        ({"teacher__train__epochs": 0}, "teacher.train.epochs = 0.0 must be positive"),
+        ({"teacher__train__batch_size": 0}, "teacher.train.batch_size = 0 must be positive"),
+        ({"data__synthetic__unanswerable_fraction": 1.5}, "must be in [0, 1]"),
+        ({"data__synthetic__n_train": 0}, "data.synthetic.n_train = 0 must be positive"),
+        ({"calibration__max_tokens": 0}, "calibration.max_tokens = 0 must be positive"),
+        ({"resources__gpu_memory_gb": 10**400}, "gpu_memory_gb = 100000000000000000...0"),
+        ({"training__log_every": 2.5}, "training.log_every = 2.5 must be an integer"),
+    ],
+)
+def test_numeric_settings_are_type_and_range_checked(
+    tmp_path: Path, changes: dict[str, object], message: str
+) -> None:
+    path = write_study(tmp_path, **changes)
+    with pytest.raises(ConfigError) as info:
+        load_study(path)
+    assert message in str(info.value) and "\n" not in str(info.value), str(info.value)
+
+
+def test_every_numeric_setting_has_a_range() -> None:
+    import dataclasses
+    import typing
+
+    from nas.config import RANGES
+
+    def numeric_keys(cls: type, prefix: str) -> list[str]:
+        keys = []
+        for f in dataclasses.fields(cls):
+            tp = typing.get_type_hints(cls)[f.name]
+            if typing.get_origin(tp) in (tuple, dict):  # thresholds: finite, checked apart
+                continue
+            args = [a for a in typing.get_args(tp) if a is not type(None)] or [tp]
+            inner = args[0]
+            if dataclasses.is_dataclass(inner):
+                keys += numeric_keys(inner, f"{prefix}{f.name}.")  # type: ignore[arg-type]
+            elif inner in (int, float):
+                keys.append(f"{prefix}{f.name}")
+        return keys
+
+    from nas.config import StudyConfig
+
+    assert sorted(numeric_keys(StudyConfig, "")) == sorted(RANGES)

@@ -77,6 +77,16 @@ def test_optuna_json_form_and_fixed_values(tmp_path: Path) -> None:
             },
             "temperature: high = inf",
         ),
+        # non-numeric choices for a number (a TypeError comparing with the bounds, before)
+        ({"temperature": "{type: categorical, choices: [1.0, hot]}"}, "'hot' must be a number"),
+        (
+            {"alpha": "{type: categorical, choices: [[0.5]]}"},
+            "alpha: choice [0.5] must be a number or a string",
+        ),
+        ({"weight_decay": "'0.01'"}, "weight_decay = '0.01' must be a number"),
+        ({"batch_size": "{type: categorical, choices: [16, '32']}"}, "'32' must be an integer"),
+        ({"temperature": "{type: float, low: [1], high: 2}"}, "is not a valid distribution"),
+        ({"alpha": "{type: float, high: 1, low: [" + "0.5, " * 3000 + "0]}"}, "0.5, ...]"),
     ],
 )
 def test_bad_spaces_name_file_parameter_and_fix(
@@ -87,6 +97,7 @@ def test_bad_spaces_name_file_parameter_and_fix(
         load_search_space(path)
     assert message in str(info.value)
     assert str(path) in str(info.value)
+    assert len(str(info.value)) < len(str(path)) + 500 and "\n" not in str(info.value)
 
 
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
