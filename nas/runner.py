@@ -36,7 +36,7 @@ from nas.artifacts import (
 )
 from nas.config import StudyConfig
 from nas.confirm import CONFIRMS, SEED, TEST_METRICS
-from nas.drivers import ask_within, finished_count, requeue
+from nas.drivers import ask_within, drop_artifacts, finished_count, requeue
 from nas.errors import InvalidConfig, NasError, StorageUnreachable, TrialError
 from nas.preflight import BUDGET, ESTIMATE, PEAK, DriverPreflight, memory_summary
 from nas.search_space import SearchSpace
@@ -280,9 +280,12 @@ class StudySearcher(Searcher):
                     "reason": "error",
                     "message": f"the driver could not record the outcome: {exc!r}",
                 }
-                return with_storage_retries(
+                frozen = with_storage_retries(
                     lambda: self._tell(trial, failed), self.study, what, self.printer
                 )
+                if frozen is not None:  # records written before the error name removed files
+                    drop_artifacts(self.study, frozen)
+                return frozen
         except Exception as exc:  # noqa: BLE001 - nothing can be written: stop the run
             self.lost = (
                 exc

@@ -8,7 +8,6 @@ SQLite write lock past the busy timeout.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -238,20 +237,27 @@ def test_a_commit_whose_answer_is_lost_is_kept(
     assert "retrying" in lines[0] and "COMPLETE" in lines[-1]
 
 
-def test_bad_data_fails_the_trial_as_error_and_removes_its_files(
-    tiny_study: Callable[..., Path], tmp_path: Path, fast_retries: None
+def test_an_error_that_is_no_outage_fails_the_trial_and_removes_its_checkpoint(
+    tiny_study: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Bad data or a bug after the files were recorded: not retried; FAIL error says why, and
+    neither the files nor their records are left."""
     searcher, s, lines = driver(tiny_study, url_for("sqlite", tmp_path), "tiny", tmp_path)
     assert searcher.suggest("a") is not None
-    result = fake_result(tmp_path / "artifacts")
-    outcome = json.loads(result["nas_outcome"])
-    outcome["metrics"]["unknown_field"] = 1  # Metrics(**...) refuses it: not an outage
-    searcher.on_trial_complete("a", {"nas_outcome": json.dumps(outcome)})
+
+    def refused(*args: Any) -> None:
+        raise TypeError("Object of type bytes is not JSON serializable")
+
+    monkeypatch.setattr("nas.runner.tell_complete", refused)  # after the records
+    searcher.on_trial_complete("a", fake_result(tmp_path / "artifacts"))
     (trial,) = s.get_trials()
     assert trial.state == TrialState.FAIL and trial.user_attrs["fail_reason"] == "error"
-    assert "could not record the outcome" in trial.user_attrs["fail_message"]
+    assert "could not record the outcome: TypeError" in trial.user_attrs["fail_message"]
+    fresh = optuna.load_study(study_name="tiny", storage=url_for("sqlite", tmp_path))
+    assert optuna.artifacts.get_all_artifact_meta(fresh.trials[0], storage=fresh._storage) == []
     assert list((tmp_path / "artifacts").iterdir()) == []
     assert not [line for line in lines if "retrying" in line]
+    assert searcher.lost is None and searcher.live == {}
 
 
 def test_the_driver_stops_a_hung_worker_and_the_trial_fails_as_timeout(
