@@ -152,13 +152,15 @@ def check_distributions_fit(
 
 
 def open_storage(url: str) -> BaseStorage:
-    """An Optuna storage for a SQLAlchemy URL or ``journal:PATH`` (a JournalStorage file)."""
+    """An Optuna storage for a SQLAlchemy URL or ``journal:PATH`` (a JournalStorage file),
+    created if missing, for commands that write (a SQLite file is checked to be writable)."""
     if url.startswith(JOURNAL):
         return _open_journal(url)
     parsed = parse_url(url)
     try:
         storage = _new_rdb(url, parsed)
     except Exception as exc:  # sqlalchemy and the drivers raise many types; all mean "cannot open"
+        _raise_if_read_only(exc, url)
         raise StorageError(
             f"storage {mask_password(url)} cannot be opened ({first_line(exc, url)}); check the "
             "URL, that the server runs and the database exists (`nas storage check URL` says "
@@ -166,7 +168,111 @@ def open_storage(url: str) -> BaseStorage:
         ) from None
     if parsed.get_backend_name() == "sqlite":
         sqlite_transactions(storage.engine)
+        check_writable(url)
     return storage
+
+
+def open_existing(url: str) -> BaseStorage:
+    """The storage at ``url`` for commands that read a study: nothing is created (no SQLite or
+    journal file, no tables), and a SQLite file keeps its journal mode.
+
+    Raises:
+        StorageError: the file does not exist, or the database holds no Optuna tables; the
+            message names its :func:`location`.
+    """
+    path = storage_file(url)
+    if path is not None and not path.is_file():
+        raise StorageError(
+            f"no storage at {location(url)}: the file does not exist (nothing was created); "
+            "run from the folder `nas study run` ran in, or pass --storage with its URL"
+        )
+    if url.startswith(JOURNAL):
+        return _open_journal(url)
+    parsed = parse_url(url)
+    if "studies" not in _inspect(url, parsed)[1]:
+        raise StorageError(
+            f"{location(url)} holds no Optuna studies (no tables); pass --storage with the "
+            "URL `nas study run` used"
+        )
+    try:
+        storage = optuna.storages.RDBStorage(
+            url, engine_kwargs=engine_kwargs(parsed), skip_table_creation=True
+        )
+    except Exception as exc:  # noqa: BLE001 - an old schema, a damaged or foreign database
+        raise StorageError(
+            f"storage {location(url)} cannot be read ({first_line(exc, url)}); "
+            "`nas storage check URL` says more"
+        ) from None
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(storage.engine, "connect", _sqlite_busy_timeout)
+        storage.engine.dispose()
+    return storage
+
+
+def storage_file(url: str) -> Path | None:
+    """The file a SQLite or journal URL stores into (as given, maybe relative); None for a
+    server or an in-memory database."""
+    if url.startswith(JOURNAL):
+        return Path(url.removeprefix(JOURNAL))
+    parsed = parse_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return None
+    if database.startswith("file:"):  # SQLite's URI form (?uri=true)
+        database = database.removeprefix("file:").split("?")[0]
+    return Path(database)
+
+
+def location(url: str) -> str:
+    """Where a storage is, for messages: the masked URL and, for a file, its absolute path."""
+    path = storage_file(url)
+    if path is None:
+        return mask_password(url)
+    return f"{mask_password(url)} (the file {path.expanduser().resolve()})"
+
+
+def check_writable(url: str, fix: str = "") -> None:
+    """A SQLite file that can only be read fails here, in one line, rather than at its first
+    write deep inside a run (a 97-line traceback). The probe creates a table in an explicit
+    transaction and rolls it back; ``fix`` is appended to the advice."""
+    path = storage_file(url)
+    if path is None or url.startswith(JOURNAL) or not path.is_file():
+        return
+    parsed = parse_url(url)
+    args, kwargs = parsed.get_dialect()().create_connect_args(parsed)  # as SQLAlchemy connects
+    connection = sqlite3.connect(
+        str(args[0]),
+        timeout=SQLITE_BUSY_TIMEOUT_S,
+        isolation_level=None,
+        uri=bool(kwargs.get("uri", False)),
+    )
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("CREATE TABLE nas_write_probe (x INTEGER)")
+        connection.execute("ROLLBACK")
+    except sqlite3.OperationalError as exc:
+        _raise_if_read_only(exc, url, fix)
+        raise StorageError(
+            f"storage {location(url)} cannot be written ({first_line(exc, url)})"
+        ) from None
+    finally:
+        connection.close()
+
+
+def _raise_if_read_only(exc: BaseException, url: str, fix: str = "") -> None:
+    text = str(exc)
+    path = storage_file(url)
+    if path is None or not ("readonly database" in text or "unable to open" in text):
+        return
+    if "unable to open" in text and not path.is_file():
+        return  # a missing folder: the caller's message says so
+    where = path.expanduser().resolve()
+    raise StorageError(
+        f"storage {mask_password(url)}: the SQLite file {where} is read-only here "
+        f"({first_line(exc, url)}); make the file and its folder writable (chmod u+w {where} "
+        f"{where.parent}: SQLite writes -wal and -shm files beside it), or copy the file "
+        f"somewhere writable and pass --storage sqlite:///COPY{fix}"
+    ) from None
 
 
 def _new_rdb(url: str, parsed: URL) -> optuna.storages.RDBStorage:
@@ -226,6 +332,12 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_S * 1000}")
     cursor.execute("PRAGMA journal_mode = WAL")  # persistent in the file; a no-op once set
+    cursor.close()
+
+
+def _sqlite_busy_timeout(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_S * 1000}")
     cursor.close()
 
 
@@ -308,6 +420,7 @@ def _inspect(url: str, parsed: URL) -> tuple[str, set[str]]:
                 mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
                 return f"SQLite {sqlite3.sqlite_version}, journal mode {mode}", tables
     except Exception as exc:  # noqa: BLE001 - every driver has its own error types
+        _raise_if_read_only(exc, url)
         raise StorageError(
             f"cannot connect to {mask_password(url)} ({first_line(exc, url)}); check the host, "
             "port, user and database, and that the server runs"

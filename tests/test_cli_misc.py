@@ -260,3 +260,85 @@ def test_a_categorical_too_large_for_mysql_fails_before_the_study_exists(
     assert "parameter ffn_dim" in line and "68,246 bytes" in line and "65,535" in line, line
     assert "fewer choices" in line and "PostgreSQL or SQLite" in line
     _nothing_written(tmp_path)
+
+
+# ----------------------------------------------------------------------------- reading a study
+
+
+def _create_studies(url: str, *names: str) -> None:
+    """Plain Optuna studies, created without Optuna's log line (its handler would keep this
+    test's captured stderr and fail on it in the next test)."""
+    import optuna
+
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        for name in names:
+            optuna.create_study(storage=url, study_name=name)
+    finally:
+        optuna.logging.set_verbosity(before)
+
+
+def test_read_commands_create_no_database_and_name_its_path(
+    tmp_path: Path,
+    capsys,
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NAS_STORAGE", raising=False)
+    commands = [
+        ("study", "status", "x"),
+        ("study", "front", "x"),
+        ("study", "report", "x", "--out", "r.html"),
+        ("study", "list"),
+        ("export", "x", "--out", "out"),
+        ("dashboard", "x"),
+    ]
+    for argv in commands:
+        line = _refused(capsys, *argv)
+        assert f"(the file {tmp_path / 'nas.db'}): the file does not exist" in line, line
+    assert list(tmp_path.iterdir()) == []  # no nas.db, no -wal, no report
+    _create_studies("sqlite:///nas.db", "b", "a")
+    line = _refused(capsys, "study", "status", "x")
+    assert f"no study 'x' in sqlite:///nas.db (the file {tmp_path / 'nas.db'})" in line
+    assert "studies there: 'a', 'b'" in line
+
+
+def test_read_only_storage_is_one_line_before_any_work(
+    tmp_path: Path,
+    tiny_study,
+    capsys,
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+
+    monkeypatch.chdir(tmp_path)
+    study = _bad_study(tmp_path, tiny_study)
+    _create_studies(f"sqlite:///{tmp_path / 'ro.db'}", "tiny")
+    url = f"sqlite:///file:{tmp_path / 'ro.db'}?mode=ro&uri=true"
+    for argv in (("study", "run", str(study)), ("study", "front", "tiny", "--test")):
+        line = _refused(capsys, *argv, "--storage", url)
+        assert "ro.db is read-only here" in line and "chmod u+w" in line, line
+    _nothing_written(tmp_path)
+
+
+def test_a_closed_stdout_ends_quietly_with_141(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    _create_studies(f"sqlite:///{tmp_path / 'nas.db'}", "a")
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before nas writes: `nas study list | head -0`
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "nas", "study", "list"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+            env={**os.environ, "NAS_STORAGE": ""},
+        )
+    finally:
+        os.close(write)
+    assert (result.returncode, result.stderr) == (141, "")

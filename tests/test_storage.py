@@ -82,6 +82,57 @@ def test_sqlite_study_is_in_wal_mode_with_a_busy_timeout(
         assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 60_000
 
 
+# ----------------------------------------------------------------------------- reading creates nothing
+
+
+def test_open_existing_creates_no_file_and_no_tables(tmp_path: Path) -> None:
+    from nas.storage import StorageError, open_existing
+
+    for url in (f"sqlite:///{tmp_path / 'nas.db'}", f"journal:{tmp_path / 'nas.log'}"):
+        with pytest.raises(StorageError) as info:
+            open_existing(url)
+        assert "the file does not exist (nothing was created)" in str(info.value)
+        assert str(tmp_path) in str(info.value)  # the absolute path
+    assert list(tmp_path.iterdir()) == []
+    sqlite3.connect(tmp_path / "other.db").close()  # an empty SQLite file, not Optuna's
+    with pytest.raises(StorageError, match="holds no Optuna studies"):
+        open_existing(f"sqlite:///{tmp_path / 'other.db'}")
+    with contextlib.closing(sqlite3.connect(tmp_path / "other.db")) as plain:
+        assert plain.execute("SELECT name FROM sqlite_master").fetchall() == []
+    url = f"sqlite:///{tmp_path / 'nas.db'}"
+    optuna.create_study(storage=url, study_name="a")
+    assert [s.study_name for s in open_existing(url).get_all_studies()] == ["a"]
+
+
+def test_location_gives_a_files_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nas.storage import location
+
+    monkeypatch.chdir(tmp_path)
+    assert location("sqlite:///nas.db") == f"sqlite:///nas.db (the file {tmp_path / 'nas.db'})"
+    assert location("journal:runs/s.log").endswith(f"(the file {tmp_path / 'runs' / 's.log'})")
+    assert location("postgresql://u:pw@db/x") == "postgresql://u:***@db/x"
+
+
+def test_a_read_only_sqlite_file_is_one_line_with_the_fix(tmp_path: Path) -> None:
+    from nas.storage import StorageError
+
+    db = tmp_path / "nas.db"
+    optuna.create_study(storage=f"sqlite:///{db}", study_name="a")
+    read_only = f"sqlite:///file:{db}?mode=ro&uri=true"  # what a chmod 444 file gives a user
+    with pytest.raises(StorageError) as info:
+        open_storage(read_only)
+    text = str(info.value)
+    assert f"the SQLite file {db} is read-only here (attempt to write a readonly database)" in text
+    assert f"chmod u+w {db} {tmp_path}" in text and "\n" not in text
+    storage = open_storage(f"sqlite:///{db}")  # writable: the probe leaves nothing behind
+    with contextlib.closing(sqlite3.connect(db)) as plain:
+        tables = {row[0] for row in plain.execute("SELECT name FROM sqlite_master")}
+    assert "nas_write_probe" not in tables and "studies" in tables
+    assert [s.study_name for s in storage.get_all_studies()] == ["a"]
+
+
 # ----------------------------------------------------------------------------- nas storage check
 
 

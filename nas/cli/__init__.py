@@ -1,7 +1,8 @@
 """The ``nas`` command line: one module per subcommand, ``main() -> int``.
 
 User errors (``NasError``) print one line on stderr and exit 2 (bad input) or their own
-``exit_code`` (1: the teacher ran out of memory); nothing half-written is left.
+``exit_code`` (1: the teacher ran out of memory); nothing half-written is left. A closed
+stdout (``| head``) ends the command quietly with exit code 141, as git does.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from nas.cli import _dashboard, _eval, _export, _storage, _student, _study, _tea
 from nas.errors import NasError
 
 EXIT_USAGE = 2
+# stdout's reader went away (`nas study front NAME | head -1`): git and coreutils die of
+# SIGPIPE there, which a shell reports as 128 + 13; nas stops quietly with that status.
+EXIT_BROKEN_PIPE = 141
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +45,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-        return int(args.run(args))
+        code = int(args.run(args))
+        sys.stdout.flush()  # a closed pipe shows here, not in Python's flush at exit
+        return code
+    except BrokenPipeError:
+        # As the Python docs advise (signal module, "Note on SIGPIPE"): point the streams at
+        # /dev/null so that the interpreter's last flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for stream in (sys.stdout, sys.stderr):
+            os.dup2(devnull, stream.fileno())
+        return EXIT_BROKEN_PIPE
     except NasError as exc:
         print(f"nas: error: {exc}", file=sys.stderr)
         return exc.exit_code

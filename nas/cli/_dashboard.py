@@ -63,7 +63,8 @@ def dashboard_command(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         raise NasError(f"--port {args.port} is not a TCP port; pass 1-65535, e.g. 8080")
     warning = check_host(args.host, args.allow_remote, args.allow_notes)
-    study = _load(args)
+    fix = "; or pass --no-publish (then nothing is written)"
+    study = _load(args, writes=not args.no_publish, fix=fix)
     check_port(args.host, args.port)
     done = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
     root = resolve_artifact_root(args.artifact_root, study, done[-1] if done else None)

@@ -8,7 +8,7 @@ from typing import Any
 import optuna
 
 from nas.cli._common import positive_int, progress
-from nas.config import load_study
+from nas.config import load_study, shown
 from nas.errors import NasError
 
 
@@ -134,18 +134,30 @@ def run_command(args: argparse.Namespace) -> int:
     return code
 
 
-def _load(args: argparse.Namespace) -> optuna.Study:
-    from nas.study import mask_password, open_storage, resolve_storage
+def _load(args: argparse.Namespace, writes: bool = False, fix: str = "") -> optuna.Study:
+    """The study ``args.name`` in ``--storage``, creating nothing; a missing study names the
+    storage's absolute path and the studies it holds. ``writes``: the command will write into
+    the study, so a read-only SQLite file fails now, in one line (``fix``: more advice)."""
+    from nas.storage import check_writable, location, open_existing, resolve_storage
 
     url = resolve_storage(args.storage)
-    storage = open_storage(url)
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    storage = open_existing(url)
+    names = sorted(s.study_name for s in storage.get_all_studies())
     if args.name not in names:
         raise NasError(
-            f"no study '{args.name}' in {mask_password(url)}; studies there: "
-            f"{names or 'none'} (pass --storage for another database)"
+            f"no study {shown(args.name)} in {location(url)}; studies there: "
+            f"{_names(names)} (pass --storage for another database)"
         )
+    if writes:
+        check_writable(url, fix)
     return optuna.load_study(study_name=args.name, storage=storage)
+
+
+def _names(names: list[str], limit: int = 10) -> str:
+    if not names:
+        return "none"
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(shown(n) for n in names[:limit]) + more
 
 
 def status_command(args: argparse.Namespace) -> int:
@@ -170,12 +182,12 @@ def status_command(args: argparse.Namespace) -> int:
 
 
 def list_command(args: argparse.Namespace) -> int:
-    from nas.study import open_storage, resolve_storage
+    from nas.storage import location, open_existing, resolve_storage
 
-    storage = open_storage(resolve_storage(args.storage))
-    summaries = optuna.get_all_study_summaries(storage)
+    url = resolve_storage(args.storage)
+    summaries = optuna.get_all_study_summaries(open_existing(url))
     if not summaries:
-        print("no studies")
+        print(f"no studies in {location(url)}")
     for s in summaries:
         print(
             f"{s.study_name}  trials={s.n_trials}  "
@@ -188,7 +200,7 @@ def front_command(args: argparse.Namespace) -> int:
     from nas.front import deltas
     from nas.summary import front_text, summarize
 
-    study = _load(args)
+    study = _load(args, writes=args.test)  # --test stores the scores in the study
     if args.test:
         score_on_test(study, args.storage, args.artifact_root)
     summary = summarize(study)
