@@ -82,7 +82,7 @@ def test_sqlite_study_is_in_wal_mode_with_a_busy_timeout(
         assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 60_000
 
 
-# ----------------------------------------------------------------------------- reading creates nothing
+# ------------------------------------------------------------------ reading creates nothing
 
 
 def test_open_existing_creates_no_file_and_no_tables(tmp_path: Path) -> None:
