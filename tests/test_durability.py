@@ -40,7 +40,7 @@ from nas.errors import StorageUnreachable
 from nas.runner import StudySearcher
 from nas.search_space import load_search_space
 from nas.stopping import StopWhenLost, TrialDeadlines
-from nas.study import open_storage, open_study
+from nas.study import named_constraints, open_storage, open_study
 
 ADMIN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
 RECORD = "INSERT INTO trial_system_attributes"  # an artifact record (or a constraint)
@@ -161,6 +161,9 @@ def test_an_outage_during_the_tell_is_retried_and_loses_nothing(
     assert searcher.lost is None and searcher.live == {}
     (trial,) = optuna.load_study(study_name=name, storage=url_for(kind, tmp_path)).trials
     assert trial.state == TrialState.COMPLETE and trial.values == [61.5, 1000.0]
+    assert named_constraints(trial) == {"exact>=50": -11.5}
+    assert trial.system_attrs["constraints"] == [-11.5]
+    assert trial.user_attrs["metric:exact"] == 61.5 and trial.user_attrs["params"] == 1000
     recorded = optuna.artifacts.get_all_artifact_meta(trial, storage=s._storage)
     assert {m.filename for m in recorded} == set(trial.user_attrs["checkpoint_files"])
     assert len(list((tmp_path / "artifacts").iterdir())) == 3  # nothing removed
