@@ -38,6 +38,13 @@ def register(commands: Any) -> None:
         "then .nas/artifacts)",
     )
     run.add_argument("--verbose", action="store_true", help="Ray's own progress tables and logs")
+    run.add_argument(
+        "--accept-config-change",
+        action="store_true",
+        help="run an existing study although the study file changes what its results mean "
+        "(objectives, thresholds, task, data, teacher, student source, search space, training "
+        "recipe); the change is recorded in the study's config_changes attribute",
+    )
     run.set_defaults(run=run_command)
 
     status = sub.add_parser("status", help="counts by state, failure reasons, the front")
@@ -104,6 +111,7 @@ def _storage_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from nas.cli._drift import check_config_drift, remember_space
     from nas.search_space import study_space
     from nas.storage import check_distributions_fit, open_storage, resolve_storage
 
@@ -113,7 +121,9 @@ def run_command(args: argparse.Namespace) -> int:
     # Bad input fails before anything is written (open_storage creates a SQLite file).
     space = study_space(config)
     check_distributions_fit(url, space.distributions, space.source_file)
-    open_storage(url)  # an unreachable storage fails before any work
+    storage = open_storage(url)  # an unreachable or read-only storage fails before any work
+    # A re-run whose study file changes what past results mean: refused before data or teacher.
+    check_config_drift(config, space, storage, url, args.accept_config_change, progress)
     from nas.search import RunOptions, run_study  # heavy imports only when needed
     from nas.summary import front_text, summarize
 
@@ -122,6 +132,7 @@ def run_command(args: argparse.Namespace) -> int:
     )
     code = run_study(config, options, progress)
     study = optuna.load_study(study_name=config.name, storage=open_storage(url))
+    remember_space(study, space)  # what the next run's study file is compared with
     print(front_text(summarize(study)))
     from nas.dashboard import publish
 
