@@ -305,8 +305,8 @@ class Range:
         return above and below
 
     def text(self) -> str:
-        if self.high is None and (self.low, self.open_low) in ((0, True), (1, False)):
-            return "positive"  # > 0, or >= 1 for the integer counts
+        if self.high is None and (self.low, self.open_low) == (1, False):
+            return "positive"  # the integer counts
         if self.high is None:
             return f"{'>' if self.open_low else '>='} {_number(self.low)}"
         left, right = "(" if self.open_low else "[", ")" if self.open_high else "]"
@@ -314,7 +314,10 @@ class Range:
 
 
 def _number(value: float | None) -> str:
-    return str(int(value)) if value is not None and float(value).is_integer() else f"{value:g}"
+    """``3``, ``0.5``, ``1e-05``; an integer as itself, however long (shown cut)."""
+    if isinstance(value, int) or value is None:
+        return shown(value)
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:g}"
 
 
 _COUNT = Range(1)
@@ -394,7 +397,7 @@ def _check_range(config: StudyConfig, key: str, allowed: Range, where: str) -> N
     default = _default(type(node), leaf)
     fix = "none" if default is None else _number(default)
     raise ConfigError(
-        f"{where}: {key} = {shown(value)} must be {allowed.text()}; write such a number or "
+        f"{where}: {key} = {_number(value)} must be {allowed.text()}; write such a number or "
         f"leave it out for the default ({fix})"
     )
 
@@ -419,19 +422,12 @@ def _check_thresholds(config: StudyConfig, where: str) -> None:
 
 
 def _check_resources(resources: ResourcesConfig, where: str) -> None:
-    if resources.cpu <= 0 or resources.gpu < 0:
-        raise ConfigError(
-            f"{where}: resources.cpu = {resources.cpu:g}, resources.gpu = {resources.gpu:g}; "
-            "cpu must be > 0 and gpu >= 0"
-        )
     if resources.gpu > 1 and not resources.gpu.is_integer():
         raise ConfigError(
             f"{where}: resources.gpu = {resources.gpu:g}; Ray gives a trial a fraction of one "
             "GPU or whole GPUs: write e.g. 0.5, 1 or 2"
         )
     memory = resources.gpu_memory_gb
-    if memory is not None and memory <= 0:
-        raise ConfigError(f"{where}: resources.gpu_memory_gb = {memory:g} must be > 0 (GiB)")
     if resources.preflight_memory and memory is None and resources.gpu == 0:
         raise ConfigError(
             f"{where}: resources.preflight_memory needs the memory a trial may use; set "
