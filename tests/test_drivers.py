@@ -185,3 +185,30 @@ def test_a_trial_taken_by_another_driver_drops_its_result(tiny_study, tmp_path: 
     searcher.on_trial_complete("a", None, error=True)  # its own failure cannot be told now
     assert "was ended by another driver (FAIL orphaned)" in lines[-1]
     assert study.get_trials()[0].user_attrs["fail_message"] == "judged dead by another driver"
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_an_orphan_loses_the_checkpoint_a_cut_off_tell_left(
+    tiny_study: Callable[..., Path], tmp_path: Path, kind: str
+) -> None:
+    """Both files the trial lists go, the recorded one's record too (a journal cannot remove a
+    record); another trial's checkpoint stays."""
+    import json
+
+    from nas.artifacts import ARTIFACT_ROOT, CHECKPOINT_FILES
+
+    study = new_study(tiny_study, url_for(kind, tmp_path))
+    root = tmp_path / "artifacts"
+    root.mkdir()
+    for name in ("a1", "a2", "keep"):
+        (root / name).write_bytes(b"x")
+    trial = running(study, f"{HOST}:999999")
+    trial.set_user_attr(ARTIFACT_ROOT, str(root))
+    trial.set_user_attr(CHECKPOINT_FILES, {"config.json": "a1", "model.safetensors": "a2"})
+    meta = {"artifact_id": "a1", "filename": "config.json", "mimetype": "x", "encoding": None}
+    trial.storage.set_trial_system_attr(trial._trial_id, "artifacts:a1", json.dumps(meta))
+    assert [t.number for t in recover_orphans(study)] == [trial.number]
+    assert sorted(p.name for p in root.iterdir()) == ["keep"]
+    fresh = optuna.load_study(study_name="tiny", storage=open_storage(url_for(kind, tmp_path)))
+    records = optuna.artifacts.get_all_artifact_meta(fresh.trials[0], storage=fresh._storage)
+    assert [m.artifact_id for m in records] == ([] if kind == "sqlite" else ["a1"])
