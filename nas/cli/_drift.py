@@ -125,6 +125,9 @@ def _accept(
     study.set_user_attr(CHANGES_ATTR, [*history, change_record(changes)])
     study.set_user_attr(CONFIG_ATTR, stored)
     study.set_user_attr(SPACE_ATTR, new.space)
+    for key, value in (("teacher", config.teacher.path), ("task", config.task)):
+        if study.user_attrs.get(key) != value:  # the copies study.open_study wrote at creation
+            study.set_user_attr(key, value)
     say(
         f"accepted {len(changes)} config change(s) to study {shown(config.name)}, recorded in "
         f"its user attribute {CHANGES_ATTR}: {describe(changes)}"
