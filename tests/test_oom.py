@@ -293,3 +293,5 @@ def test_eval_oom_through_ray_in_a_fresh_folder(tiny_study, tmp_path: Path) -> N
         json.dumps(t.user_attrs, default=str)[:300] for t in failed
     ]
     assert all(" at eval: " in t.user_attrs["fail_message"] for t in failed)
+    assert all("CUDA out of memory" in t.user_attrs["fail_message"] for t in failed)
+    assert "FAIL oom" in result.stderr  # each trial's line says why, and the study went on

@@ -15,10 +15,22 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_quickstart_study_from_nothing(tmp_path: Path) -> None:
+    """The README's first command, cut to 4 of its 12 trials (the baseline and 3 sampled
+    students) to keep CI short; everything else (teacher training, slicing, the front on the
+    test split) runs as a user runs it."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     # run from an empty folder, so the defaults (sqlite:///nas.db, .nas/) land there
     result = subprocess.run(
-        [sys.executable, "-m", "nas", "study", "run", str(REPO / "studies" / "quickstart.yaml")],
+        [
+            sys.executable,
+            "-m",
+            "nas",
+            "study",
+            "run",
+            str(REPO / "studies" / "quickstart.yaml"),
+            "--n-trials",
+            "4",
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -30,13 +42,11 @@ def test_quickstart_study_from_nothing(tmp_path: Path) -> None:
     assert teacher["metrics"]["exact"] > 70.0  # synthetic_qa is learnable well above 50% EM
     study = optuna.load_study(study_name="quickstart", storage=f"sqlite:///{tmp_path}/nas.db")
     finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.FAIL)]
-    assert len(finished) >= 12
+    assert len(finished) == 4
     assert study.best_trials, "the front must not be empty"
-    infeasible = [
-        t
-        for t in study.trials
-        if t.state == TrialState.COMPLETE and any(v > 0 for v in t.constraints.values())
-    ]
-    assert infeasible, "some student should fall below the 50 EM threshold"
-    assert all(t.values[0] >= 50.0 for t in study.best_trials)
-    assert "infeasible" in result.stderr and "Pareto front" in result.stdout
+    # feasible means 10 EM above the no-answer score (40 on this split) and HasAns_f1 >= 20
+    assert study.user_attrs["no_answer"]["selection"]["exact"] == 40.0
+    for t in study.best_trials:
+        assert t.values[0] >= 50.0 and t.user_attrs["metric:HasAns_f1"] >= 20.0
+    assert "Pareto front" in result.stdout and "exact (test)" in result.stdout
+    assert "test:0" in study.user_attrs  # the baseline was scored on the test split

@@ -105,29 +105,9 @@ def test_threshold_keeps_infeasible_trials_out_of_the_front(tiny_study, tmp_path
     assert set(study.user_attrs) >= {"test:0", "teacher_scores", "no_answer"}
 
 
-def test_oom_trials_fail_with_reason_and_the_study_goes_on(tiny_study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    url = f"sqlite:///{tmp_path / 'nas.db'}"
-    limit = "40000"  # the baseline (32,642 parameters) fits; most sampled students do not
-    result = nas(
-        "study",
-        "run",
-        str(tiny_study(n_trials=5)),
-        "--storage",
-        url,
-        env={"NAS_FAULT_OOM_ABOVE_PARAMS": limit},
-    )
-    assert result.returncode == 0, result.stderr
-    trials = load(url, "tiny").trials
-    assert len(trials) == 5
-    failed = [t for t in trials if t.state == TrialState.FAIL]
-    assert failed and all(t.user_attrs[REASON] == "oom" for t in failed)
-    assert all("CUDA out of memory" in t.user_attrs["fail_message"] for t in failed)
-    assert trials[0].state == TrialState.COMPLETE  # the baseline fits under the limit
-    assert "FAIL oom" in result.stderr
-
-
-@pytest.mark.parametrize("url", [POSTGRES, MARIADB], ids=["postgresql", "mariadb"])
-def test_cluster_storages(tiny_study, unique_name: str, url: str) -> None:  # type: ignore[no-untyped-def]
+def test_mariadb_storage(tiny_study, unique_name: str) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL runs whole searches in test_two_drivers and test_secrets; MariaDB here."""
+    url = MARIADB
     if not server_up(url):
         pytest.fail(f"database server expected at {url} (see README: Development)")
     result = nas("study", "run", str(tiny_study(name=unique_name, n_trials=2)), "--storage", url)
