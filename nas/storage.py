@@ -331,8 +331,24 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None  # sqlite3 emits no BEGIN; _sqlite_begin does
     cursor = dbapi_connection.cursor()
     cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_S * 1000}")
-    cursor.execute("PRAGMA journal_mode = WAL")  # persistent in the file; a no-op once set
     cursor.close()
+    enable_wal(dbapi_connection)
+
+
+def enable_wal(dbapi_connection: Any) -> None:
+    """``PRAGMA journal_mode = WAL`` (persistent in the file; a no-op once set), waiting for
+    the lock as the busy timeout would: SQLite answers "database is locked" at once, without
+    its busy handler, when connections to a new file change its journal mode together (about
+    1 start in 5 with four drivers starting at the same moment)."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            dbapi_connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02 + 0.08 * random.random())
 
 
 def _sqlite_busy_timeout(dbapi_connection: Any, _record: Any) -> None:

@@ -82,6 +82,42 @@ def test_sqlite_study_is_in_wal_mode_with_a_busy_timeout(
         assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 60_000
 
 
+def test_connections_to_a_new_file_switch_to_wal_together(tmp_path: Path) -> None:
+    """SQLite refuses a journal-mode change at once ("database is locked", no busy wait) when
+    connections to a new file make it together; with four at a time that happened in about 1
+    start in 5 (drivers starting together on a new nas.db failed then)."""
+    from nas.storage import enable_wal
+
+    for attempt in range(25):
+        db = tmp_path / f"{attempt}.db"
+        connections = [sqlite3.connect(db, timeout=60, check_same_thread=False) for _ in range(4)]
+        start = threading.Barrier(len(connections))
+        errors: list[BaseException] = []
+
+        def switch(
+            connection: sqlite3.Connection,
+            start: threading.Barrier = start,
+            errors: list[BaseException] = errors,
+        ) -> None:
+            connection.isolation_level = None  # as nas's engines run them
+            start.wait()
+            try:
+                enable_wal(connection)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=switch, args=(c,)) for c in connections]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for connection in connections:
+            connection.close()
+        assert errors == [], f"attempt {attempt}: {errors}"
+        with contextlib.closing(sqlite3.connect(db)) as plain:
+            assert plain.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
 # ------------------------------------------------------------------ reading creates nothing
 
 
