@@ -222,11 +222,13 @@ def _init_ray(options: RunOptions) -> None:
     import ray
     from ray.exceptions import AuthenticationError
 
-    address = options.ray_address
+    # Without --ray-address (or RAY_ADDRESS) a search starts its own Ray instance: Ray's own
+    # default would join the last `ray start` cluster on this machine, whoever started it.
+    address = options.ray_address or os.environ.get("RAY_ADDRESS") or None
     level = logging.INFO if options.verbose else logging.ERROR
     try:
         ray.init(
-            address=address,
+            address=address or "local",
             include_dashboard=False,
             logging_level=level,
             log_to_driver=options.verbose,

@@ -309,3 +309,20 @@ def _wait_for_running(url: str, name: str, timeout: float) -> None:
             pass
         time.sleep(0.2)
     raise AssertionError("no RUNNING trial within the timeout")
+
+
+def test_without_an_address_a_search_starts_its_own_ray(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray's default (address None) joins the last `ray start` cluster on the machine, another
+    user's included; nas asks for a local instance unless an address is given."""
+    import ray
+
+    from nas.search import RunOptions, _init_ray
+
+    seen: list[object] = []
+    monkeypatch.setattr(ray, "init", lambda **kwargs: seen.append(kwargs["address"]))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    _init_ray(RunOptions("sqlite://", 1))
+    _init_ray(RunOptions("sqlite://", 1, ray_address="10.0.0.5:6379"))
+    monkeypatch.setenv("RAY_ADDRESS", "auto")
+    _init_ray(RunOptions("sqlite://", 1))
+    assert seen == ["local", "10.0.0.5:6379", "auto"]
