@@ -272,21 +272,22 @@ def test_teacher_pass_out_of_memory_is_one_line_and_exit_1(
 @pytest.mark.slow
 def test_eval_oom_through_ray_in_a_fresh_folder(tiny_study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """The quickstart's scenario: a fresh cache (the teacher is trained under the fault), the
-    baseline fits, bigger students run out of memory at evaluation and fail as ``oom``."""
+    baseline fits, bigger students run out of memory at evaluation and fail as ``oom``, and the
+    study goes on. A threshold nobody meets (exact >= 101) also keeps every COMPLETE trial off
+    the front: the front is empty, said so, and the baseline is scored on the test split all
+    the same (every delta is measured from it)."""
     url = f"sqlite:///{tmp_path / 'nas.db'}"
     env = {"NAS_FAULT_OOM_ABOVE_PARAMS": "40000", "NAS_FAULT_OOM_AT": "eval"}
-    result = run_nas(
-        "study",
-        "run",
-        str(fresh_study(tiny_study, tmp_path)),
-        "--storage",
-        url,
-        "--n-trials",
-        "3",
-        env=env,
+    study_file = tiny_study(
+        name="fresh",
+        cache_dir=str(tmp_path / "cache"),
+        n_trials=3,
+        thresholds=[{"metric": "exact", "min": 101.0}],
     )
+    result = run_nas("study", "run", str(study_file), "--storage", url, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    trials = optuna.load_study(study_name="fresh", storage=url).trials
+    study = optuna.load_study(study_name="fresh", storage=url)
+    trials = study.trials
     assert trials[0].state == TrialState.COMPLETE  # the baseline (32,642 parameters) fits
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert failed and all(t.user_attrs[REASON] == "oom" for t in failed), [
@@ -295,3 +296,8 @@ def test_eval_oom_through_ray_in_a_fresh_folder(tiny_study, tmp_path: Path) -> N
     assert all(" at eval: " in t.user_attrs["fail_message"] for t in failed)
     assert all("CUDA out of memory" in t.user_attrs["fail_message"] for t in failed)
     assert "FAIL oom" in result.stderr  # each trial's line says why, and the study went on
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert all(t.constraints["exact>=101"] > 0 for t in complete)
+    assert study.best_trials == []
+    assert "infeasible" in result.stderr and "(no feasible COMPLETE trial yet)" in result.stdout
+    assert set(study.user_attrs) >= {"test:0", "teacher_scores", "no_answer"}

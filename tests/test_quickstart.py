@@ -9,11 +9,13 @@ import sys
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_quickstart_study_from_nothing(tmp_path: Path) -> None:
     """The README's first command, cut to 4 of its 12 trials (the baseline and 3 sampled
     students) to keep CI short; everything else (teacher training, slicing, the front on the
