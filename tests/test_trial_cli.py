@@ -80,6 +80,10 @@ def squad_study(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> 
 
 
 def test_squad_trial_end_to_end(squad_study: Path, tmp_path: Path) -> None:
+    """The plumbing on real SQuAD 2.0: official keys, counts, files, a loadable student. A
+    student small enough for CI does not learn SQuAD from 300 questions, so that a QA student
+    learns (10 EM above the no-answer score) is asserted on synthetic QA, by the quickstart
+    test's front."""
     out = tmp_path / "student"
     result = nas("trial", "run", "--study", str(squad_study), "--out", str(out))
     assert result.returncode == 0, result.stderr
@@ -129,9 +133,18 @@ def test_sst2_trial_on_real_sentences(tmp_path: Path, shared_data: Path) -> None
     assert result.returncode == 0, result.stderr
     metrics = json.loads(result.stdout)
     assert set(metrics["task"]) >= {"accuracy", "macro_f1", "mcc"}
-    assert 0.0 <= metrics["task"]["accuracy"] <= 1.0
+    # the student learned: clearly above always answering the selection split's majority class
+    # (0.655 against 0.56 here; deterministic on CPU), and a correlation a constant cannot have
+    from nas.config import load_study
+    from nas.data import load_splits
+
+    _, splits, _ = load_splits(load_study(study))
+    labels = [example.label for example in splits.eval]
+    majority = max(labels.count(label) for label in set(labels)) / len(labels)
+    assert metrics["task"]["accuracy"] >= majority + 0.05, (metrics["task"], majority)
+    assert metrics["task"]["mcc"] > 0.15
     teacher = json.loads((tmp_path / "teacher" / "teacher.json").read_text())
-    assert teacher["metrics"]["accuracy"] > 0.5  # a 2-layer teacher learns something in 2 epochs
+    assert teacher["metrics"]["accuracy"] >= majority  # a 2-layer teacher, 2 epochs from scratch
 
 
 def test_oom_fault_injection_raises_a_real_cuda_oom(squad_study: Path) -> None:
