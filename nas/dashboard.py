@@ -214,10 +214,17 @@ def dashboard_app(storage: Any, artifact_store: Any, allow_notes: bool = False) 
 
 
 def serve(
-    storage: Any, host: str, port: int, artifact_store: Any, allow_notes: bool = False
+    storage: Any,
+    host: str,
+    port: int,
+    artifact_store: Any,
+    allow_notes: bool = False,
+    quiet: bool = False,
 ) -> None:
     """Serve :func:`dashboard_app` until interrupted (blocks), with the server
-    ``optuna_dashboard.run_server`` uses (bottle's wsgiref)."""
+    ``optuna_dashboard.run_server`` uses (bottle's wsgiref); ``quiet``: no start-up banner and
+    no line per request (errors still raise)."""
     from bottle import run
 
-    run(dashboard_app(storage, artifact_store, allow_notes), host=host, port=port)
+    app = dashboard_app(storage, artifact_store, allow_notes)
+    run(app, host=host, port=port, quiet=quiet)

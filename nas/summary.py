@@ -17,9 +17,11 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from nas import holdout
+from nas.config import Threshold
 from nas.confirm import confirmed_points
+from nas.drift import CONFIG_ATTR
 from nas.errors import NasError
-from nas.front import Picks, Point, pick
+from nas.front import Picks, Point, deltas, pick
 from nas.study import BASELINE_TAG, MESSAGE, REASON, named_constraints
 
 SIZE_OBJECTIVES = ("params", "latency_ms")  # objectives that are costs, not task metrics
@@ -55,6 +57,8 @@ class Summary:
     test: dict[int, dict[str, float]] = field(default_factory=dict)  # trial -> test metrics
     teacher: dict[str, dict[str, float]] = field(default_factory=dict)  # split -> metrics
     confirmed: dict[int, Any] = field(default_factory=dict)  # trial -> nas.confirm.Confirmed
+    thresholds: list[Threshold] = field(default_factory=list)  # resolved, as trials were told
+    no_answer: dict[str, dict[str, float]] = field(default_factory=dict)  # QA: split -> metrics
 
     def count(self, standing: str) -> int:
         return sum(1 for r in self.rows if r.standing == standing)
@@ -103,7 +107,20 @@ def summarize(study: optuna.Study) -> Summary:
         test=holdout.test_scores(study),
         teacher=holdout.teacher_scores(study),
         confirmed=confirmed_points(study),
+        thresholds=_thresholds(study),
+        no_answer=dict(study.user_attrs.get(holdout.NO_ANSWER_KEY) or {}),
     )
+
+
+def _thresholds(study: optuna.Study) -> list[Threshold]:
+    """The resolved thresholds of the config snapshot the study stored (``nas study run``)."""
+    config = study.user_attrs.get(CONFIG_ATTR)
+    entries = config.get("thresholds") if isinstance(config, dict) else None
+    return [
+        Threshold(str(t["metric"]), float(t["min"]), t.get("above_no_answer"))
+        for t in entries or ()
+        if isinstance(t, dict) and isinstance(t.get("min"), int | float)
+    ]
 
 
 def _row(t: FrozenTrial, names: list[str], front: set[int]) -> TrialRow:
@@ -161,8 +178,7 @@ def front_cells(summary: Summary) -> tuple[list[str], list[list[str]]]:
     points = list(summary.front)
     if baseline is not None and baseline.trial not in on_front:
         points = sorted([*points, baseline], key=lambda p: p.params)
-    seen = [p.metric for p in points] + [v for s in summary.teacher.values() for v in s.values()]
-    d = metric_digits([v for v in seen if abs(v) <= 100] or [p.metric for p in points])
+    d = digits(summary)
     confirm = bool(summary.confirmed)
     header = ["trial", f"{metric} (selection)", f"{metric} (test)"]
     header += [f"confirmed {metric} (selection)", f"confirmed {metric} (test)"] if confirm else []
@@ -203,8 +219,6 @@ def _fmt(value: float | None, digits: int) -> str:
 
 
 def _deltas(p: Point, baseline: Point | None) -> tuple[float | None, str]:
-    from nas.front import deltas
-
     if p.baseline:
         return None, ""
     dm, dp = deltas(p, baseline)
@@ -221,6 +235,49 @@ def front_text(summary: Summary) -> str:
     for label, chosen in pick_lines(summary.metric, summary.picks):
         lines.append(f"{label}: " + (f"trial {chosen.trial}" if chosen else "none"))
     return "\n".join(lines)
+
+
+def front_record(summary: Summary) -> dict[str, Any]:
+    """The front, baseline, teacher and picks as JSON-ready data (``--json``)."""
+
+    def confirmed(trial: int) -> dict[str, object] | None:
+        c = summary.confirmed.get(trial)
+        if c is None:
+            return None
+        return {"seeds": list(c.seeds), "selection": c.selection, "test": c.test}
+
+    baseline = summary.baseline
+    front = []
+    for p in summary.front:
+        dm, dp = deltas(p, baseline)
+        front.append(
+            {
+                **p.__dict__,
+                "delta_metric": dm,
+                "delta_params_pct": dp,
+                "test": summary.test.get(p.trial),
+                "confirmed": confirmed(p.trial),
+            }
+        )
+    return {
+        "metric": summary.metric,
+        "baseline": baseline
+        and {
+            **baseline.__dict__,
+            "test": summary.test.get(baseline.trial),
+            "confirmed": confirmed(baseline.trial),
+        },
+        "teacher": summary.teacher,
+        "front": front,
+        "picks": {k: v and v.__dict__ for k, v in summary.picks.__dict__.items()},
+    }
+
+
+def digits(summary: Summary) -> int:
+    """Decimals for the study's task metric, from the values its tables show."""
+    points = [*summary.front, *([summary.baseline] if summary.baseline else [])]
+    seen = [p.metric for p in points] + [v for s in summary.teacher.values() for v in s.values()]
+    return metric_digits([v for v in seen if abs(v) <= 100] or [p.metric for p in points])
 
 
 def metric_digits(values: list[float]) -> int:

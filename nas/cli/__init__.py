@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from nas import __version__
 from nas.cli import _dashboard, _eval, _export, _storage, _student, _study, _teacher, _trial
+from nas.cli._common import examples_text, set_log_level
 from nas.errors import NasError
 
 EXIT_USAGE = 2
@@ -27,6 +28,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="nas",
         description="Multi-objective architecture and hyperparameter search for distilling "
         "fine-tuned BERT teachers into small DistilBERT students.",
+        epilog=examples_text(
+            [
+                "nas study run studies/quickstart.yaml",
+                "nas study front quickstart",
+                "nas export quickstart --out frontier/",
+                "nas study run --help",
+            ]
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"nas {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -41,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
+    set_log_level(args)  # --quiet / --log-level; info for commands without them
     try:
         from transformers.utils import logging as hf_logging
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+import textwrap
 from typing import Any
 
 from nas.errors import NasError
@@ -42,9 +44,84 @@ def positive_int(text: str) -> int:
 
 
 def progress(message: str) -> None:
-    """Progress lines go to stderr so that stdout stays machine-readable."""
-    print(f"[nas] {message}", file=sys.stderr, flush=True)
+    """Progress lines go to stderr so that stdout stays machine-readable; ``--quiet`` and
+    ``--log-level warning`` drop them."""
+    if _LEVEL <= logging.INFO:
+        print(f"[nas] {message}", file=sys.stderr, flush=True)
 
 
 def quiet(_: str) -> None:
     """A progress sink that drops everything."""
+
+
+# ------------------------------------------------------------------------------ shared options
+
+LOG_LEVELS = ("info", "warning", "error")
+_LEVEL = logging.INFO  # what progress() prints; main() sets it from --log-level / --quiet
+
+STORAGE_HELP = "SQLAlchemy URL or journal:FILE (default: {}$NAS_STORAGE, then sqlite:///nas.db)"
+
+
+def storage_help(from_config: bool = False) -> str:
+    """The ``--storage`` help, in :func:`nas.storage.resolve_storage`'s order; ``from_config``:
+    the command reads a study file, whose ``storage:`` comes before the environment."""
+    return STORAGE_HELP.format("the study file's storage key, then " if from_config else "")
+
+
+def storage_arg(parser: argparse.ArgumentParser, from_config: bool = False) -> None:
+    parser.add_argument("--storage", metavar="URL", help=storage_help(from_config))
+
+
+def log_args(parser: argparse.ArgumentParser, quiet_help: str) -> None:
+    """``--quiet`` (``quiet_help``: what it leaves) and ``--log-level``, one or the other."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--quiet", action="store_true", help=quiet_help)
+    group.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default="info",
+        help="nas's progress lines are info, its warnings warning (default: info; "
+        "--quiet is warning)",
+    )
+
+
+def set_log_level(args: argparse.Namespace) -> int:
+    """The level ``args`` ask for (info for commands without the options); progress() and
+    nas's library loggers follow it. Returns it."""
+    global _LEVEL
+    name = "warning" if getattr(args, "quiet", False) else getattr(args, "log_level", "info")
+    _LEVEL = getattr(logging, str(name).upper())
+    logging.getLogger("nas").setLevel(_LEVEL)
+    return _LEVEL
+
+
+def command(
+    sub: Any, name: str, help: str, description: str, examples: list[str]
+) -> argparse.ArgumentParser:
+    """A subcommand parser whose ``--help`` ends with examples (kept as written)."""
+    return sub.add_parser(
+        name,
+        help=help,
+        description=textwrap.fill(description, 78),  # argparse's own width in 80 columns
+        epilog=examples_text(examples),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def examples_text(examples: list[str]) -> str:
+    """An ``--help`` epilog: ``examples:`` then one command a line."""
+    return "examples:\n" + "\n".join(f"  {line}" for line in examples)
+
+
+def group(
+    commands: Any, name: str, help: str, dest: str, examples: list[str], metavar: str = "ACTION"
+) -> Any:
+    """A command that only holds actions (``nas study``): its parser's subparsers."""
+    parser = commands.add_parser(
+        name,
+        help=help,
+        description=help[0].upper() + help[1:] + ".",
+        epilog=examples_text(examples),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser.add_subparsers(dest=dest, metavar=metavar, required=True)

@@ -4,12 +4,16 @@ read-only."""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from typing import Any
 
+from nas.cli._common import command, log_args, set_log_level, storage_arg
+
 
 def register(commands: Any) -> None:
-    dash = commands.add_parser(
+    dash = command(
+        commands,
         "dashboard",
         help="browse a study in optuna-dashboard (127.0.0.1 by default)",
         description="Publish nas's feasible front (plot and note) into the study, then serve "
@@ -17,12 +21,14 @@ def register(commands: Any) -> None:
         "It serves read-only (the dashboard has no authentication): every request but GET "
         "and HEAD is refused with 403, and each checkpoint download is checked against the "
         "size and sha256 recorded when it was stored.",
+        examples=[
+            "nas dashboard quickstart",
+            "nas dashboard quickstart --port 8081 --quiet",
+            "nas dashboard quickstart --host 0.0.0.0 --allow-remote --no-publish",
+        ],
     )
     dash.add_argument("name", help="study name")
-    dash.add_argument(
-        "--storage",
-        help="SQLAlchemy URL or journal:FILE (default: $NAS_STORAGE, then sqlite:///nas.db)",
-    )
+    storage_arg(dash)
     dash.add_argument(
         "--artifact-root",
         help="where the study run stored checkpoints (default: the root the trials "
@@ -50,6 +56,7 @@ def register(commands: Any) -> None:
     dash.add_argument(
         "--no-publish", action="store_true", help="do not write nas's front into the study"
     )
+    log_args(dash, "no per-request log lines and no progress: the address line and warnings")
     dash.set_defaults(run=dashboard_command)
 
 
@@ -68,9 +75,11 @@ def dashboard_command(args: argparse.Namespace) -> int:
     check_port(args.host, args.port)
     done = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
     root = resolve_artifact_root(args.artifact_root, study, done[-1] if done else None)
+    quiet = set_log_level(args) > logging.INFO  # --quiet or --log-level warning/error
     if not args.no_publish:
         summary = publish(study)
-        print(f"published nas's front ({len(summary.front)} trials) into study {args.name}")
+        if not quiet:
+            print(f"published nas's front ({len(summary.front)} trials) into study {args.name}")
     study_id = study._study_id
     if warning:
         print(warning, file=sys.stderr, flush=True)
@@ -80,5 +89,5 @@ def dashboard_command(args: argparse.Namespace) -> int:
         f"({mode}; artifacts: {root}); Ctrl-C stops it",
         flush=True,
     )
-    serve(study._storage, args.host, args.port, open_store(root), args.allow_notes)
+    serve(study._storage, args.host, args.port, open_store(root), args.allow_notes, quiet)
     return 0

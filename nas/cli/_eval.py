@@ -6,13 +6,29 @@ import argparse
 import json
 from typing import Any
 
+from nas.cli._common import command, group
+
 
 def register(commands: Any) -> None:
-    ev = commands.add_parser("eval", help="score prediction files")
-    sub = ev.add_subparsers(dest="eval_command", metavar="TASK", required=True)
-    squad = sub.add_parser(
+    sub = group(
+        commands,
+        "eval",
+        "score prediction files",
+        "eval_command",
+        ["nas eval squad-v2 --data dev-v2.0.json --predictions preds.json"],
+        metavar="TASK",
+    )
+    squad = command(
+        sub,
         "squad-v2",
         help="score SQuAD 2.0 predictions as the official evaluation script does",
+        description="Score SQuAD 2.0 predictions as the official evaluation script (v2.0) does: "
+        "the same JSON keys and values on stdout.",
+        examples=[
+            "nas eval squad-v2 --data dev-v2.0.json --predictions preds.json",
+            "nas eval squad-v2 --data dev-v2.0.json --predictions preds.json "
+            "--na-probs na.json --na-prob-thresh 0.5",
+        ],
     )
     squad.add_argument("--data", required=True, help="official-format JSON (dev-v2.0.json)")
     squad.add_argument("--predictions", required=True, help="JSON object: question id -> text")

@@ -8,11 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from nas.cli._common import command, storage_arg
 from nas.errors import NasError
 
 
 def register(commands: Any) -> None:
-    export = commands.add_parser(
+    export = command(
+        commands,
         "export",
         help="write trials as Hugging Face folders",
         description="Copy the checkpoints of the Pareto front (or of chosen trials) out of the "
@@ -20,6 +22,10 @@ def register(commands: Any) -> None:
         "from_pretrained, each with nas.json provenance and a model card; OUT/index.json and "
         "OUT/index.csv list them. Every file is checked against the size and sha256 "
         "recorded when it was stored. OUT is written whole or not at all.",
+        examples=[
+            "nas export quickstart --out frontier/",
+            "nas export quickstart --trials 3,7 --out picked/ --force",
+        ],
     )
     export.add_argument("name", help="study name")
     export.add_argument(
@@ -30,10 +36,7 @@ def register(commands: Any) -> None:
         "--front", action="store_true", help="the feasible Pareto front (the default)"
     )
     which.add_argument("--trials", help="comma-separated COMPLETE trial numbers, e.g. 3,7")
-    export.add_argument(
-        "--storage",
-        help="SQLAlchemy URL or journal:FILE (default: $NAS_STORAGE, then sqlite:///nas.db)",
-    )
+    storage_arg(export)
     export.add_argument(
         "--artifact-root",
         help="where the study run stored checkpoints: a folder or s3://BUCKET/PREFIX "

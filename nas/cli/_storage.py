@@ -5,25 +5,34 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from nas.cli._common import command, group, storage_help
+
 EXIT_SCHEMA = 1  # the storage answers but this Optuna cannot use its schema as it is
 
 
 def register(commands: Any) -> None:
-    storage = commands.add_parser("storage", help="check a study storage")
-    sub = storage.add_subparsers(dest="storage_command", metavar="ACTION", required=True)
-    check = sub.add_parser(
+    sub = group(
+        commands,
+        "storage",
+        "check a study storage",
+        "storage_command",
+        ["nas storage check sqlite:///nas.db"],
+    )
+    check = command(
+        sub,
         "check",
         help="connect, show the backend, the schema version and the studies",
         description="Connect to a storage without changing it: the backend and its version, "
         "Optuna's schema version (and how to upgrade an old one), the studies and their "
         "trials. Exit 0 when nas can use it, 1 when the schema needs an upgrade, 2 when it "
         "cannot be reached.",
+        examples=[
+            "nas storage check",
+            "nas storage check postgresql+psycopg://nas@db:5432/nas",
+            "nas storage check journal:study.log",
+        ],
     )
-    check.add_argument(
-        "url",
-        nargs="?",
-        help="SQLAlchemy URL or journal:FILE (default: $NAS_STORAGE, then sqlite:///nas.db)",
-    )
+    check.add_argument("url", nargs="?", metavar="URL", help=storage_help())
     check.set_defaults(run=check_command)
 
 

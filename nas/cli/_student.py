@@ -7,12 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nas.cli._common import parse_params, progress
+from nas.cli._common import command, parse_params, progress
 from nas.errors import NasError
 
 
 def register(commands: Any) -> None:
-    student = commands.add_parser(
+    student = command(
+        commands,
         "student",
         help="show (and with --out, write) the sliced student: parts, parameters, memory",
         description="Build the student that --params describe from --source and print the shape "
@@ -21,6 +22,12 @@ def register(commands: Any) -> None:
         "source's activations on that study's training split (as trials do); without it the "
         "ranking is data-free. --out writes the sliced, untrained student as a Hugging Face "
         "folder to inspect before a search.",
+        examples=[
+            "nas student --source distilbert-base-uncased --task squad_v2 "
+            '--params \'{"n_layers": 3, "hidden_size": 384}\'',
+            "nas student --source .nas/cache/teachers/quickstart --task qa "
+            "--params @params.json --data studies/quickstart.yaml --out sliced/ --json",
+        ],
     )
     student.add_argument(
         "--source", required=True, help="DistilBERT or BERT checkpoint: folder or hub name"
@@ -34,7 +41,7 @@ def register(commands: Any) -> None:
     student.add_argument(
         "--params",
         required=True,
-        help='JSON: {"n_layers": 3, "n_heads": 12, "hidden_size": 768, ...}',
+        help='JSON: {"n_layers": 3, "n_heads": 12, "hidden_size": 768, ...}, or @FILE',
     )
     student.add_argument(
         "--data",

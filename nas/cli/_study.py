@@ -7,22 +7,36 @@ from typing import Any
 
 import optuna
 
-from nas.cli._common import positive_int, progress
+from nas.cli._common import command, group, log_args, positive_int, progress, storage_arg
 from nas.config import load_study, shown
 from nas.errors import NasError
 
 
 def register(commands: Any) -> None:
-    study = commands.add_parser("study", help="run and inspect searches")
-    sub = study.add_subparsers(dest="study_command", metavar="ACTION", required=True)
-    run = sub.add_parser(
+    sub = group(
+        commands,
+        "study",
+        "run and inspect searches",
+        "study_command",
+        ["nas study run studies/quickstart.yaml", "nas study front quickstart"],
+    )
+    run = command(
+        sub,
         "run",
         help="search: Ray Tune trials recorded in an Optuna study",
-        description="Run the study to its total of finished trials; "
-        "running it again resumes where it stopped.",
+        description="Run the study to its total of finished trials; running it again resumes "
+        "where it stopped. It ends with a verdict: the trial counts, the feasibility rule, the "
+        "teacher's and baseline's scores, the front and its picks (as nas study front), and "
+        "what the front offers against the baseline.",
+        examples=[
+            "nas study run studies/quickstart.yaml",
+            "nas study run studies/quickstart.yaml --n-trials 24 --quiet",
+            "nas study run studies/squad_v2.yaml --storage postgresql+psycopg://nas@db/nas "
+            "--ray-address auto",
+        ],
     )
     run.add_argument("study", help="study config, e.g. studies/quickstart.yaml")
-    _storage_arg(run)
+    storage_arg(run, from_config=True)
     run.add_argument(
         "--n-trials", type=positive_int, help="total finished trials (default: the config's)"
     )
@@ -45,19 +59,35 @@ def register(commands: Any) -> None:
         "(objectives, thresholds, task, data, teacher, student source, search space, training "
         "recipe); the change is recorded in the study's config_changes attribute",
     )
+    log_args(run, "no progress or trial lines: only warnings, errors and the final verdict")
     run.set_defaults(run=run_command)
 
-    status = sub.add_parser("status", help="counts by state, failure reasons, the front")
+    status = command(
+        sub,
+        "status",
+        help="counts by state, failure reasons, the front",
+        description="The study's trials counted by state, the failure reasons, measured memory "
+        "against the estimates, and the front table with its picks.",
+        examples=["nas study status quickstart", "nas study status quickstart --json"],
+    )
     status.add_argument("name", help="study name")
-    _storage_arg(status)
+    storage_arg(status)
+    status.add_argument(
+        "--json", action="store_true", help="machine-readable: counts, failures and the front"
+    )
     status.set_defaults(run=status_command)
 
-    front = sub.add_parser(
+    front = command(
+        sub,
         "front",
         help="the feasible front by size, against the baseline, with three picks",
+        description="The feasible Pareto front, smallest first, with each student's score on "
+        "the selection split and (once scored) the test split, the teacher's row, the "
+        "difference from the baseline, and three picks.",
+        examples=["nas study front quickstart", "nas study front quickstart --test --json"],
     )
     front.add_argument("name", help="study name")
-    _storage_arg(front)
+    storage_arg(front)
     front.add_argument("--json", action="store_true", help="machine-readable output")
     front.add_argument(
         "--test",
@@ -70,15 +100,20 @@ def register(commands: Any) -> None:
     )
     front.set_defaults(run=front_command)
 
-    confirm = sub.add_parser(
+    confirm = command(
+        sub,
         "confirm",
         help="re-train the front's students with new seeds: mean and spread of their scores",
         description="Re-train the chosen students (the front by default) with --seeds new seeds "
         "through the same Ray workers and storage; the runs form the study NAME.confirm, so "
-        "running it again resumes. Example: nas study confirm quickstart --seeds 3",
+        "running it again resumes.",
+        examples=[
+            "nas study confirm quickstart --seeds 3",
+            "nas study confirm quickstart --trials 3,7 --workers 2",
+        ],
     )
     confirm.add_argument("name", help="study name")
-    _storage_arg(confirm)
+    storage_arg(confirm)
     confirm.add_argument("--seeds", type=positive_int, default=3, help="new seeds per student (3)")
     confirm.add_argument(
         "--trials", default="front", help="'front' (default) or trial numbers, e.g. 3,7"
@@ -88,26 +123,29 @@ def register(commands: Any) -> None:
     confirm.add_argument("--artifact-root", help="where checkpoints are stored")
     confirm.set_defaults(run=confirm_command)
 
-    report = sub.add_parser(
+    report = command(
+        sub,
         "report",
         help="one self-contained HTML file: front, hypervolume, importances, trials",
+        description="Write one HTML file that opens offline: the front, the hypervolume "
+        "history, parameter importances per objective and every trial.",
+        examples=["nas study report quickstart --out report.html"],
     )
     report.add_argument("name", help="study name")
-    _storage_arg(report)
+    storage_arg(report)
     report.add_argument("--out", required=True, help="HTML file to write, e.g. report.html")
     report.set_defaults(run=report_command)
 
-    listing = sub.add_parser("list", help="studies in the storage")
-    _storage_arg(listing)
-    listing.set_defaults(run=list_command)
-
-
-def _storage_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--storage",
-        help="SQLAlchemy URL or journal:FILE (default: the "
-        "config's, then $NAS_STORAGE, then sqlite:///nas.db)",
+    listing = command(
+        sub,
+        "list",
+        help="studies in the storage",
+        description="The studies in the storage: name, trial count, directions.",
+        examples=["nas study list", "nas study list --storage sqlite:///runs/nas.db --json"],
     )
+    storage_arg(listing)
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(run=list_command)
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -125,7 +163,8 @@ def run_command(args: argparse.Namespace) -> int:
     # A re-run whose study file changes what past results mean: refused before data or teacher.
     check_config_drift(config, space, storage, url, args.accept_config_change, progress)
     from nas.search import RunOptions, run_study  # heavy imports only when needed
-    from nas.summary import front_text, summarize
+    from nas.summary import summarize
+    from nas.verdict import verdict_text
 
     options = RunOptions(
         url, n_trials, args.workers, args.ray_address, args.verbose, args.artifact_root
@@ -133,15 +172,16 @@ def run_command(args: argparse.Namespace) -> int:
     code = run_study(config, options, progress)
     study = optuna.load_study(study_name=config.name, storage=open_storage(url))
     remember_space(study, space)  # what the next run's study file is compared with
-    print(front_text(summarize(study)))
+    print(verdict_text(summarize(study)))
     from nas.dashboard import publish
 
     publish(study)  # nas's feasible front, for optuna-dashboard's study page
-    same = " (with the same --storage)" if args.storage else ""
-    print(
-        f"browse the study: nas dashboard {config.name}{same}; share it: nas study report "
-        f"{config.name} --out report.html{same}"
-    )
+    if not args.quiet:
+        same = " (with the same --storage)" if args.storage else ""
+        print(
+            f"browse the study: nas dashboard {config.name}{same}; share it: nas study report "
+            f"{config.name} --out report.html{same}"
+        )
     return code
 
 
@@ -177,6 +217,21 @@ def status_command(args: argparse.Namespace) -> int:
     from nas.summary import front_text, summarize
 
     study = _load(args)
+    if args.json:
+        import json
+
+        from nas.summary import front_record
+
+        record = {
+            "study": study.study_name,
+            "objectives": study.metric_names,
+            "directions": [d.name.lower() for d in study.directions],
+            "states": state_counts(study),
+            "failures": failure_reasons(study),
+            **front_record(summarize(study)),
+        }
+        print(json.dumps(record, indent=2))
+        return 0
     print(
         f"study {study.study_name}: objectives {study.metric_names} "
         f"({', '.join(d.name.lower() for d in study.directions)})"
@@ -197,6 +252,19 @@ def list_command(args: argparse.Namespace) -> int:
 
     url = resolve_storage(args.storage)
     summaries = optuna.get_all_study_summaries(open_existing(url))
+    if args.json:
+        import json
+
+        rows = [
+            {
+                "name": s.study_name,
+                "trials": s.n_trials,
+                "directions": [d.name.lower() for d in s.directions],
+            }
+            for s in summaries
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
     if not summaries:
         print(f"no studies in {location(url)}")
     for s in summaries:
@@ -208,50 +276,16 @@ def list_command(args: argparse.Namespace) -> int:
 
 
 def front_command(args: argparse.Namespace) -> int:
-    from nas.front import deltas
-    from nas.summary import front_text, summarize
+    from nas.summary import front_record, front_text, summarize
 
     study = _load(args, writes=args.test)  # --test stores the scores in the study
     if args.test:
         score_on_test(study, args.storage, args.artifact_root)
     summary = summarize(study)
-    metric, baseline, picks = summary.metric, summary.baseline, summary.picks
     if args.json:
         import json
 
-        def confirmed(trial: int) -> dict[str, object] | None:
-            c = summary.confirmed.get(trial)
-            if c is None:
-                return None
-            return {"seeds": list(c.seeds), "selection": c.selection, "test": c.test}
-
-        rows = [(p, *deltas(p, baseline)) for p in summary.front]
-        print(
-            json.dumps(
-                {
-                    "metric": metric,
-                    "baseline": baseline
-                    and {
-                        **baseline.__dict__,
-                        "test": summary.test.get(baseline.trial),
-                        "confirmed": confirmed(baseline.trial),
-                    },
-                    "teacher": summary.teacher,
-                    "front": [
-                        {
-                            **p.__dict__,
-                            "delta_metric": dm,
-                            "delta_params_pct": dp,
-                            "test": summary.test.get(p.trial),
-                            "confirmed": confirmed(p.trial),
-                        }
-                        for p, dm, dp in rows
-                    ],
-                    "picks": {k: v and v.__dict__ for k, v in picks.__dict__.items()},
-                },
-                indent=2,
-            )
-        )
+        print(json.dumps(front_record(summary), indent=2))
         return 0
     print(front_text(summary))
     if not summary.test and summary.front:

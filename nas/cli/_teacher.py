@@ -7,19 +7,30 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nas.cli._common import progress
+from nas.cli._common import command, group, progress
 from nas.config import load_study
 from nas.errors import NasError
 
 
 def register(commands: Any) -> None:
-    teacher = commands.add_parser("teacher", help="fine-tune a teacher")
-    sub = teacher.add_subparsers(dest="teacher_command", metavar="ACTION", required=True)
-    train = sub.add_parser(
+    sub = group(
+        commands,
+        "teacher",
+        "fine-tune a teacher",
+        "teacher_command",
+        ["nas teacher train studies/quickstart.yaml"],
+    )
+    train = command(
+        sub,
         "train",
         help="fine-tune the study's teacher (teacher.train) and save it",
         description="Fine-tune a teacher on the study's task, from teacher.train.init (a "
-        "pretrained checkpoint) or from a random BERT built from teacher.train.arch.",
+        "pretrained checkpoint) or from a random BERT built from teacher.train.arch, and save "
+        "it to teacher.path (nas study run does this on first use).",
+        examples=[
+            "nas teacher train studies/quickstart.yaml",
+            "nas teacher train studies/quickstart.yaml --out teachers/qs --force",
+        ],
     )
     train.add_argument("study", help="study config with a teacher.train section")
     train.add_argument("--out", type=Path, help="folder to save to (default: teacher.path)")

@@ -7,25 +7,37 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nas.cli._common import parse_params, progress, quiet
+from nas.cli._common import command, group, parse_params, progress, quiet
 from nas.config import load_study
 from nas.errors import NasError
 
 
 def register(commands: Any) -> None:
-    trial = commands.add_parser("trial", help="run single trials")
-    sub = trial.add_subparsers(dest="trial_command", metavar="ACTION", required=True)
-    run = sub.add_parser(
+    sub = group(
+        commands,
+        "trial",
+        "run single trials",
+        "trial_command",
+        ["nas trial run --study studies/quickstart.yaml --params '{\"n_layers\": 1}'"],
+    )
+    run = command(
+        sub,
         "run",
         help="train, evaluate and save one student",
         description="Run one trial: build the student from --params (over the study's "
-        "baseline), distill it from the cached teacher logits, evaluate it, print its metrics.",
+        "baseline), distill it from the cached teacher logits, evaluate it, print its metrics "
+        "as JSON on stdout. Nothing is written to a study.",
+        examples=[
+            "nas trial run --study studies/quickstart.yaml --params '{\"n_layers\": 1}'",
+            "nas trial run --study studies/quickstart.yaml --params @params.json --out student/",
+        ],
     )
     run.add_argument("--study", required=True, help="study config, e.g. studies/quickstart.yaml")
     run.add_argument(
         "--params",
         default="{}",
-        help="JSON object of parameters over the study's baseline, or @file.json",
+        help="JSON object of parameters over the study's baseline, or @FILE to read it from "
+        "a file (default: {}, the baseline)",
     )
     run.add_argument("--out", type=Path, help="save the student here (Hugging Face folder)")
     run.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
