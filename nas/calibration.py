@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ import torch
 from nas.cache import cached_folder, fingerprint
 from nas.config import CalibrationConfig
 from nas.errors import ConfigError
+from nas.progress import Ticker
 from nas.sources import SourceModel
 
 if TYPE_CHECKING:
@@ -163,6 +165,7 @@ def compute_stats(
     ids: list[np.ndarray],
     device: str | torch.device = "cpu",
     batch_size: int = 64,
+    progress: Progress | None = None,
 ) -> ActivationStats:
     """Run ``ids`` (token id rows) through the source and average absolute activations."""
     if not ids:
@@ -203,8 +206,9 @@ def compute_stats(
         handles.append(layer.attention.out_lin.register_forward_pre_hook(heads_of(i)))
     order = sorted(range(len(ids)), key=lambda r: -len(ids[r]))  # less padding per batch
     tokens = 0
+    ticker = Ticker(progress, "calibration", math.ceil(len(order) / batch_size), "batches")
     try:
-        with torch.no_grad():
+        with torch.no_grad(), ticker:
             for start in range(0, len(order), batch_size):
                 rows = [ids[r] for r in order[start : start + batch_size]]
                 width = max(len(r) for r in rows)
@@ -216,6 +220,7 @@ def compute_stats(
                 mask[:] = [attention[..., None].float().to(device)]
                 tokens += int(attention.sum())
                 model(input_ids=batch.to(device), attention_mask=attention.to(device))
+                ticker.update()
     finally:
         for handle in handles:
             handle.remove()
@@ -286,7 +291,7 @@ def calibration_stats(
     def compute() -> ActivationStats:
         if progress:
             progress(f"calibration: running the source over {len(ids)} train features")
-        stats = compute_stats(source, ids, device, batch_size)
+        stats = compute_stats(source, ids, device, batch_size, progress)
         return ActivationStats(**{**stats.__dict__, "key": key})
 
     if cache_dir is None:

@@ -93,6 +93,9 @@ class TeacherTrainConfig:
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     seed: int = 0
+    # Score the selection split after every epoch and keep the best epoch's weights (recorded in
+    # the teacher's teacher.json), rather than the last epoch's.
+    keep_best: bool = False
 
 
 @dataclass(frozen=True)

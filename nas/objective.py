@@ -220,7 +220,7 @@ def _run_trial(
     )
     n_params = count_parameters(model)
     if progress:
-        progress(f"student: {n_params:,} parameters; training")
+        progress(f"student: {n_params:,} parameters")
     pad_id = _pad_id(prepared.tokenizer)
     result = train(
         model,
@@ -233,6 +233,7 @@ def _run_trial(
         progress,
         deadline,
         faults=True,
+        what="student training",
     )
     check_finite_weights(model)
     device = resolve_device(config.training.device)

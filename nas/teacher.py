@@ -212,8 +212,9 @@ def cached_logits(
             )
         model = load_teacher(teacher_path, kind, num_labels)
         inject_teacher_oom_fault("pass")
+        device_ = resolve_device(device)
         logits = predict(
-            model, features, kind, pad_id, batch_size, resolve_device(device), progress
+            model, features, kind, pad_id, batch_size, device_, progress, what="teacher pass"
         )
         np.save(tmp / "logits.npy", logits)
         meta = {"teacher": teacher_path, "kind": kind, "features": len(features)}
@@ -280,6 +281,8 @@ def teacher_recipe(
     for key, value in dataclasses.asdict(spec).items():
         if key == "arch":
             recipe.update({f"arch.{k}": v for k, v in sorted(value.items())})
+        elif key == "keep_best" and not value:
+            continue  # teachers recorded before the option existed stay current
         else:
             recipe[key] = value
     init = (config.resolve(spec.init) or spec.init) if spec.init is not None else None
@@ -376,20 +379,43 @@ def train_teacher(
             f"{len(splits.train)} {task.name} examples"
         )
     pad_id = tokenizer.pad_token_id or 0
+    batch, device = config.training.eval_batch_size, resolve_device(config.training.device)
+
+    def score() -> dict[str, float]:
+        logits = predict(model, eval_f, task.kind, pad_id, batch, device)
+        return task.evaluate(splits.eval, eval_f, logits, data)
+
+    best = _BestEpoch(task.primary_metric, progress)
 
     def fit() -> None:
         inject_teacher_oom_fault("train")
-        train(model, train_f, None, params, config.training, task.kind, pad_id, progress)
+        on_epoch = (lambda epoch: best.offer(epoch, score(), model)) if spec.keep_best else None
+        train(
+            model,
+            train_f,
+            None,
+            params,
+            config.training,
+            task.kind,
+            pad_id,
+            progress,
+            on_epoch=on_epoch,
+            what="teacher training",
+        )
 
     what = f"training the teacher at batch size {spec.batch_size}"
-    catch_out_of_memory(fit, teacher_out_of_memory(what, "teacher.train.batch_size"))
-    batch, device = config.training.eval_batch_size, resolve_device(config.training.device)
-    what = f"evaluating the teacher at batch size {batch}"
-    logits = catch_out_of_memory(
-        lambda: predict(model, eval_f, task.kind, pad_id, batch, device),
-        teacher_out_of_memory(what, "training.eval_batch_size"),
-    )
-    metrics = task.evaluate(splits.eval, eval_f, logits, data)
+    setting = "teacher.train.batch_size"
+    if spec.keep_best:
+        what += f" (scoring each epoch at batch size {batch})"
+        setting += " (or training.eval_batch_size)"
+    catch_out_of_memory(fit, teacher_out_of_memory(what, setting))
+    if spec.keep_best:
+        metrics = best.restore(model)
+    else:
+        what = f"evaluating the teacher at batch size {batch}"
+        metrics = catch_out_of_memory(
+            score, teacher_out_of_memory(what, "training.eval_batch_size")
+        )
     record = {
         "study": config.name,
         "task": task.name,
@@ -398,6 +424,8 @@ def train_teacher(
         "recipe": teacher_recipe(config, task, splits, data),  # ensure_teacher compares it
         "metrics": metrics,
     }
+    if spec.keep_best:
+        record["best_epoch"] = best.record()
 
     def write(tmp: Path) -> None:
         model.save_pretrained(str(tmp), safe_serialization=True)
@@ -408,6 +436,44 @@ def train_teacher(
     if progress:
         progress(f"teacher saved to {out}: {json.dumps(metrics)}")
     return metrics
+
+
+class _BestEpoch:
+    """``teacher.train.keep_best``: the selection score of every epoch and the best one's
+    weights (a copy on the CPU: one model's worth of memory)."""
+
+    def __init__(self, metric: str, progress: Progress | None) -> None:
+        self.metric, self.progress = metric, progress
+        self.scores: list[float] = []
+        self.epoch = 0
+        self.metrics: dict[str, float] = {}
+        self.state: dict[str, torch.Tensor] = {}
+
+    def offer(self, epoch: int, metrics: dict[str, float], model: torch.nn.Module) -> None:
+        score = float(metrics[self.metric])
+        self.scores.append(score)
+        if not self.state or score > float(self.metrics[self.metric]):
+            self.epoch, self.metrics = epoch, metrics
+            self.state = {
+                k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
+            }
+        if self.progress:
+            self.progress(
+                f"teacher epoch {epoch}: {self.metric} {score:.2f} on the selection split "
+                f"(best {float(self.metrics[self.metric]):.2f}, epoch {self.epoch})"
+            )
+
+    def restore(self, model: torch.nn.Module) -> dict[str, float]:
+        """Load the best epoch's weights into ``model``; its selection metrics."""
+        if not self.state:
+            raise ConfigError("teacher.train.keep_best: training ran no epoch to keep")
+        model.load_state_dict(self.state)
+        return self.metrics
+
+    def record(self) -> dict[str, Any]:
+        """For teacher.json: which epoch was kept, and every epoch's score."""
+        scores = [round(s, 4) for s in self.scores]
+        return {"epoch": self.epoch, "metric": self.metric, "scores": scores}
 
 
 def _texts(examples: list[Any]) -> Iterator[str]:

@@ -44,6 +44,7 @@ from nas.errors import (
     is_out_of_memory,
     out_of_memory_message,
 )
+from nas.progress import Ticker
 from nas.tasks.base import Features, TaskKind
 
 FAULT_OOM_ENV = "NAS_FAULT_OOM_ABOVE_PARAMS"
@@ -167,13 +168,17 @@ def train(
     progress: Progress | None = None,
     deadline: float | None = None,
     faults: bool = False,
+    on_epoch: Callable[[int], None] | None = None,
+    what: str = "training",
 ) -> TrainResult:
     """Train ``model`` in place by distillation from cached ``teacher`` logits.
 
     ``teacher`` None (or alpha 0) trains on hard labels only, as when fine-tuning a teacher.
     Raises ``Diverged`` for a NaN/inf loss; out-of-memory errors propagate (see
     :func:`catch_out_of_memory`). ``faults``: a student trial, where the ``NAS_FAULT_OOM_*``
-    testing aids apply.
+    testing aids apply. ``what`` names the work in progress (a bar on a terminal, else a line a
+    minute). ``on_epoch(n)`` runs after each whole epoch ``n`` (1, 2, ...) and after
+    the last step; the model is back in training mode when it returns.
     """
     device = resolve_device(config.device)
     seed = int(params.get("seed", config.seed))
@@ -214,6 +219,7 @@ def train(
 
     step, samples, loss_value = 0, 0, float("nan")
     start = time.perf_counter()
+    ticker = Ticker(progress, what, total, "steps")
     for batch_index in _steps(features.lengths(), batch_size, rng, config, total):
         batch = collate(features, batch_index, pad_id, kind, teacher if alpha else None, type_ids)
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
@@ -233,9 +239,11 @@ def train(
         step += 1
         samples += len(batch_index)
         loss_value = float(loss.detach())
-        if progress and (step % config.log_every == 0 or step == total):
-            rate = samples / max(time.perf_counter() - start, 1e-9)
-            progress(f"step {step}/{total} loss {loss_value:.4f} {rate:.1f} samples/s")
+        ticker.update(1, f"loss {loss_value:.4f}")
+        if on_epoch and (step % per_epoch == 0 or step == total):
+            on_epoch(math.ceil(step / per_epoch))
+            model.train()
+    ticker.close()
     elapsed = time.perf_counter() - start
     peak, memory_kind = peak_memory_bytes(device)
     rate = samples / max(elapsed, 1e-9)
@@ -382,16 +390,17 @@ def predict(
     device: torch.device,
     progress: Progress | None = None,
     faults: bool = False,
+    what: str = "inference",
 ) -> np.ndarray:
     """Logits for every feature: QA ``(total_tokens, 2)`` aligned with ``features.ids``,
     classification ``(n_features, labels)``. Batches run longest first. ``faults``: a student,
-    where ``NAS_FAULT_OOM_AT=eval`` applies."""
+    where ``NAS_FAULT_OOM_AT=eval`` applies. ``what`` names the work for ``progress``."""
     model.to(device)
     model.eval()
     lengths = features.lengths()
     order = np.argsort(-lengths, kind="stable")
     out: np.ndarray | None = None
-    n_batches = math.ceil(len(order) / batch_size)
+    ticker = Ticker(progress, what, math.ceil(len(order) / batch_size), "batches")
     for b, i in enumerate(range(0, len(order), batch_size)):
         index = order[i : i + batch_size]
         batch = collate(features, index, pad_id, kind, with_type_ids=accepts_type_ids(model))
@@ -408,8 +417,8 @@ def predict(
                 out[start:end] = logits[row, : end - start]
             else:
                 out[f] = logits[row]
-        if progress and (b + 1) % 20 == 0:
-            progress(f"inference {b + 1}/{n_batches} batches")
+        ticker.update()
+    ticker.close()
     assert out is not None, "predict() needs at least one feature"
     return out
 

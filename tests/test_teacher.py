@@ -230,3 +230,38 @@ def test_prepare_checks_the_label_order_before_any_teacher_pass(
     with pytest.raises(CheckpointError, match=r"orders its labels \['positive', 'negative'\]"):
         prepare(load_study(tmp_path / "labels.yaml"))
     assert not (tmp_path / "cache" / "logits").exists()
+
+
+def test_best_epoch_keeps_the_best_scores_weights_not_the_last() -> None:
+    import torch
+
+    from nas.teacher import _BestEpoch
+
+    lines: list[str] = []
+    best = _BestEpoch("exact", lines.append)
+    model = torch.nn.Linear(2, 1)
+    for epoch, score in ((1, 50.0), (2, 60.0), (3, 55.0)):
+        with torch.no_grad():
+            model.weight.fill_(float(epoch))
+        best.offer(epoch, {"exact": score, "f1": score + 1}, model)
+    assert best.restore(model) == {"exact": 60.0, "f1": 61.0}
+    assert model.weight.flatten().tolist() == [2.0, 2.0]  # epoch 2's weights, not epoch 3's
+    assert best.record() == {"epoch": 2, "metric": "exact", "scores": [50.0, 60.0, 55.0]}
+    assert lines[-1] == "teacher epoch 3: exact 55.00 on the selection split (best 60.00, epoch 2)"
+
+
+def test_keep_best_scores_every_epoch_and_records_the_kept_one(tiny_study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    train = {**TRAIN, "epochs": 2, "keep_best": True}
+    config = _config(tiny_study, tmp_path, train=train)
+    path = Path(ensure_teacher(config))
+    record = json.loads((path / "teacher.json").read_text())
+    kept = record["best_epoch"]
+    assert len(kept["scores"]) == 2 and kept["metric"] == "exact"
+    assert kept["scores"][kept["epoch"] - 1] == max(kept["scores"])
+    assert round(record["metrics"]["exact"], 4) == max(kept["scores"])
+    assert record["recipe"]["keep_best"] is True
+    # keep_best off is no recipe key: teachers recorded before the option stay current.
+    from nas.data import load_splits
+    from nas.teacher import teacher_recipe
+
+    assert "keep_best" not in teacher_recipe(_config(tiny_study, tmp_path), *load_splits(config))

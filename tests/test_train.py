@@ -132,3 +132,27 @@ def test_deadline_in_the_past_is_a_timeout() -> None:
             0,
             deadline=0.0,
         )
+
+
+def test_on_epoch_runs_after_each_epoch_and_the_last_step_with_a_closing_line() -> None:
+    f = features(24)  # 6 steps an epoch at batch size 4
+    epochs: list[int] = []
+    lines: list[str] = []
+    config = TrainingConfig(device="cpu")
+    params = {**PARAMS, "epochs": 2.5}  # 15 steps: epochs end at steps 6, 12 and 15
+    train(
+        model(),
+        f,
+        None,
+        params,
+        config,
+        "classification",
+        0,
+        lines.append,
+        on_epoch=epochs.append,
+        what="teacher training",
+    )
+    assert epochs == [1, 2, 3]
+    assert len(lines) == 1  # under a minute: no line a minute, one closing line
+    assert lines[0].startswith("teacher training: 15/15 steps in 0:0")
+    assert "loss " in lines[0]
