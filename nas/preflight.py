@@ -140,7 +140,13 @@ def driver_preflight(prepared: Prepared) -> DriverPreflight | None:
 
 def memory_summary(attrs: Mapping[str, Any]) -> str:
     """``peak 1.2 GiB (cuda_max_allocated), estimate 1.0 GiB`` from a trial's user attributes;
-    empty when it recorded neither."""
+    ``process RSS 669 MiB`` for a CPU trial; empty when it recorded neither."""
+    if attrs.get("memory_kind") == "cpu_max_rss" and isinstance(attrs.get(PEAK), int | float):
+        # On CPU the peak is the worker's whole-process RSS: Python, torch, tokenizer, the
+        # memory-mapped teacher logits, Ray. The estimate counts one training step's tensors
+        # and nothing checks it against a CPU budget; beside the RSS it read as a 17x
+        # misestimate. The RSS alone is the useful number: the RAM one worker needs.
+        return f"process RSS {human_bytes(attrs[PEAK])}"
     parts = []
     if isinstance(attrs.get(PEAK), int | float):
         parts.append(f"peak {human_bytes(attrs[PEAK])} ({attrs.get('memory_kind', 'at failure')})")
