@@ -413,7 +413,13 @@ class StudySearcher(Searcher):
             count = f"{finished_count(self.study)}/{self.n_trials}"
         except Exception:  # noqa: BLE001 - the outcome is recorded; the count is only shown
             count = f"?/{self.n_trials}"
-        self.printer(trial_line(trial, self.objective_names, count))
+        from nas.progress import duration
+
+        line = trial_line(trial, self.objective_names, count)
+        start, end = trial.datetime_start, trial.datetime_complete
+        if start is not None and end is not None:  # the trial's wall time, start to tell
+            line += f" in {duration((end - start).total_seconds())}"
+        self.printer(line)
 
 
 def _files(outcome: dict[str, Any]) -> list[StoredFile]:
