@@ -27,16 +27,18 @@ def register(commands: Any) -> None:
             "nas dashboard quickstart --host 0.0.0.0 --allow-remote --no-publish",
         ],
     )
-    dash.add_argument("name", help="study name")
+    dash.add_argument("name", metavar="NAME", help="study name")
     storage_arg(dash)
     dash.add_argument(
         "--artifact-root",
+        metavar="ROOT",
         help="where the study run stored checkpoints (default: the root the trials "
         "recorded, then the study config's artifact_root, then .nas/artifacts)",
     )
     dash.add_argument(
         "--host",
         default="127.0.0.1",
+        metavar="HOST",
         help="address to listen on (default 127.0.0.1: this machine only; reach it from "
         "elsewhere through an SSH tunnel; any non-loopback address needs --allow-remote)",
     )
@@ -52,7 +54,7 @@ def register(commands: Any) -> None:
         help="let the dashboard edit study and trial notes; every other write (deleting a "
         "study or artifacts, renames, tells, user attributes) stays refused",
     )
-    dash.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    dash.add_argument("--port", type=int, default=8080, metavar="PORT", help="port (default 8080)")
     dash.add_argument(
         "--no-publish", action="store_true", help="do not write nas's front into the study"
     )

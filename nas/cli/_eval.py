@@ -30,12 +30,19 @@ def register(commands: Any) -> None:
             "--na-probs na.json --na-prob-thresh 0.5",
         ],
     )
-    squad.add_argument("--data", required=True, help="official-format JSON (dev-v2.0.json)")
-    squad.add_argument("--predictions", required=True, help="JSON object: question id -> text")
-    squad.add_argument("--na-probs", help="JSON object: question id -> no-answer probability")
+    squad.add_argument(
+        "--data", required=True, metavar="FILE", help="official-format JSON (dev-v2.0.json)"
+    )
+    squad.add_argument(
+        "--predictions", required=True, metavar="FILE", help="JSON object: question id -> text"
+    )
+    squad.add_argument(
+        "--na-probs", metavar="FILE", help="JSON object: question id -> no-answer probability"
+    )
     squad.add_argument(
         "--na-prob-thresh",
         type=float,
+        metavar="P",
         default=1.0,
         help="predict no answer above this probability (default 1.0)",
     )

@@ -27,18 +27,25 @@ def register(commands: Any) -> None:
             "nas export quickstart --trials 3,7 --out picked/ --force",
         ],
     )
-    export.add_argument("name", help="study name")
+    export.add_argument("name", metavar="NAME", help="study name")
     export.add_argument(
-        "--out", required=True, type=Path, help="export folder (must not exist, unless --force)"
+        "--out",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="export folder (must not exist, unless --force)",
     )
     which = export.add_mutually_exclusive_group()
     which.add_argument(
         "--front", action="store_true", help="the feasible Pareto front (the default)"
     )
-    which.add_argument("--trials", help="comma-separated COMPLETE trial numbers, e.g. 3,7")
+    which.add_argument(
+        "--trials", metavar="LIST", help="comma-separated COMPLETE trial numbers, e.g. 3,7"
+    )
     storage_arg(export)
     export.add_argument(
         "--artifact-root",
+        metavar="ROOT",
         help="where the study run stored checkpoints: a folder or s3://BUCKET/PREFIX "
         "(default: the root each trial recorded, then the study config's artifact_root, "
         "then .nas/artifacts)",
@@ -66,7 +73,7 @@ def parse_trial_numbers(text: str) -> list[int]:
 def export_command(args: argparse.Namespace) -> int:
     from nas.artifacts import is_verifiable, parse_root
     from nas.cli._study import _load
-    from nas.export import export_trials, select_trials
+    from nas.export import export_trials, is_feasible, select_trials
     from nas.study import resolve_storage
 
     numbers = None if args.trials is None else parse_trial_numbers(args.trials)
@@ -85,6 +92,14 @@ def export_command(args: argparse.Namespace) -> int:
             "where recorded)",
             file=sys.stderr,
         )
+    infeasible = {t.number: _missed(t) for t in trials if not is_feasible(t)}
+    if infeasible:
+        shown = "; ".join(f"trial {n}: {why}" for n, why in infeasible.items())
+        print(
+            f"nas: warning: exporting infeasible trial(s), which miss the study's thresholds "
+            f"and are not on its Pareto front ({shown}); their model cards say so",
+            file=sys.stderr,
+        )
     root = parse_root(args.artifact_root) if args.artifact_root else None  # None: as recorded
     replacing = os.path.lexists(args.out)  # --force: export_trials checks it is an export
     if replacing:
@@ -93,3 +108,11 @@ def export_command(args: argparse.Namespace) -> int:
     folders = ", ".join(str(row["folder"]) for row in rows)
     print(f"exported {len(rows)} trial(s) of study {study.study_name} to {args.out}: {folders}")
     return 0
+
+
+def _missed(trial: Any) -> str:
+    """The constraints a trial misses, as ``name by amount``."""
+    from nas.study import named_constraints
+
+    missed = {k: v for k, v in named_constraints(trial).items() if v > 0}
+    return ", ".join(f"{k} by {v:.4g}" for k, v in missed.items()) or "a constraint"

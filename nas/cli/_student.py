@@ -30,17 +30,24 @@ def register(commands: Any) -> None:
         ],
     )
     student.add_argument(
-        "--source", required=True, help="DistilBERT or BERT checkpoint: folder or hub name"
+        "--source",
+        required=True,
+        metavar="DIR",
+        help="DistilBERT or BERT checkpoint: folder or hub name",
     )
     student.add_argument(
         "--task",
         required=True,
+        metavar="TASK",
         help="a task name (squad_v2, sst2, ...) or just qa / classification: picks the head",
     )
-    student.add_argument("--num-labels", type=int, default=2, help="classifier labels")
+    student.add_argument(
+        "--num-labels", type=int, default=2, metavar="N", help="classifier labels"
+    )
     student.add_argument(
         "--params",
         required=True,
+        metavar="JSON",
         help='JSON: {"n_layers": 3, "n_heads": 12, "hidden_size": 768, ...}, or @FILE',
     )
     student.add_argument(
@@ -53,11 +60,16 @@ def register(commands: Any) -> None:
     student.add_argument(
         "--out",
         type=Path,
+        metavar="DIR",
         help="write the sliced, untrained student here (config, model.safetensors, tokenizer, "
         "nas.json); the folder must not exist",
     )
-    student.add_argument("--batch-size", type=int, help="default: params' batch_size or 32")
-    student.add_argument("--seq-len", type=int, default=384, help="tokens per feature (384)")
+    student.add_argument(
+        "--batch-size", type=int, metavar="N", help="default: params' batch_size or 32"
+    )
+    student.add_argument(
+        "--seq-len", type=int, default=384, metavar="N", help="tokens per feature (384)"
+    )
     student.add_argument("--bf16", action="store_true", help="estimate with bf16 autocast")
     student.add_argument("--json", action="store_true", help="machine-readable output")
     student.set_defaults(run=student_command)

@@ -35,19 +35,26 @@ def register(commands: Any) -> None:
             "--ray-address auto",
         ],
     )
-    run.add_argument("study", help="study config, e.g. studies/quickstart.yaml")
+    run.add_argument("study", metavar="S.yaml", help="study config, e.g. studies/quickstart.yaml")
     storage_arg(run, from_config=True)
     run.add_argument(
-        "--n-trials", type=positive_int, help="total finished trials (default: the config's)"
+        "--n-trials",
+        type=positive_int,
+        metavar="N",
+        help="total finished trials (default: the config's)",
     )
     run.add_argument(
         "--workers",
         type=positive_int,
+        metavar="K",
         help="trials at once (default: as many as the Ray resources fit, resources.cpu/gpu each)",
     )
-    run.add_argument("--ray-address", help="join a running Ray cluster (HOST:PORT or auto)")
+    run.add_argument(
+        "--ray-address", metavar="ADDR", help="join a running Ray cluster (HOST:PORT or auto)"
+    )
     run.add_argument(
         "--artifact-root",
+        metavar="ROOT",
         help="where checkpoints are stored (default: the config's artifact_root, "
         "then .nas/artifacts)",
     )
@@ -70,7 +77,7 @@ def register(commands: Any) -> None:
         "against the estimates, and the front table with its picks.",
         examples=["nas study status quickstart", "nas study status quickstart --json"],
     )
-    status.add_argument("name", help="study name")
+    status.add_argument("name", metavar="NAME", help="study name")
     storage_arg(status)
     status.add_argument(
         "--json", action="store_true", help="machine-readable: counts, failures and the front"
@@ -86,7 +93,7 @@ def register(commands: Any) -> None:
         "difference from the baseline, and three picks.",
         examples=["nas study front quickstart", "nas study front quickstart --test --json"],
     )
-    front.add_argument("name", help="study name")
+    front.add_argument("name", metavar="NAME", help="study name")
     storage_arg(front)
     front.add_argument("--json", action="store_true", help="machine-readable output")
     front.add_argument(
@@ -96,7 +103,9 @@ def register(commands: Any) -> None:
         "scored yet; nas study run does it when the study finishes)",
     )
     front.add_argument(
-        "--artifact-root", help="where the checkpoints are (default: what each trial recorded)"
+        "--artifact-root",
+        metavar="ROOT",
+        help="where the checkpoints are (default: what each trial recorded)",
     )
     front.set_defaults(run=front_command)
 
@@ -112,15 +121,24 @@ def register(commands: Any) -> None:
             "nas study confirm quickstart --trials 3,7 --workers 2",
         ],
     )
-    confirm.add_argument("name", help="study name")
+    confirm.add_argument("name", metavar="NAME", help="study name")
     storage_arg(confirm)
-    confirm.add_argument("--seeds", type=positive_int, default=3, help="new seeds per student (3)")
     confirm.add_argument(
-        "--trials", default="front", help="'front' (default) or trial numbers, e.g. 3,7"
+        "--seeds", type=positive_int, default=3, metavar="N", help="new seeds per student (3)"
     )
-    confirm.add_argument("--workers", type=positive_int, help="runs at once (default: as fit)")
-    confirm.add_argument("--ray-address", help="join a running Ray cluster (HOST:PORT or auto)")
-    confirm.add_argument("--artifact-root", help="where checkpoints are stored")
+    confirm.add_argument(
+        "--trials",
+        default="front",
+        metavar="LIST",
+        help="'front' (default) or trial numbers, e.g. 3,7",
+    )
+    confirm.add_argument(
+        "--workers", type=positive_int, metavar="K", help="runs at once (default: as fit)"
+    )
+    confirm.add_argument(
+        "--ray-address", metavar="ADDR", help="join a running Ray cluster (HOST:PORT or auto)"
+    )
+    confirm.add_argument("--artifact-root", metavar="ROOT", help="where checkpoints are stored")
     confirm.set_defaults(run=confirm_command)
 
     report = command(
@@ -131,9 +149,11 @@ def register(commands: Any) -> None:
         "history, parameter importances per objective and every trial.",
         examples=["nas study report quickstart --out report.html"],
     )
-    report.add_argument("name", help="study name")
+    report.add_argument("name", metavar="NAME", help="study name")
     storage_arg(report)
-    report.add_argument("--out", required=True, help="HTML file to write, e.g. report.html")
+    report.add_argument(
+        "--out", required=True, metavar="FILE", help="HTML file to write, e.g. report.html"
+    )
     report.set_defaults(run=report_command)
 
     listing = command(

@@ -32,8 +32,10 @@ def register(commands: Any) -> None:
             "nas teacher train studies/quickstart.yaml --out teachers/qs --force",
         ],
     )
-    train.add_argument("study", help="study config with a teacher.train section")
-    train.add_argument("--out", type=Path, help="folder to save to (default: teacher.path)")
+    train.add_argument("study", metavar="S.yaml", help="study config with a teacher.train section")
+    train.add_argument(
+        "--out", type=Path, metavar="DIR", help="folder to save to (default: teacher.path)"
+    )
     train.add_argument("--force", action="store_true", help="replace an existing folder")
     train.set_defaults(run=train_command)
 

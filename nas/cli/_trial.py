@@ -32,14 +32,22 @@ def register(commands: Any) -> None:
             "nas trial run --study studies/quickstart.yaml --params @params.json --out student/",
         ],
     )
-    run.add_argument("--study", required=True, help="study config, e.g. studies/quickstart.yaml")
+    run.add_argument(
+        "--study",
+        required=True,
+        metavar="S.yaml",
+        help="study config, e.g. studies/quickstart.yaml",
+    )
     run.add_argument(
         "--params",
         default="{}",
+        metavar="JSON",
         help="JSON object of parameters over the study's baseline, or @FILE to read it from "
         "a file (default: {}, the baseline)",
     )
-    run.add_argument("--out", type=Path, help="save the student here (Hugging Face folder)")
+    run.add_argument(
+        "--out", type=Path, metavar="DIR", help="save the student here (Hugging Face folder)"
+    )
     run.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     run.set_defaults(run=run_command)
 
