@@ -342,3 +342,58 @@ def test_a_closed_stdout_ends_quietly_with_141(tmp_path: Path) -> None:
     finally:
         os.close(write)
     assert (result.returncode, result.stderr) == (141, "")
+
+
+def test_status_and_list_json(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from study_factory import hand_built_study
+
+    from nas.cli import main
+
+    url = f"sqlite:///{tmp_path / 'hand.db'}"
+    hand_built_study(url)
+    assert main(["study", "status", "hand", "--storage", url, "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["states"] == {"COMPLETE": 5, "COMPLETE (infeasible)": 1, "FAIL": 2}
+    assert status["failures"] == {"oom": 1, "nan_loss": 1}
+    assert [p["trial"] for p in status["front"]] == [5, 2, 0, 1]
+    assert status["baseline"]["trial"] == 0 and status["objectives"] == ["exact", "params"]
+    assert main(["study", "list", "--storage", url, "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed == [{"name": "hand", "trials": 8, "directions": ["maximize", "minimize"]}]
+
+
+def test_quiet_drops_progress_and_the_dashboard_request_log(
+    tmp_path: Path,
+    capsys,
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    import argparse
+    import socket
+
+    import bottle
+    from study_factory import hand_built_study
+
+    from nas.cli import main
+    from nas.cli._common import progress, set_log_level
+
+    set_log_level(argparse.Namespace(quiet=True))
+    progress("hidden")
+    set_log_level(argparse.Namespace(log_level="info"))
+    progress("shown")
+    assert capsys.readouterr().err == "[nas] shown\n"
+    url = f"sqlite:///{tmp_path / 'hand.db'}"
+    hand_built_study(url)
+    served: list[dict[str, object]] = []
+    monkeypatch.setattr(bottle, "run", lambda app, **kw: served.append(kw))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    for flags in ([], ["--quiet"], ["--log-level", "error"]):
+        assert main(["dashboard", "hand", "--storage", url, "--port", port, *flags]) == 0
+        out = capsys.readouterr().out
+        assert ("published nas's front" in out) is not flags, out
+        assert "optuna-dashboard: http://127.0.0.1:" in out  # the address is always shown
+    assert [kw["quiet"] for kw in served] == [False, True, True]  # bottle: no line per request
+    main(["study", "list", "--storage", url])  # a command without the options: info again
+    progress("shown again")
+    assert capsys.readouterr().err.endswith("[nas] shown again\n")
