@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from nas.config import StudyConfig, folder_name
 from nas.drivers import Heartbeat, counted_trials, finished_count, recover_orphans
 from nas.errors import NasError
 from nas.preflight import DriverPreflight, driver_preflight
+from nas.progress import duration
 from nas.search_space import SearchSpace, study_space
 from nas.storage import STORAGE_ENV, check_distributions_fit, mask_password, open_storage, redact
 from nas.study import open_study
@@ -44,11 +46,13 @@ def run_study(config: StudyConfig, options: RunOptions, printer: Printer) -> int
     from nas.objective import objective_names, prepare
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    started = time.monotonic()
     # Bad input fails before anything expensive (data, teacher) and before the study exists.
     space = study_space(config)
     check_distributions_fit(options.storage, space.distributions, space.source_file)
     prepared = prepare(config, printer)
     config = prepared.config  # thresholds resolved against the selection split
+    prepared_s = time.monotonic() - started
     names = objective_names(config, prepared.task)
     storage = open_storage(options.storage)
     _probe_ray(options.ray_address)  # a dead address fails before the study is touched
@@ -78,6 +82,11 @@ def run_study(config: StudyConfig, options: RunOptions, printer: Printer) -> int
         from nas.holdout import score_front
 
         score_front(study, prepared, printer, options.artifact_root)
+    printer(
+        f"study '{config.name}': {finished_count(study)} of {options.n_trials} trials finished; "
+        f"this run took {duration(time.monotonic() - started)} (data, teacher and "
+        f"calibration {duration(prepared_s)})"
+    )
     return 0
 
 
