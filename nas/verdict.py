@@ -67,8 +67,9 @@ def rule_line(summary: Summary) -> str:
     text += (
         f'; answering "no answer" to every question scores {metric} {selection:.2f} there{on_test}'
     )
-    if margin is not None:
-        text += f", and the {metric} bound is {margin.above_no_answer:g} above that"
+    if margin is not None and margin.above_no_answer is not None:
+        side = "above" if margin.above_no_answer >= 0 else "below"
+        text += f", and the {metric} bound is {abs(margin.above_no_answer):g} {side} that"
     return text
 
 
