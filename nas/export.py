@@ -18,12 +18,13 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import optuna
@@ -41,10 +42,19 @@ from nas.artifacts import (
     parse_root,
     verify_folder,
 )
+from nas.card_facts import (
+    hub_dataset,
+    hub_id,
+    label_names,
+    max_length,
+    model_class,
+    source_license,
+    study_data,
+)
 from nas.errors import NasError
+from nas.model_card import CLASSIFIER_CLASS, PROVENANCE, CardFacts, model_card
 from nas.study import BASELINE_TAG, front_rows, mask_password, named_constraints
 
-PROVENANCE = "nas.json"
 MODEL_CARD = "README.md"
 INDEX_JSON = "index.json"
 INDEX_CSV = "index.csv"
@@ -191,13 +201,99 @@ def _export_trial(context: _Context, trial: FrozenTrial, into: Path) -> dict[str
     folder = into / f"trial-{trial.number}"
     folder.mkdir()
     root = _download_checkpoint(context, trial, folder)
+    where = f"trial {trial.number}"
     record = _provenance(context, trial, folder / PROVENANCE, root)
+    config = _read_json(folder / "config.json", where, root)
+    data, has_data = study_data(context.study)
+    labels: tuple[str, ...] = ()
+    if model_class(config) == CLASSIFIER_CLASS:
+        # transformers leaves id2label out of config.json for its default of 2 labels
+        n_labels = len(config.get("id2label") or {}) or int(config.get("num_labels") or 2)
+        labels = label_names(record, data, record.get("task"), n_labels)
+        record["export_changes"] += _name_labels(folder, config, labels)
+    length, length_from = max_length(data, has_data, config)
+    if length is not None:
+        record["export_changes"] += _set_max_length(folder, length, where, root)
+    source = record.get("student_source")
+    facts = CardFacts(
+        model_class=model_class(config),
+        path=_snippet_path(context.out, folder.name),
+        data=data,
+        dataset=hub_dataset(record.get("task"), data) if has_data else None,
+        base_model=hub_id(source) or hub_id(record.get("teacher")),
+        license=source_license(source),
+        label_names=labels,
+        max_length=length,
+        max_length_from=length_from,
+    )
+    record = redact_paths(record)
     (folder / PROVENANCE).write_text(json.dumps(record, indent=2, default=str) + "\n")
-    load_path = (context.out / folder.name).as_posix()
-    config = _read_json(folder / "config.json", f"trial {trial.number}", root)
-    card = model_card(record, _model_class(config), load_path)
-    (folder / MODEL_CARD).write_text(card)
+    (folder / MODEL_CARD).write_text(model_card(record, facts))
     return index_row(context.study, trial)
+
+
+def _snippet_path(out: Path, name: str) -> str:
+    """The exported folder as the card's snippet loads it: as the user named ``--out`` when
+    relative, relative to the current folder when inside it, else relative to ``--out``."""
+    if not out.is_absolute():
+        return (out / name).as_posix()
+    try:
+        return (out.resolve() / name).relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return name
+
+
+def _name_labels(folder: Path, config: dict[str, Any], labels: Sequence[str]) -> list[str]:
+    """Write the label names into ``config.json`` when it has only LABEL_i names."""
+    current = [str(v) for _, v in sorted((config.get("id2label") or {}).items(), key=_key)]
+    if (
+        not labels
+        or current == list(labels)
+        or (current and current != [f"LABEL_{i}" for i in range(len(current))])
+    ):
+        return []
+    config["id2label"] = {str(i): name for i, name in enumerate(labels)}
+    config["label2id"] = {name: i for i, name in enumerate(labels)}
+    (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return [f"config.json: id2label/label2id name the labels {list(labels)}"]
+
+
+def _key(item: tuple[Any, Any]) -> int:
+    return int(item[0]) if str(item[0]).isdigit() else -1
+
+
+def _set_max_length(folder: Path, length: int, where: str, root: ArtifactRoot) -> list[str]:
+    """Set ``model_max_length`` in ``tokenizer_config.json`` (the tokenizer default is 1e30)."""
+    path = folder / "tokenizer_config.json"
+    if not path.is_file():
+        return []
+    tokenizer = _read_json(path, where, root)
+    old = tokenizer.get("model_max_length")
+    if old == length:
+        return []
+    tokenizer["model_max_length"] = length
+    path.write_text(json.dumps(tokenizer, indent=2, ensure_ascii=False) + "\n")
+    shown = f"{old:.3g}" if isinstance(old, int | float) else repr(old)
+    return [f"tokenizer_config.json: model_max_length {shown} -> {length}"]
+
+
+_ABSOLUTE = re.compile(r"(?<![\w.~:/}\-])/(?:[^\s/'\"`,;()\[\]{}<>]+/)*([^\s/'\"`,;()\[\]{}<>]+)")
+
+
+def redact_paths(value: Any) -> Any:
+    """``value`` with every absolute local path written ``<local>/NAME`` (in strings, and in
+    the strings of nested dicts and lists); URLs, hub ids and relative paths are kept."""
+    if isinstance(value, str):
+        for prefix in ("sqlite:///", "journal:"):
+            rest = value[len(prefix) :]
+            if value.startswith(prefix) and rest.startswith("/"):
+                return f"{prefix}<local>/{PurePosixPath(rest).name}"
+        return _ABSOLUTE.sub(lambda m: f"<local>/{m.group(1)}", value)
+    if isinstance(value, Mapping):
+        return {k: redact_paths(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_paths(v) for v in value]
+    return value
 
 
 def download_checkpoint(
@@ -277,6 +373,7 @@ def _provenance(
         artifact_root=root.url,
         exported_at=context.exported_at,
         exported_by=f"nas {nas.__version__}",
+        export_changes=[],  # what the export changed in the checkpoint's files
     )
     record.update(held_out_record(study, trial.number))
     return record
@@ -331,17 +428,6 @@ def _read_json(path: Path, where: str, root: ArtifactRoot) -> dict[str, Any]:
     return value
 
 
-def _model_class(config: Mapping[str, Any]) -> str:
-    """The ``transformers`` auto class that loads the checkpoint, from its ``architectures``."""
-    names = config.get("architectures") or []
-    architectures = " ".join(str(n) for n in names) if isinstance(names, list) else str(names)
-    if "ForQuestionAnswering" in architectures:
-        return "AutoModelForQuestionAnswering"
-    if "ForSequenceClassification" in architectures:
-        return "AutoModelForSequenceClassification"
-    return "AutoModel"
-
-
 def index_row(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
     """One row of the index: trial, folder, values and task metrics by name, params count,
     feasible, baseline flag, then the trial's params (``param:NAME`` if a name is taken)."""
@@ -361,8 +447,9 @@ def _write_index(context: _Context, rows: Sequence[Mapping[str, Any]], into: Pat
     study = context.study
     index = {
         "study": study.study_name,
-        "storage": context.storage,
-        "artifact_roots": sorted(context.stores),  # where the checkpoints were read from
+        "storage": redact_paths(context.storage),
+        # where the checkpoints were read from (local folders redacted)
+        "artifact_roots": redact_paths(sorted(context.stores)),
         "exported_at": context.exported_at,
         "nas_version": nas.__version__,
         "objectives": dict(
@@ -468,124 +555,3 @@ def _move_into_place(tmp: Path, final: Path) -> None:
         shutil.rmtree(aside, ignore_errors=True)
         raise
     shutil.rmtree(aside, ignore_errors=True)
-
-
-def model_card(record: Mapping[str, Any], model_class: str, path: str) -> str:
-    """A Hugging Face model card (``README.md``) for one exported trial.
-
-    Args:
-        record: The trial's completed ``nas.json``.
-        model_class: The ``transformers`` auto class that loads it.
-        path: The folder to load from, as shown in the snippet.
-
-    Returns:
-        Markdown with YAML front matter.
-    """
-    metrics = record.get("metrics") or {}
-    lines = [
-        *_card_header(record),
-        *_section("Objectives (selection split)", "metric", record.get("values") or {}),
-        *_section("Task metrics (selection split)", "metric", metrics.get("task") or {}),
-        *_section(
-            "Task metrics (test split: data no trial saw)",
-            "metric",
-            record.get("test_metrics") or {"(not scored yet)": "nas study front NAME --test"},
-        ),
-        *_held_out_lines(record),
-        *_section("Trial parameters", "parameter", record.get("trial_params") or {}),
-        *_load_snippet(model_class, path),
-        *_provenance_lines(record),
-    ]
-    return "\n".join(lines)
-
-
-def _card_header(record: Mapping[str, Any]) -> list[str]:
-    role = " (the study's baseline)" if record.get("baseline") else ""
-    summary = {
-        "task": record.get("task"),
-        "teacher": record.get("teacher"),
-        "data": record.get("data"),
-        "parameters": _count(record.get("n_params")),
-        "feasible": "yes" if record.get("feasible") else "no",
-    }
-    return [
-        "---",
-        "library_name: transformers",
-        f"tags: [distillation, nas, {record.get('task')}]",
-        "---",
-        "",
-        f"# {record.get('study')}: trial {record.get('trial')}",
-        "",
-        f"A DistilBERT student distilled from `{record.get('teacher')}` by nas, trial "
-        f"{record.get('trial')} of study `{record.get('study')}`{role}.",
-        "",
-        *_table(("item", "value"), summary),
-        "",
-    ]
-
-
-def _section(title: str, key: str, rows: Mapping[str, Any]) -> list[str]:
-    return [f"## {title}", "", *_table((key, "value"), rows), ""]
-
-
-def _table(header: tuple[str, str], rows: Mapping[str, Any]) -> list[str]:
-    cells = [f"| {k} | {_cell(v)} |" for k, v in rows.items()]
-    return [f"| {header[0]} | {header[1]} |", "| --- | --- |", *cells]
-
-
-def _cell(value: Any) -> str:
-    text = f"{value:.6g}" if isinstance(value, float) else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _count(value: Any) -> str:
-    return f"{int(value):,}" if isinstance(value, int | float) else str(value)
-
-
-def _load_snippet(model_class: str, path: str) -> list[str]:
-    return [
-        "## How to load",
-        "",
-        "```python",
-        f"from transformers import {model_class}, AutoTokenizer",
-        "",
-        f'model = {model_class}.from_pretrained("{path}")',
-        f'tokenizer = AutoTokenizer.from_pretrained("{path}")',
-        "```",
-        "",
-    ]
-
-
-def _held_out_lines(record: Mapping[str, Any]) -> list[str]:
-    """The teacher's row and the confirmed spread, when the study has them."""
-    lines: list[str] = []
-    teacher = record.get("teacher_metrics") or {}
-    if teacher:
-        names = sorted(set(teacher.get("selection", {})) & set(teacher.get("test", {})))
-        rows = {n: f"{teacher['selection'][n]:.4g} / {teacher['test'][n]:.4g}" for n in names}
-        lines += _section("Teacher (selection / test)", "metric", rows)
-    confirmed = record.get("confirmed")
-    if confirmed:
-        rows = {}
-        for split in ("selection", "test"):
-            for name, stats in (confirmed.get(split) or {}).items():
-                if stats:
-                    mean, spread, n = stats
-                    rows[f"{name} ({split})"] = f"{mean:.4g} ± {spread:.2g} ({n} seeds)"
-        lines += _section("Re-trained with new seeds", "metric", rows)
-    return lines
-
-
-def _provenance_lines(record: Mapping[str, Any]) -> list[str]:
-    return [
-        "## Provenance",
-        "",
-        f"- study: `{record.get('study')}` in `{record.get('storage')}`, "
-        f"trial {record.get('trial')}",
-        f"- constraints (<= 0 feasible): {record.get('constraints') or 'none'}",
-        f"- trained with nas {record.get('nas_version', '?')}, python "
-        f"{record.get('python', '?')}, torch {record.get('torch', '?')}",
-        f"- exported by {record.get('exported_by')} at {record.get('exported_at')}",
-        f"- full record: `{PROVENANCE}`",
-        "",
-    ]

@@ -4,17 +4,31 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+import os
+import re
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 import pytest
-from cli_run import assert_usage_error, run_nas
-from stored_study import MODEL_BYTES, stored_model, stored_study
+from cli_run import REPO, assert_usage_error, run_nas
+from stored_study import MODEL_BYTES, SST2_SOURCE, stored_classifier, stored_model, stored_study
 
 from nas.artifacts import ChecksumError, is_verifiable
-from nas.export import ExportError, export_trials, resolve_artifact_root, select_trials
+from nas.card_facts import hub_dataset, source_license
+from nas.export import (
+    ExportError,
+    export_trials,
+    is_feasible,
+    redact_paths,
+    resolve_artifact_root,
+    select_trials,
+)
+from nas.model_card import QA_EXAMPLE, TEXT_EXAMPLE
 from nas.study import named_constraints
 
 
@@ -64,6 +78,7 @@ def test_front_export_writes_folders_and_index(searched: Searched, tmp_path: Pat
     out = tmp_path / "frontier"
     result = export(searched, out)  # --front is the default
     assert result.returncode == 0, result.stderr
+    assert "infeasible" not in result.stderr  # the front is feasible: no warning
     study = searched.study()
     front = study.best_trials
     assert front, "the tiny study should have a feasible front"
@@ -89,9 +104,9 @@ def test_front_export_writes_folders_and_index(searched: Searched, tmp_path: Pat
         assert record["study"] == "tiny" and record["trial"] == trial.number
         assert record["values"] == dict(zip(study.metric_names, trial.values, strict=True))
         assert record["constraints"] == named_constraints(trial) and record["feasible"] is True
-        assert record["storage"] == searched.url and record["exported_at"]
+        assert record["storage"] == "sqlite:///<local>/nas.db" and record["exported_at"]
         card = (folder / "README.md").read_text()
-        assert "AutoModelForQuestionAnswering.from_pretrained" in card
+        assert "AutoModelForQuestionAnswering.from_pretrained(MODEL)" in card
         assert f"trial {trial.number}" in card and "learning_rate" in card
         # the study finished, so its front was scored on the test split: the card says so
         test = study.user_attrs[f"test:{trial.number}"]
@@ -322,3 +337,250 @@ def test_a_config_json_that_is_not_json_is_one_line(tmp_path: Path) -> None:
         export_trials(study, study.trials[1:], tmp_path / "out", None, url)
     assert "\n" not in str(err.value)
     assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------- model cards
+
+
+def card_of(folder: Path):  # type: ignore[no-untyped-def]
+    """The folder's README.md parsed by huggingface_hub (which checks the model-index)."""
+    from huggingface_hub import ModelCard
+
+    return ModelCard((folder / "README.md").read_text())
+
+
+def snippet(folder: Path) -> str:
+    """The python code block of the folder's model card."""
+    text = (folder / "README.md").read_text()
+    blocks = re.findall(r"^```python\n(.*?)^```$", text, re.S | re.M)
+    assert len(blocks) == 1, text
+    return blocks[0]
+
+
+def local_texts(out: Path) -> list[str]:
+    return [p.read_text() for p in out.rglob("*") if p.suffix in (".md", ".json")]
+
+
+def test_qa_cards_carry_hub_metadata_test_metrics_and_no_local_paths(
+    searched: Searched, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    study = searched.study()
+    complete = [t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    out = tmp_path / "cards"
+    export_trials(study, select_trials(study, complete), out, None, searched.url)
+    base = str(tmp_path_factory.getbasetemp())  # the study file, storage, cache, artifacts
+    assert all(base not in text and str(REPO) not in text for text in local_texts(out))
+    index = json.loads((out / "index.json").read_text())
+    assert index["storage"] == "sqlite:///<local>/nas.db"
+    assert index["artifact_roots"] == ["<local>/artifacts"]
+    for number in complete:
+        folder, trial = out / f"trial-{number}", study.trials[number]
+        card, text = card_of(folder), (folder / "README.md").read_text()
+        meta = card.data.to_dict()
+        assert meta["pipeline_tag"] == "question-answering"
+        assert meta["tags"] == ["distillation", "nas", "synthetic_qa"]
+        # a local source (the tiny teacher) and generated data: no hub ids, no license claimed
+        assert not {"base_model", "datasets", "license"} & set(meta)
+        assert "unknown: the student source declares none" in text
+        tokenizer = json.loads((folder / "tokenizer_config.json").read_text())
+        assert tokenizer["model_max_length"] == 64  # data.max_seq_length, not 1e30
+        assert "model_max_length 1e+30 -> 64" in text
+        assert f'MODEL = "trial-{number}"' in snippet(folder)  # relative to the export
+        record = json.loads((folder / "nas.json").read_text())
+        assert record["teacher"] == record["student_source"] == "<local>/tiny"
+        assert record["study_file"] == "<local>/tiny.yaml"
+        test = study.user_attrs.get(f"test:{number}")
+        if test is None:  # not on the front: never scored on the test split
+            assert card.data.eval_results is None and "(not scored yet)" in text
+        else:
+            results = card.data.eval_results
+            assert {(r.metric_type, r.metric_value) for r in results} == {
+                ("exact_match", test["exact"]),
+                ("f1", test["f1"]),
+            }
+            assert {(r.task_type, r.dataset_type) for r in results} == {
+                ("question-answering", "synthetic_qa")
+            }
+        assert ("**Infeasible:**" in text) is (not is_feasible(trial))
+
+
+def test_an_infeasible_classifier_exports_with_one_warning_and_hub_ids(
+    tmp_path: Path, tiny_tokenizer_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nas.cli import main
+
+    study, url = stored_classifier(tmp_path, tiny_tokenizer_dir)
+    out = tmp_path / "out"
+    assert main(["export", "clf", "--out", str(out), "--storage", url, "--trials", "0"]) == 0
+    stderr = capsys.readouterr().err
+    warnings = [line for line in stderr.splitlines() if "infeasible" in line]
+    assert len(warnings) == 1 and "trial 0: accuracy>=0.9 by 0.4" in warnings[0], stderr
+    folder = out / "trial-0"
+    card, text = card_of(folder), (folder / "README.md").read_text()
+    assert "**Infeasible:**" in text and "accuracy>=0.9 missed by 0.4" in text
+    meta = card.data.to_dict()
+    assert meta["pipeline_tag"] == "text-classification"
+    assert meta["base_model"] == SST2_SOURCE and meta["datasets"] == ["nyu-mll/glue"]
+    [result_] = {
+        (r.dataset_type, r.dataset_config, r.dataset_split) for r in card.data.eval_results
+    }
+    assert result_ == ("nyu-mll/glue", "sst2", "validation")
+    assert {(r.metric_type, r.metric_value) for r in card.data.eval_results} == {
+        ("accuracy", 0.5),
+        ("f1", 0.4),
+        ("matthews_correlation", 0.1),
+    }
+    config = json.loads((folder / "config.json").read_text())
+    assert config["id2label"] == {"0": "negative", "1": "positive"}
+    assert json.loads((folder / "tokenizer_config.json").read_text())["model_max_length"] == 24
+    record = json.loads((folder / "nas.json").read_text())
+    assert record["study_file"] == "<local>/clf.yaml" and "<local>/train.csv" in record["data"]
+    assert all(str(tmp_path) not in t for t in local_texts(out))
+
+
+_DRIVER = """
+import json, math, os, sys
+results = []
+for run in json.loads(open(sys.argv[1]).read()):
+    os.chdir(run["cwd"])
+    ns = {"__name__": "__main__"}
+    exec(run["code"], ns)  # the card's snippet, as written: it prints its own example
+    calls = [ns[run["function"]](*args) for args in run["inputs"]]
+    if run["forced"]:  # never 'no answer': the best span itself
+        ns["THRESHOLD"] = math.inf
+        calls += [ns[run["function"]](*args) for args in run["forced"]]
+    results.append(calls)
+print("RESULTS", json.dumps(results))
+"""
+
+
+def test_card_snippets_decide_as_nas_does(
+    searched: Searched, tmp_path: Path, tiny_tokenizer_dir: Path
+) -> None:
+    """The snippet of a QA card and of a classification card, run as written in a subprocess,
+    give nas's own answers, no-answer probabilities and labels for the same inputs."""
+    qa_out, clf_out = tmp_path / "qa", tmp_path / "clf-out"
+    study = searched.study()
+    export_trials(study, select_trials(study, [0]), qa_out, None, searched.url)
+    (tmp_path / "clf").mkdir()
+    clf_study, clf_url = stored_classifier(tmp_path / "clf", tiny_tokenizer_dir)
+    export_trials(clf_study, clf_study.trials, clf_out, None, clf_url)
+    qa_examples, nas_qa, forced_qa = _nas_qa(searched, qa_out / "trial-0")
+    texts = [TEXT_EXAMPLE, "good film", "a bad movie", "i feel joy", "what is it"]
+    nas_labels = _nas_labels(clf_out / "trial-0", texts)
+    runs = [
+        {"cwd": str(qa_out), "code": snippet(qa_out / "trial-0"), "function": "answer",
+         "inputs": [(e.question, e.context) for e in qa_examples],
+         "forced": [(e.question, e.context) for e in qa_examples]},
+        {"cwd": str(clf_out), "code": snippet(clf_out / "trial-0"), "function": "classify",
+         "inputs": [(t,) for t in texts], "forced": []},
+    ]  # fmt: skip
+    (tmp_path / "runs.json").write_text(json.dumps(runs))
+    (tmp_path / "driver.py").write_text(_DRIVER)
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "driver.py"), str(tmp_path / "runs.json")],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    qa, labels = json.loads(lines[-1].removeprefix("RESULTS "))
+    n = len(qa_examples)
+    for example, (text, diff), (forced, _) in zip(qa_examples, qa[:n], qa[n:], strict=True):
+        answer, na_prob = nas_qa[example.id]
+        assert text == answer, example
+        assert 1 / (1 + math.exp(-diff)) == pytest.approx(na_prob, abs=1e-5)
+        assert forced == forced_qa[example.id], example
+    assert any(forced_qa.values()), "the forced decode should give spans to compare"
+    assert labels == nas_labels
+    # the snippets' own examples: the first is the card's QA example, as nas answers it
+    card_answer = nas_qa["card"][0]
+    assert lines[0].startswith(f"answer: {card_answer!r}" if card_answer else "answer: no answer")
+    assert lines[1] == f"label: {nas_labels[0]}"
+
+
+def _nas_qa(searched: Searched, folder: Path):  # type: ignore[no-untyped-def]
+    """The card's example and 30 selection questions; nas's answer and no-answer probability
+    for each, and its best span when "no answer" is ruled out ([CLS] logits at -1e9)."""
+    import torch
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    from nas.config import load_study
+    from nas.tasks import get_task
+    from nas.tasks.base import QAExample
+    from nas.tasks.squad_v2 import predict as decode
+    from nas.train import predict
+
+    data = load_study(searched.study_file).data
+    task = get_task("synthetic_qa")
+    question, context = QA_EXAMPLE
+    card = QAExample(id="card", title="card", context=context, question=question)
+    examples = [card, *task.load(data).eval[:30]]
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    model = AutoModelForQuestionAnswering.from_pretrained(str(folder))
+    features = task.encode(examples, tokenizer, data)
+    logits = predict(model, features, "qa", tokenizer.pad_token_id, 16, torch.device("cpu"))
+    answers, na_probs = decode(examples, features, logits, data)
+    logits[features.starts[:-1]] = -1e9  # every window's [CLS]: the null score
+    forced, _ = decode(examples, features, logits, data)
+    return examples, {k: (answers[k], na_probs[k]) for k in answers}, forced
+
+
+def _nas_labels(folder: Path, texts: list[str]) -> list[str]:
+    """nas's predicted label names (its tokenization, inference and argmax) for ``texts``."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from nas.tasks.base import TextExample
+    from nas.tasks.classification import encode_texts
+    from nas.train import predict
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    model = AutoModelForSequenceClassification.from_pretrained(str(folder))
+    features = encode_texts([TextExample(t, 0) for t in texts], tokenizer, 24)
+    logits = predict(model, features, "classification", 0, 8, torch.device("cpu"))
+    return [model.config.id2label[int(i)] for i in logits.argmax(axis=1)]
+
+
+def test_local_paths_are_redacted_and_urls_kept() -> None:
+    record = {
+        "storage": "sqlite:////srv/runs/nas.db",
+        "journal": "journal:/srv/runs/nas.log",
+        "teacher": "/srv/models/bert-squad",
+        "data": "squad_v2: 10 train from /srv/data/train.json, 5 from ../data/dev.json",
+        "kept": ["postgresql://nas:***@db:5432/nas", "s3://bucket/ckpt", "org/model",
+                 "sqlite:///nas.db", "{cache_dir}/teachers/x", "exact>=50"],
+    }  # fmt: skip
+    assert redact_paths(record) == {
+        "storage": "sqlite:///<local>/nas.db",
+        "journal": "journal:<local>/nas.log",
+        "teacher": "<local>/bert-squad",
+        "data": "squad_v2: 10 train from <local>/train.json, 5 from ../data/dev.json",
+        "kept": record["kept"],
+    }
+
+
+def test_license_comes_from_the_source_front_matter_or_config(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    assert source_license(str(source)) is None
+    (source / "config.json").write_text('{"license": "mit"}')
+    assert source_license(str(source)) == "mit"
+    (source / "README.md").write_text("---\nlanguage: en\nlicense: apache-2.0\n---\n# x\n")
+    assert source_license(str(source)) == "apache-2.0"
+    assert source_license("no-such-org/no-such-model") is None  # not in the local cache
+
+
+@pytest.mark.parametrize(
+    ("task", "data", "expected"),
+    [
+        ("squad_v2", {"hub_name": "squad_v2"}, ("rajpurkar/squad_v2", None, "validation")),
+        ("sst2", {}, ("nyu-mll/glue", "sst2", "validation")),
+        ("cola", {}, ("nyu-mll/glue", "cola", "validation")),
+        ("emotion", {}, ("dair-ai/emotion", None, "validation")),
+        ("imdb", {}, ("stanfordnlp/imdb", None, "test")),
+        ("sst2", {"train_file": "train.csv"}, None),  # local files: no hub dataset
+        ("synthetic_qa", {}, None),
+    ],
+)
+def test_hub_datasets_of_the_shipped_tasks(task: str, data: dict, expected: object) -> None:
+    assert hub_dataset(task, data) == expected
