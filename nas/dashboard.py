@@ -30,7 +30,7 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 import nas
 from nas.artifacts import ChecksumError, artifact_record, digest
 from nas.errors import NasError
-from nas.figures import front_figure
+from nas.figures import MIN_TRIALS, front_figure, importance_figure, importances
 from nas.summary import Summary, front_cells, pick_lines, summarize
 
 FRONT_PLOT_ID = "nas-front"
@@ -44,13 +44,23 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 def publish(study: optuna.Study) -> Summary:
-    """Write nas's front plot and front table (as the study note) into the study."""
+    """Write nas's front plot, front table (as the study note) and, from
+    :data:`~nas.figures.MIN_TRIALS` COMPLETE trials, its importance plots into the study."""
     from optuna_dashboard import save_note, save_plotly_graph_object
 
     summary = summarize(study)
     save_plotly_graph_object(study, front_figure(summary), graph_object_id=FRONT_PLOT_ID)
+    for objective in summary.names:
+        result = importances(summary, study, objective)
+        if result.values:
+            figure = importance_figure(result)
+            save_plotly_graph_object(study, figure, graph_object_id=importance_plot_id(objective))
     save_note(study, front_note(summary))
     return summary
+
+
+def importance_plot_id(objective: str) -> str:
+    return f"nas-importance-{objective}"
 
 
 def front_note(summary: Summary) -> str:
@@ -71,6 +81,11 @@ def front_note(summary: Summary) -> str:
         "",
         "The dashboard's own Pareto list ignores constraints; this table and the plot "
         f"`{FRONT_PLOT_ID}` are nas's feasible front.",
+        "",
+        "The dashboard's own Hyperparameter Importance chart ranks every parameter for every "
+        "objective; nas's plots `nas-importance-*` (drawn from "
+        f"{MIN_TRIALS} COMPLETE trials) rank only the parameters that can move each objective "
+        "and grey out what a shuffled objective also reaches.",
         "",
         "selection = the split every trial was scored on; test = data no trial saw; "
         "b = the baseline.",
