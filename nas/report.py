@@ -19,7 +19,9 @@ import plotly.io as pio
 
 import nas
 from nas.errors import NasError
+from nas.feasibility import constraint_name
 from nas.figures import (
+    COST_PARAMS,
     front_figure,
     hypervolume_figure,
     importance_figure,
@@ -36,6 +38,7 @@ from nas.summary import (
     reference_point,
     summarize,
 )
+from nas.verdict import rule_line
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -44,8 +47,10 @@ table { border-collapse: collapse; font-size: 0.85em; }
 td, th { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
 th { background: #f4f4f4; } td.l, th.l { text-align: left; }
 tr.front td { background: #fdecea; } tr.failed td { color: #a00; }
-tr.infeasible td { color: #777; } pre { background: #f8f8f8; padding: 1em; }
+tr.infeasible td { color: #777; } pre { background: #f8f8f8; padding: 1em; overflow-x: auto; }
 .meta td { text-align: left; }
+.scroll { overflow-x: auto; max-width: 100%; }
+#trials td { max-width: 28em; overflow-wrap: anywhere; }
 """
 
 
@@ -68,9 +73,10 @@ def write_report(study: optuna.Study, out: Path, url: str) -> Summary:
 
 def render(study: optuna.Study, summary: Summary, url: str) -> str:
     config: dict[str, Any] = dict(study.user_attrs.get("config") or {})
+    local = _Local(str(config.get("cache_dir") or ""))
     parts = [
         f"<h1>nas study report: {_e(summary.study)}</h1>",
-        _meta(study, summary, url),
+        _meta(study, summary, url, local),
         "<h2>Pareto front</h2>",
         _front_section(summary),
         _figure(front_figure(summary), "nas-front", inline_js=True),
@@ -79,7 +85,7 @@ def render(study: optuna.Study, summary: Summary, url: str) -> str:
         "<h2>Parameter importance</h2>",
         _importance_section(study, summary),
         "<h2>Trials</h2>",
-        _trials_table(summary),
+        _trials_table(summary, local),
     ]
     body = "\n".join(parts)
     return (
@@ -106,7 +112,39 @@ def _figure(fig: Any, div_id: str, inline_js: bool = False) -> str:
     )
 
 
-def _meta(study: optuna.Study, summary: Summary, url: str) -> str:
+class _Local:
+    """Shows paths without this machine's folders: ``{cache_dir}`` and the cache folder become
+    "the cache folder", other absolute paths their last two parts, the home folder ``~``."""
+
+    def __init__(self, cache_dir: str) -> None:
+        self.cache_dir = cache_dir.rstrip("/")
+
+    def path(self, value: object) -> str:
+        text = str(value)
+        for cache in ("{cache_dir}", self.cache_dir):
+            if cache and text.startswith(cache + "/"):
+                return f"{text[len(cache) + 1 :]} (in the study's cache folder)"
+        if text.startswith("/"):
+            return f".../{'/'.join(Path(text).parts[-2:])} (a local folder)"
+        return text
+
+    def text(self, value: str) -> str:
+        """A message with the cache folder and the home folder shortened."""
+        if self.cache_dir:
+            value = value.replace(self.cache_dir, "<cache folder>")
+        return value.replace("{cache_dir}", "<cache folder>").replace(str(Path.home()), "~")
+
+
+def _storage(url: str) -> str:
+    """The storage without a password or this machine's folders: a SQLite file by its name."""
+    if url.startswith("sqlite:///"):
+        return f"SQLite file {Path(url[len('sqlite:///') :]).name}"
+    if "://" not in url:  # a JournalStorage file
+        return f"journal file {Path(url).name}"
+    return mask_password(url)
+
+
+def _meta(study: optuna.Study, summary: Summary, url: str, local: _Local) -> str:
     attrs = study.user_attrs
     counts = {
         "Pareto front": summary.count("front"),
@@ -124,10 +162,11 @@ def _meta(study: optuna.Study, summary: Summary, url: str) -> str:
                 f"{n} ({d})" for n, d in zip(summary.names, summary.directions, strict=True)
             ),
         ),
+        ("feasibility", rule_line(summary).removeprefix("feasible: ")),
         ("task", attrs.get("task", "?")),
-        ("teacher", attrs.get("teacher", "?")),
-        ("dataset", attrs.get("dataset", "?")),
-        ("storage", mask_password(url)),
+        ("teacher", local.path(attrs.get("teacher", "?"))),
+        ("dataset", local.path(attrs.get("dataset", "?"))),
+        ("storage", _storage(url)),
         (
             "trials",
             f"{len(summary.rows)} (" + ", ".join(f"{k} {v}" for k, v in counts.items()) + ")",
@@ -175,35 +214,63 @@ def _number(objective: str, value: float) -> str:
 
 
 def _importance_section(study: optuna.Study, summary: Summary) -> str:
-    parts = []
+    parts = [
+        "<p>Each objective is explained only by the parameters that can move it (params by "
+        f"{', '.join(COST_PARAMS['params'])}; latency_ms by {', '.join(COST_PARAMS['latency_ms'])}"
+        "; the task metric by all). A grey bar is no larger than what the same values, "
+        "shuffled over the trials, give the top parameter: it may be noise.</p>"
+    ]
     for objective in summary.names:
-        try:
-            values = importances(summary, study, objective)
-        except (ValueError, RuntimeError) as exc:
-            parts.append(f"<p>{_e(objective)}: not computed ({_e(exc)}).</p>")
+        result = importances(summary, study, objective)
+        if not result.values:
+            parts.append(f"<p>{_e(objective)}: {_e(result.verdict)}.</p>")
             continue
-        if not values:
-            parts.append(f"<p>{_e(objective)}: no parameter varies across trials.</p>")
-            continue
-        parts.append(_figure(importance_figure(objective, values), f"nas-importance-{objective}"))
+        parts.append(_figure(importance_figure(result), f"nas-importance-{objective}"))
     return "\n".join(parts)
 
 
-def _trials_table(summary: Summary) -> str:
+def _trials_table(summary: Summary, local: _Local) -> str:
     names = summary.names
     keys = sorted({k for r in summary.rows for k in r.params})
     digits = metric_digits([r.values[summary.metric] for r in summary.rows if r.values])
-    head = ["trial", "standing", *names, "constraints", *keys, "time (s)", "reason"]
-    lines = ["<table id='trials'><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>"]
+    head = ["trial", "standing", *names, "feasible", *keys, "time (s)", "reason"]
+    lines = [
+        "<div class='scroll'><table id='trials'><tr>"
+        + "".join(f"<th>{_e(h)}</th>" for h in head)
+        + "</tr>"
+    ]
     for r in summary.rows:
         lines.append(
-            f"<tr class='{r.standing}'>" + "".join(_cells(r, names, keys, digits)) + "</tr>"
+            f"<tr class='{r.standing}'>"
+            + "".join(_cells(r, summary, keys, digits, local))
+            + "</tr>"
         )
-    lines.append("</table>")
+    lines.append("</table></div>")
     return "\n".join(lines)
 
 
-def _cells(r: TrialRow, names: list[str], keys: list[str], digits: int) -> list[str]:
+def _feasible(r: TrialRow, summary: Summary, digits: int) -> str:
+    """``yes``, or ``no:`` and each missed bound in words (``exact 45.00 < 50``)."""
+    if r.state != "COMPLETE" or not r.constraints:
+        return ""
+    by_name = {constraint_name(t): t for t in summary.thresholds}
+    missed = []
+    for name, c in r.constraints.items():
+        if c <= 0:
+            continue
+        t = by_name.get(name)
+        if t is None:  # a constraint of a rule this study no longer states
+            missed.append(f"{name} missed by {c:.3g}")
+        else:
+            missed.append(f"{t.metric} {t.bound - c:.{digits}f} < {t.bound:g}")
+    return "no: " + "; ".join(missed) if missed else "yes"
+
+
+def _cells(
+    r: TrialRow, summary: Summary, keys: list[str], digits: int, local: _Local
+) -> list[str]:
+    names = summary.names
+
     def value(n: str) -> str:
         if n not in r.values:
             return ""
@@ -214,12 +281,13 @@ def _cells(r: TrialRow, names: list[str], keys: list[str], digits: int) -> list[
         return f"{v:.3g}" if isinstance(v, float) else str(v)
 
     standing = r.standing + (" (baseline)" if r.baseline else "")
-    constraints = ", ".join(f"{k}: {v:+.3g}" for k, v in r.constraints.items())
-    reason = f"{r.reason}: {r.message}" if r.reason else ""
-    cells = [str(r.number), standing, *(value(n) for n in names), constraints]
+    reason = local.text(f"{r.reason}: {r.message}") if r.reason else ""
+    cells = [str(r.number), standing, *(value(n) for n in names), _feasible(r, summary, digits)]
     cells += [param(r.params[k]) if k in r.params else "" for k in keys]
     cells += ["" if r.duration_s is None else f"{r.duration_s:.1f}", reason]
     return [
-        f"<td class='l'>{_e(c)}</td>" if i in (1, len(cells) - 1) else f"<td>{_e(c)}</td>"
+        f"<td class='l'>{_e(c)}</td>"
+        if i in (1, 2 + len(names), len(cells) - 1)
+        else f"<td>{_e(c)}</td>"
         for i, c in enumerate(cells)
     ]

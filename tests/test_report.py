@@ -10,6 +10,7 @@ import optuna
 import pytest
 from browser import rendered_dom
 from cli_run import assert_usage_error, run_nas
+from optuna.distributions import FloatDistribution
 from study_factory import hand_built_study
 
 from nas.report import write_report
@@ -56,16 +57,73 @@ def test_report_holds_front_standings_and_counts(
     table = page[page.index("<table id='trials'>") :]
     assert table.count("<tr class=") == 8
     assert "oom: oom happened" in table and "nan_loss: nan_loss happened" in table
-    assert "nas-importance-exact" in page or "exact: not computed" in page
+    assert front["layout"]["shapes"][0]["y0"] == 50  # the feasibility bound, dashed
+    assert "feasible above: exact ≥ 50" in front["layout"]["annotations"][0]["text"]
+    assert "<td class='l'>no: exact 45.00 &lt; 50</td>" in table  # the rule in words
+    assert table.count("<td class='l'>yes</td>") == 5
+    # 6 COMPLETE trials: too few for importances, said instead of drawn
+    assert "params: not computed: 6 COMPLETE trials, importances need 20." in page
+    assert "nas-importance-" not in page
+
+
+def test_report_shows_no_local_paths(hand: tuple[optuna.Study, str], tmp_path: Path) -> None:
+    study, url = hand
+    cache = tmp_path / "cache"
+    config = {"thresholds": [{"metric": "exact", "min": 50.0, "above_no_answer": 10.0}]}
+    study.set_user_attr("config", {**config, "cache_dir": str(cache)})
+    study.set_user_attr("no_answer", {"selection": {"exact": 40.0}})
+    study.set_user_attr("teacher", "{cache_dir}/teachers/quickstart")
+    study.set_user_attr("dataset", str(cache / "data" / "squad.json"))
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.FAIL,
+            user_attrs={"fail_reason": "error", "fail_message": f"no file {cache}/logits/x.npy"},
+        )
+    )
+    out = tmp_path / "report.html"
+    write_report(study, out, url)
+    page = out.read_text()
+    assert str(tmp_path) not in page and "{cache_dir}" not in page
+    assert "teachers/quickstart (in the study&#x27;s cache folder)" in page
+    assert "data/squad.json (in the study&#x27;s cache folder)" in page
+    assert "SQLite file hand.db" in page
+    assert "error: no file &lt;cache folder&gt;/logits/x.npy" in page
+    assert "exact &gt;= 50 on the selection split" in page  # the rule, once, in words
+    assert "scores exact 40.00 there, and the exact bound is 10 above that" in page
+
+
+# Appended to a copy of the report: the widths the trial table and the page are laid out at.
+MEASURE = """<script>
+const t = document.getElementById('trials'), box = t.parentElement;
+document.body.dataset.fit = [document.documentElement.scrollWidth, window.innerWidth,
+  box.clientWidth, t.scrollWidth, getComputedStyle(box).overflowX].join(' ');
+</script>"""
 
 
 def test_report_renders_offline_in_chromium(
     hand: tuple[optuna.Study, str], tmp_path: Path
 ) -> None:
     study, url = hand
+    wide = {f"knob_{i}": 0.5 for i in range(12)}  # a wide table: more columns than the page
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.FAIL,
+            params=wide,
+            distributions={k: FloatDistribution(0.0, 1.0) for k in wide},
+            user_attrs={"fail_reason": "error", "fail_message": "x" * 400},  # one long word
+        )
+    )
     out = tmp_path / "report.html"
     write_report(study, out, url)
-    dom = rendered_dom(out.as_uri())
+    measured = tmp_path / "measured.html"
+    measured.write_text(out.read_text().replace("</body>", MEASURE + "</body>"))
+    dom = rendered_dom(measured.as_uri())
+    fit = re.search(r'data-fit="(\d+) (\d+) (\d+) (\d+) (\w+)"', dom)
+    assert fit, "the measuring script did not run"
+    page_width, viewport, box_width, table_width, overflow = fit.groups()
+    assert int(page_width) <= int(viewport)  # the page itself never scrolls sideways
+    assert int(box_width) <= int(viewport) and overflow == "auto"  # the table scrolls in its box
+    assert int(table_width) > int(box_width)  # (it is wider than the page: the box is needed)
     front = dom[dom.index('id="nas-front"') :]
     # legend entries exist only once plotly.js has drawn the figure
     legend = re.findall(r'class="legendtext"[^>]*>([^<]*)<', front)
