@@ -19,9 +19,12 @@ def register(commands: Any) -> None:
         help="write trials as Hugging Face folders",
         description="Copy the checkpoints of the Pareto front (or of chosen trials) out of the "
         "artifact store into OUT/trial-<number>/ folders that load with AutoModel*."
-        "from_pretrained, each with nas.json provenance and a model card; OUT/index.json and "
-        "OUT/index.csv list them. Every file is checked against the size and sha256 "
-        "recorded when it was stored. OUT is written whole or not at all.",
+        "from_pretrained, each with nas.json provenance and a Hugging Face model card (front "
+        "matter with a model-index of the test-split scores, an inference snippet that decides "
+        "as nas does; local paths read <local>/NAME); OUT/index.json and OUT/index.csv list "
+        "them. A chosen infeasible trial is exported with a warning. Every file is checked "
+        "against the size and sha256 recorded when it was stored. OUT is written whole or not "
+        "at all.",
         examples=[
             "nas export quickstart --out frontier/",
             "nas export quickstart --trials 3,7 --out picked/ --force",
