@@ -52,6 +52,14 @@ class TeacherOutOfMemory(NasError):
     exit_code = 1
 
 
+class ArtifactRootFailed(NasError):
+    """A worker could not write its checkpoint into the artifact root (a full disk, lost
+    permissions, an unreachable bucket). Every later trial would fail the same way, so the run
+    stops (exit 1) and the trial is queued again for the next ``nas study run``."""
+
+    exit_code = 1
+
+
 class StorageUnreachable(NasError):
     """The study storage stopped answering while the driver recorded a trial, and stayed so
     through the retries. Not bad input, so the CLI exits 1; the trial stays RUNNING and the next

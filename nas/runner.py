@@ -37,7 +37,7 @@ from nas.artifacts import (
 from nas.config import StudyConfig
 from nas.confirm import CONFIRMS, SEED, TEST_METRICS
 from nas.drivers import ask_within, drop_artifacts, finished_count, requeue
-from nas.errors import InvalidConfig, NasError, StorageUnreachable, TrialError
+from nas.errors import ArtifactRootFailed, InvalidConfig, NasError, StorageUnreachable, TrialError
 from nas.preflight import BUDGET, ESTIMATE, PEAK, DriverPreflight, memory_summary
 from nas.search_space import SearchSpace
 from nas.study import (
@@ -61,7 +61,11 @@ FAULT_HANG_ENV = "NAS_FAULT_HANG"
 
 
 class ArtifactWriteError(TrialError):
-    """The worker could not write the checkpoint into the artifact store."""
+    """The worker could not write the checkpoint into the artifact store: the driver stops the
+    run and queues the trial again (``ArtifactRootFailed``), since every later trial would
+    fail the same way and use up the budget (the baseline first)."""
+
+    reason = "artifact_write"
 
 
 def trainable(ray_config: dict[str, Any], study_config: StudyConfig) -> None:
@@ -254,6 +258,12 @@ class StudySearcher(Searcher):
         frozen = self._record(trial, outcome)
         if self.lost is not None:
             return
+        if frozen is not None and frozen.user_attrs.get(REASON) == ArtifactWriteError.reason:
+            requeue(self.study, frozen)
+            self.lost = ArtifactRootFailed(
+                f"trial {trial.number}: {outcome['message']}; the run stops and trial "
+                f"{trial.number}'s params are queued again: fix the artifact root, then run again"
+            )
         del self.live[trial_id]
         self.overdue.pop(trial_id, None)
         if frozen is not None:

@@ -42,7 +42,8 @@ MESSAGE = "fail_message"
 BASELINE_TAG = "baseline"
 REQUEUED_FROM = "requeued_from"  # user attr on a re-enqueued trial: the orphan's number
 DRIVER = "driver"  # user attr: host:pid:start of the driver that asked the trial
-RERUN_REASONS = ("orphaned", "interrupted")  # failures whose params are queued again once
+# failures whose params are queued again once, and which do not count toward the total
+RERUN_REASONS = ("orphaned", "interrupted", "artifact_write")
 DASHBOARD_CONSTRAINTS = "constraints"  # system attr: the list optuna-dashboard reads
 # Pauses between attempts to record a trial while the storage fails (about two minutes in all:
 # a PostgreSQL restart or failover, a SQLite lock held past its busy timeout), then the driver

@@ -59,3 +59,25 @@ def test_budget_ends_the_search(tiny_study, tmp_path: Path) -> None:  # type: ig
     assert searcher.suggest("b") is not None
     assert searcher.suggest("c") == Searcher.FINISHED
     assert len(study.trials) == 2
+
+
+def test_an_unwritable_checkpoint_stops_the_run_and_requeues(tiny_study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A full artifact disk fails every trial the same way: the run stops at the first, and
+    its params (the baseline's here) are queued again instead of used up."""
+    from nas.drivers import finished_count
+    from nas.errors import ArtifactRootFailed
+
+    searcher, study, lines = make_searcher(tiny_study, tmp_path)
+    study.enqueue_trial({"n_layers": 1, "n_heads": 2}, user_attrs={"baseline": True})
+    assert searcher.suggest("a") is not None
+    message = "cannot write the checkpoint to the artifact root /x (No space left on device)"
+    outcome = {"status": "fail", "reason": "artifact_write", "message": message}
+    searcher.on_trial_complete("a", {"nas_outcome": json.dumps(outcome)})
+    failed, again = study.trials
+    assert failed.state == TrialState.FAIL and failed.user_attrs["fail_reason"] == "artifact_write"
+    assert again.state == TrialState.WAITING and again.user_attrs["baseline"] is True
+    assert again.user_attrs["requeued_from"] == failed.number
+    assert finished_count(study) == 0  # the lost attempt does not count toward the total
+    assert isinstance(searcher.lost, ArtifactRootFailed) and searcher.lost.exit_code == 1
+    assert "No space left" in str(searcher.lost) and "queued again" in str(searcher.lost)
+    assert "FAIL artifact_write" in lines[-1]
