@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -79,6 +80,9 @@ def test_sqlite_study_records_everything(tiny_study, tmp_path: Path) -> None:  #
     assert study.user_attrs["task"] == "synthetic_qa" and "config" in study.user_attrs
     # one line per finished trial, then the front
     assert result.stderr.count("] trial ") == 4
+    # each ends with its wall time; the run ends with its total
+    assert len(re.findall(r"\] trial \d.* in \d+:\d\d\n", result.stderr)) == 4
+    assert "tiny': 4 of 4 trials finished; this run took " in result.stderr
     assert "Pareto front" in result.stdout
     # status and list read the same storage
     status = nas("study", "status", "tiny", "--storage", url)
