@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
@@ -10,6 +11,7 @@ import textwrap
 from typing import Any
 
 from nas.errors import NasError
+from nas.progress import terminal_sink
 
 
 def parse_params(text: str, flag: str = "--params") -> dict[str, Any]:
@@ -43,6 +45,12 @@ def positive_int(text: str) -> int:
     return value
 
 
+def _shows_progress() -> bool:
+    return _LEVEL <= logging.INFO
+
+
+# On a terminal a tqdm bar stands in for long work's progress lines, while they are shown.
+@functools.partial(terminal_sink, when=_shows_progress)
 def progress(message: str) -> None:
     """Progress lines go to stderr so that stdout stays machine-readable; ``--quiet`` and
     ``--log-level warning`` drop them."""
