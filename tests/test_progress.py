@@ -93,3 +93,34 @@ def test_a_bar_draws_elapsed_and_eta_on_stderr_and_keeps_sink_lines_whole(
     assert "<00:00" in text  # tqdm's [elapsed<ETA]
     assert "\r[nas] teacher epoch 1: exact 80.00\n" in text  # the bar cleared first
     monkeypatch.delitem(progress_module._TERMINAL_SINKS, sink)
+
+
+def test_a_finished_trials_line_ends_with_its_wall_time_from_start_to_tell() -> None:
+    import datetime
+    import types
+
+    import optuna
+
+    from nas.runner import StudySearcher
+
+    start = datetime.datetime(2026, 1, 1, 12, 0, 0)
+    trial = optuna.trial.FrozenTrial(
+        number=3,
+        state=optuna.trial.TrialState.FAIL,
+        value=None,
+        datetime_start=start,
+        datetime_complete=start + datetime.timedelta(seconds=65.4),
+        params={"n_layers": 2},
+        distributions={"n_layers": optuna.distributions.IntDistribution(1, 4)},
+        user_attrs={"fail_reason": "oom", "fail_message": "out of memory"},
+        system_attrs={},
+        intermediate_values={},
+        trial_id=3,
+    )
+    lines: list[str] = []
+    searcher = types.SimpleNamespace(
+        study=None, n_trials=12, objective_names=["exact", "params"], printer=lines.append
+    )
+    StudySearcher._print(searcher, trial)  # type: ignore[arg-type]
+    assert lines[0].startswith("[?/12] trial 3: L2 ")
+    assert lines[0].endswith("FAIL oom: out of memory in 1:05")
