@@ -20,9 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import _common as common
 from _common import REPO, set_threads
 
-from nas.config import StudyConfig, load_study
+from nas.config import DataConfig, StudyConfig, TeacherTrainConfig, load_study
 from nas.data import encoded, load_splits
 from nas.teacher import load_teacher, load_tokenizer, train_teacher
 from nas.train import predict, resolve_device
@@ -56,8 +57,31 @@ def main() -> int:
             data = dataclasses.replace(data, synthetic=synthetic)
         else:
             spec = dataclasses.replace(spec, **{key: type(getattr(spec, key))(json.loads(value))})
+    with common.recorded("quickstart_teacher", quick=False) as targets:
+        settings = [f"seeds: {args.seeds}; torch threads: {args.threads}; --set {args.set}"]
+        common.header("bench/quickstart_teacher.py", False, settings)
+        rows = measure(base, spec, data, args.seeds)
+        spread = max(r[1] for r in rows) - min(r[1] for r in rows)
+        # robust: every seed's last-epoch selection EM within 10 EM of the others (the
+        # quickstart's feasibility margin is 10 EM above the no-answer score)
+        targets.append(
+            common.target(
+                "seed_spread_within_10_em",
+                "last-epoch selection EM of every seed within 10 EM",
+                f"{spread:.1f} EM",
+                spread <= 10.0,
+            )
+        )
+        common.footer()
+    return 0
+
+
+def measure(
+    base: StudyConfig, spec: TeacherTrainConfig, data: DataConfig, seeds: list[int]
+) -> list[tuple]:
+    """Train one teacher per seed; print and return (seed, last, best, epoch, test, seconds)."""
     rows = []
-    for seed in args.seeds:
+    for seed in seeds:
         with tempfile.TemporaryDirectory() as tmp:
             teacher = dataclasses.replace(base.teacher, train=dataclasses.replace(spec, seed=seed))
             config = dataclasses.replace(base, teacher=teacher, data=data, cache_dir=tmp)
@@ -81,7 +105,7 @@ def main() -> int:
             f"{name}: mean {statistics.mean(values):.1f}, range {min(values):.1f}-"
             f"{max(values):.1f}"
         )
-    return 0
+    return rows
 
 
 if __name__ == "__main__":
