@@ -79,7 +79,7 @@ def describe_thresholds(
         if t.above_no_answer is not None and no_answer is not None:
             text += (
                 f" (answering 'no answer' everywhere scores {no_answer[t.metric]:.2f}, "
-                f"+ {t.above_no_answer:g})"
+                f"{'+' if t.above_no_answer >= 0 else '-'} {abs(t.above_no_answer):g})"
             )
         parts.append(text)
     return "feasible when " + " and ".join(parts) if parts else "no thresholds: every trial counts"

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from nas.tasks.squad_v2 import NULL_SCORE_THRESHOLD
+
 PROVENANCE = "nas.json"
 QA_CLASS = "AutoModelForQuestionAnswering"
 CLASSIFIER_CLASS = "AutoModelForSequenceClassification"
@@ -39,9 +41,8 @@ METRIC_TYPES = {
     "macro_f1": ("f1", "Macro F1"),
     "mcc": ("matthews_correlation", "Matthews correlation"),
 }
-# nas.tasks.squad_v2.predict answers "" when null score - best span score > 0 (no-answer
-# probability sigmoid(diff) > 0.5); the snippet applies the same bound.
-NULL_SCORE_THRESHOLD = 0.0
+# nas.tasks.squad_v2.predict answers "" when null score - best span score exceeds
+# NULL_SCORE_THRESHOLD (0: a no-answer probability above 0.5); the snippet applies that bound.
 QA_EXAMPLE = (
     "Where is the Eiffel Tower?",
     "The Eiffel Tower is a wrought-iron lattice tower in Paris, completed in 1889.",

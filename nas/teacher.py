@@ -434,7 +434,8 @@ def train_teacher(
 
     write_folder_atomically(out, write)
     if progress:
-        progress(f"teacher saved to {out}: {json.dumps(metrics)}")
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float))
+        progress(f"teacher saved to {out}: {shown}")
     return metrics
 
 

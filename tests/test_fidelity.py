@@ -11,7 +11,12 @@ from study_factory import hand_built_study
 
 from nas.config import StudyConfig, TeacherConfig, Threshold
 from nas.confirm import CONFIRMS, SEED, TEST_METRICS, confirm_name, confirmed_points
-from nas.feasibility import constraint_values, no_answer_scores, resolve_thresholds
+from nas.feasibility import (
+    constraint_values,
+    describe_thresholds,
+    no_answer_scores,
+    resolve_thresholds,
+)
 from nas.holdout import TEACHER_KEY, TEST_KEY
 from nas.summary import front_table, summarize
 from nas.tasks import squad_metric
@@ -128,3 +133,13 @@ def test_front_table_shows_selection_test_teacher_and_confirmed(tmp_path: Path) 
     assert any(line.split()[:2] == ["0", "b"] for line in lines)
     row5 = next(line for line in lines if line.split()[0] == "5")
     assert " - " in f" {row5} "  # not scored on test: a dash, not a number
+
+
+def test_the_start_line_states_the_rule_with_its_sign() -> None:
+    above = Threshold("exact", min=50.0, above_no_answer=10.0)
+    below = Threshold("exact", min=20.0, above_no_answer=-20.0)
+    no_answer = {"exact": 40.0}
+    assert describe_thresholds((above,), no_answer) == (
+        "feasible when exact >= 50 (answering 'no answer' everywhere scores 40.00, + 10)"
+    )
+    assert describe_thresholds((below,), no_answer).endswith("scores 40.00, - 20)")

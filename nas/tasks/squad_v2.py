@@ -33,6 +33,11 @@ __all__ = [
 _BATCH = 1000  # examples per tokenizer call
 
 
+# No answer when the null score beats the best span's by more than this (0: a no-answer
+# probability above 0.5). The exported model card's snippet decides with the same constant.
+NULL_SCORE_THRESHOLD = 0.0
+
+
 # ----------------------------------------------------------------------------- encoding
 
 
@@ -209,7 +214,8 @@ def predict(
     preds, na_probs = {}, {}
     for i, example in enumerate(examples):
         diff = null[i] - best[i]  # +inf without a valid span
-        answer = "" if diff > 0 else example.context[best_chars[i, 0] : best_chars[i, 1]]
+        span = example.context[best_chars[i, 0] : best_chars[i, 1]]
+        answer = "" if diff > NULL_SCORE_THRESHOLD else span
         preds[example.id] = answer
         na_probs[example.id] = float(0.5 * (1.0 + np.tanh(diff / 2.0)))  # stable sigmoid
     return preds, na_probs
