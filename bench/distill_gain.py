@@ -112,7 +112,8 @@ def with_seed(prepared: Prepared, seed: int) -> Prepared:
     )
 
 
-def measure(task: Task, folder: Path, checkpoint: Path | None, seeds: list[int]) -> None:
+def measure(task: Task, folder: Path, checkpoint: Path | None, seeds: list[int]) -> dict[str, Any]:
+    """Train both arms on every seed; print the table and the gain, and return its target."""
     config = load_study(write_config(folder, task, checkpoint, checkpoint is None))
     teacher_dir = Path(config.teacher.path)
     reused = teacher_dir.is_dir()
@@ -168,7 +169,15 @@ def measure(task: Task, folder: Path, checkpoint: Path | None, seeds: list[int])
         f"(paired by seed: {', '.join(f'{g:+.2f}' for g in gains)}; "
         f"std {statistics.stdev(gains):.2f})"
     )
+    mean = statistics.fmean(gains)
+    target = common.target(
+        f"{task.name}_distillation_gains",
+        "distilled mean accuracy above hard labels' (gain > 0 points, 3 seeds)",
+        f"{mean:+.2f} points",
+        mean > 0,
+    )
     print(flush=True)
+    return target
 
 
 def _softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
@@ -184,17 +193,18 @@ def main() -> int:
     seeds = [0, 1] if args.quick else [0, 1, 2]
     with tempfile.TemporaryDirectory() as tmp:
         folder = common.work_dir(args, "distill_gain", Path(tmp) if args.quick else None)
-        common.header(
-            "bench/distill_gain.py",
-            args.quick,
-            [
-                common.teacher_line(checkpoint),
-                f"seeds: {seeds}; work dir {folder}",
-            ],
-        )
-        for task in TASKS:
-            measure(task, folder, checkpoint, seeds)
-        common.footer()
+        with common.recorded("distill_gain", args.quick) as targets:
+            common.header(
+                "bench/distill_gain.py",
+                args.quick,
+                [
+                    common.teacher_line(checkpoint),
+                    f"seeds: {seeds}; work dir {folder}",
+                ],
+            )
+            for task in TASKS:
+                targets.append(measure(task, folder, checkpoint, seeds))
+            common.footer()
     return 0
 
 
