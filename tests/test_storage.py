@@ -20,6 +20,7 @@ from cli_run import assert_usage_error
 from cli_run import run_nas as nas
 from optuna.trial import TrialState
 from servers import POSTGRES
+from together import run_together
 
 from nas.config import load_study
 from nas.errors import NasError
@@ -91,26 +92,9 @@ def test_connections_to_a_new_file_switch_to_wal_together(tmp_path: Path) -> Non
     for attempt in range(25):
         db = tmp_path / f"{attempt}.db"
         connections = [sqlite3.connect(db, timeout=60, check_same_thread=False) for _ in range(4)]
-        start = threading.Barrier(len(connections))
-        errors: list[BaseException] = []
-
-        def switch(
-            connection: sqlite3.Connection,
-            start: threading.Barrier = start,
-            errors: list[BaseException] = errors,
-        ) -> None:
+        for connection in connections:
             connection.isolation_level = None  # as nas's engines run them
-            start.wait()
-            try:
-                enable_wal(connection)
-            except BaseException as exc:  # noqa: BLE001 - reported below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=switch, args=(c,)) for c in connections]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        errors = run_together(enable_wal, connections)
         for connection in connections:
             connection.close()
         assert errors == [], f"attempt {attempt}: {errors}"

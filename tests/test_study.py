@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
+from together import run_together
 
 from nas.config import load_study
 from nas.drivers import finished_count
@@ -49,21 +49,7 @@ def test_drivers_starting_together_enqueue_one_baseline(tiny_study, tmp_path: Pa
     url = f"sqlite:///{tmp_path / 'race.db'}"
     config = load_study(tiny_study())
     storages = [open_storage(url) for _ in range(4)]  # four connections, as four drivers
-    start = threading.Barrier(len(storages))
-    errors: list[BaseException] = []
-
-    def driver(storage: optuna.storages.BaseStorage) -> None:
-        try:
-            start.wait()
-            open_study(config, storage, ["exact", "params"], url)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=driver, args=(s,)) for s in storages]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = run_together(lambda s: open_study(config, s, ["exact", "params"], url), storages)
     assert errors == []
     trials = optuna.load_study(study_name="tiny", storage=url).get_trials()
     assert [t.user_attrs.get("baseline") for t in trials] == [True]
