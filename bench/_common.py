@@ -219,7 +219,7 @@ def tiny_checkpoint(folder: Path, texts: Sequence[str], words: int = 3000) -> Pa
     import torch
     from transformers import BertConfig, BertModel
 
-    from nas.vocab import build_tokenizer, frequent_words
+    from nas.tasks.vocab import build_tokenizer, frequent_words
 
     tokenizer = build_tokenizer(frequent_words(texts, words), folder)
     torch.manual_seed(0)

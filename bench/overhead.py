@@ -4,13 +4,14 @@ ask + tell time as a study grows.
 1. **Per-trial overhead.** ``nas study run`` (the real CLI: local Ray, one worker, an Optuna
    study in SQL, checkpoints uploaded as artifacts) runs a study of near-trivial trials: a tiny
    student, one optimizer step, sixteen evaluation questions. A plain loop then runs the very
-   same trials (same params, ``nas.objective.run_trial`` with the checkpoint saved) without Ray,
+   same trials (same params, ``nas.trial.run.run_trial`` with the checkpoint saved) without Ray,
    Optuna or a database. The difference per trial is what the machinery adds.
 2. **Sampler cost.** A study on ``search_spaces/distilbert_base.yaml`` is filled with 100, then
    1,000 finished trials (random params, synthetic values, the user attributes a real trial
-   carries, NSGA-II's generation tag); then TPE, NSGA-II and GP, as ``nas.study.make_sampler``
-   configures them, each ask (and sample every parameter through ``nas.search_space``) and
-   tell (``nas.study.tell_complete``) a few trials on SQLite and on PostgreSQL.
+   carries, NSGA-II's generation tag); then TPE, NSGA-II and GP, as
+   ``nas.study.lifecycle.make_sampler`` configures them, each ask (and sample every parameter
+   through ``nas.search_space``) and tell (``nas.study.lifecycle.tell_complete``) a few trials on
+   SQLite and on PostgreSQL.
 
     python bench/overhead.py            # about 10 minutes on 2 CPU cores
     python bench/overhead.py --quick    # small counts
@@ -39,11 +40,11 @@ import optuna
 from _common import log
 
 from nas.config import SamplerConfig, StudyConfig, load_study
-from nas.cost import parameter_count
-from nas.objective import prepare, run_trial
 from nas.search_space import SearchSpace, load_search_space
-from nas.students import StudentShape
-from nas.study import make_sampler, open_storage, open_study, tell_complete
+from nas.students.build import StudentShape
+from nas.students.cost import parameter_count
+from nas.study.lifecycle import make_sampler, open_storage, open_study, tell_complete
+from nas.trial.run import prepare, run_trial
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 SAMPLERS = ("tpe", "nsga2", "gp")

@@ -24,9 +24,9 @@ import _common as common
 from _common import REPO, set_threads
 
 from nas.config import DataConfig, StudyConfig, TeacherTrainConfig, load_study
-from nas.data import encoded, load_splits
-from nas.teacher import load_teacher, load_tokenizer, train_teacher
-from nas.train import predict, resolve_device
+from nas.trial.data import encoded, load_splits
+from nas.trial.loop import predict, resolve_device
+from nas.trial.teacher import load_teacher, load_tokenizer, train_teacher
 
 
 def held_out_exact(config: StudyConfig, path: str, loaded: tuple) -> float:

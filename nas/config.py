@@ -160,8 +160,8 @@ class ResourcesConfig:
     cpu: float = 1.0
     gpu: float = 0.0  # per trial; a fraction (0.5: two trials share a GPU) or whole GPUs
     # Fail a trial as `oom_predicted`, without building it, when its estimated training memory
-    # (nas.cost.estimate_training_memory) exceeds the memory it may use: gpu_memory_gb if set
-    # (checked by the driver: the trial never reaches a worker), else the worker GPU's total
+    # (nas.students.cost.estimate_training_memory) exceeds the memory it may use: gpu_memory_gb if
+    # set (checked by the driver: the trial never reaches a worker), else the worker GPU's total
     # memory times `gpu` (checked on the worker, before the student is built).
     preflight_memory: bool = False
     gpu_memory_gb: float | None = None  # GiB (2**30 bytes) one trial may use
@@ -170,7 +170,7 @@ class ResourcesConfig:
 @dataclass(frozen=True)
 class CalibrationConfig:
     """Training features run through the student source to rank what students keep
-    (``nas.calibration``): hidden channels, FFN neurons."""
+    (``nas.students.calibration``): hidden channels, FFN neurons."""
 
     # a seeded choice from the train features; None: 256, or all of them when fewer
     n_features: int | None = None

@@ -135,7 +135,8 @@ def forget_frames(exc: BaseException) -> BaseException:
 
 
 def teacher_out_of_memory(what: str, setting: str) -> Callable[[str], TeacherOutOfMemory]:
-    """For ``nas.train.catch_out_of_memory``: ``what`` ran out of memory; lower ``setting``."""
+    """For ``nas.trial.loop.catch_out_of_memory``: ``what`` ran out of memory; lower
+    ``setting``."""
 
     def error(first_line: str) -> TeacherOutOfMemory:
         return TeacherOutOfMemory(

@@ -26,7 +26,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def tiny_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A WordPiece tokenizer with common English words; any ASCII text tokenizes."""
-    from nas.vocab import build_tokenizer
+    from nas.tasks.vocab import build_tokenizer
 
     words = [
         "the",

@@ -8,11 +8,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from nas.artifacts import open_store, parse_root, write_files
+from nas.study.artifacts import open_store, parse_root, write_files
 
 
 def fake_metrics(exact: float) -> dict[str, Any]:
-    """``nas.objective.Metrics`` as a dict, with the task's exact match set to ``exact``."""
+    """``nas.trial.run.Metrics`` as a dict, with the task's exact match set to ``exact``."""
     return {
         "task": {"exact": exact},
         "params": 1000,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import optuna
 
-from nas.artifacts import open_store, parse_root, record_files, write_files
+from nas.study.artifacts import open_store, parse_root, record_files, write_files
 
 MODEL_BYTES = bytes(range(256)) * 4  # 1024 bytes
 

@@ -17,7 +17,10 @@ from fake_outcomes import fake_metrics
 from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all_artifact_meta
 from optuna.trial import TrialState
 
-from nas.artifacts import (
+from nas.config import load_study
+from nas.search.searcher import StudySearcher
+from nas.search_space import load_search_space
+from nas.study.artifacts import (
     ArtifactRootError,
     ChecksumError,
     FileRecord,
@@ -31,9 +34,6 @@ from nas.artifacts import (
     recorded_files,
     write_files,
 )
-from nas.config import load_study
-from nas.runner import StudySearcher
-from nas.search_space import load_search_space
 
 BUCKET = "nas-test"
 

@@ -10,11 +10,16 @@ import pytest
 import torch
 from transformers import DistilBertConfig, DistilBertModel
 
-import nas.calibration as calibration
-from nas.calibration import ActivationStats, calibration_ids, calibration_stats, compute_stats
+import nas.students.calibration as calibration
 from nas.config import CalibrationConfig
 from nas.errors import ConfigError
-from nas.sources import SourceModel, source_from_model
+from nas.students.calibration import (
+    ActivationStats,
+    calibration_ids,
+    calibration_stats,
+    compute_stats,
+)
+from nas.students.sources import SourceModel, source_from_model
 from nas.tasks.base import Features
 
 VOCAB = 100

@@ -10,21 +10,21 @@ import pytest
 import torch
 from transformers import DistilBertConfig, DistilBertForQuestionAnswering, DistilBertModel
 
-from nas.cost import (
-    MemoryEstimate,
-    describe_student,
-    estimate_training_memory,
-    parameter_count,
-    student_report,
-)
 from nas.errors import InvalidConfig
-from nas.students import (
+from nas.students.build import (
     SourceModel,
     StudentShape,
     build_student,
     count_parameters,
     load_source,
     source_from_model,
+)
+from nas.students.cost import (
+    MemoryEstimate,
+    describe_student,
+    estimate_training_memory,
+    parameter_count,
+    student_report,
 )
 
 VOCAB, POSITIONS = 200, 64

@@ -23,9 +23,9 @@ from cli_run import REPO, assert_usage_error, run_nas
 from real_study import NAME, THRESHOLD, RealStudy
 from stored_study import MODEL_BYTES, stored_model, stored_study
 
-from nas.artifacts import open_store, parse_root
-from nas.dashboard import FRONT_PLOT_ID, check_host, dashboard_app
 from nas.errors import NasError
+from nas.results.dashboard import FRONT_PLOT_ID, check_host, dashboard_app
+from nas.study.artifacts import open_store, parse_root
 
 
 def free_port() -> int:

@@ -7,7 +7,13 @@ import math
 import pytest
 import torch
 
-from nas.distill import MASKED_LOGIT, distill_loss, kl_soft_loss, mse_soft_loss, qa_distill_loss
+from nas.trial.losses import (
+    MASKED_LOGIT,
+    distill_loss,
+    kl_soft_loss,
+    mse_soft_loss,
+    qa_distill_loss,
+)
 
 
 def test_kl_soft_loss_matches_hand_value() -> None:

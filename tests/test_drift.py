@@ -1,4 +1,4 @@
-"""Config drift: a re-run's study file against what the study ran under (nas.drift), and the
+"""Config drift: a re-run's study file against what the study ran under (nas.study.drift), and the
 refusal or the recorded acceptance through ``nas study run``."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import yaml
 from optuna.distributions import distribution_to_json
 
 from nas.config import Threshold, load_study
-from nas.drift import Basis, Change, change_record, compare, describe, snapshot
 from nas.search_space import load_search_space
+from nas.study.drift import Basis, Change, change_record, compare, describe, snapshot
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "studies" / "quickstart.yaml"
@@ -193,8 +193,8 @@ def _created(path: Path) -> optuna.Study:
     """The study as `nas study run` leaves it (snapshot, metric names, space), without trials."""
     from nas.cli._drift import remember_space
     from nas.search_space import study_space
-    from nas.storage import open_storage
-    from nas.study import open_study
+    from nas.study.lifecycle import open_study
+    from nas.study.storage import open_storage
 
     config = load_study(path)
     url = config.storage or ""
@@ -216,10 +216,10 @@ def test_a_changed_study_file_is_refused_before_any_work(
     capsys,
     monkeypatch,  # type: ignore[no-untyped-def]
 ) -> None:
-    import nas.objective
+    import nas.trial.run
 
     study = _created(_study_file(tiny_study, tmp_path))
-    monkeypatch.setattr(nas.objective, "prepare", lambda *a: pytest.fail("prepare was reached"))
+    monkeypatch.setattr(nas.trial.run, "prepare", lambda *a: pytest.fail("prepare was reached"))
     changed = _study_file(
         tiny_study,
         tmp_path,
@@ -258,11 +258,13 @@ def test_an_accepted_change_is_recorded_and_becomes_the_basis(
     capsys,
     monkeypatch,  # type: ignore[no-untyped-def]
 ) -> None:
-    import nas.search
+    import nas.search.driver
 
     _created(_study_file(tiny_study, tmp_path))
     runs: list[Any] = []
-    monkeypatch.setattr(nas.search, "run_study", lambda config, *a: runs.append(config) or 0)
+    monkeypatch.setattr(
+        nas.search.driver, "run_study", lambda config, *a: runs.append(config) or 0
+    )
     margin = [{"metric": "exact", "above_no_answer": 5.0}]
     changed = _study_file(tiny_study, tmp_path, thresholds=margin, n_trials=9)
     code, err = _main(capsys, "study", "run", str(changed))

@@ -14,9 +14,9 @@ import pytest
 from optuna.trial import TrialState
 from servers import MARIADB, POSTGRES
 
-from nas import drivers
 from nas.config import load_study
-from nas.drivers import (
+from nas.study import drivers
+from nas.study.drivers import (
     ORPHAN_GRACE_S,
     Heartbeat,
     _claim_failure,
@@ -28,7 +28,7 @@ from nas.drivers import (
     heartbeats,
     recover_orphans,
 )
-from nas.study import open_storage, open_study
+from nas.study.lifecycle import open_storage, open_study
 
 HOST = socket.gethostname()
 
@@ -170,7 +170,7 @@ def test_heartbeat_beats_until_the_driver_stops(
 
 
 def test_a_trial_taken_by_another_driver_drops_its_result(tiny_study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from nas.runner import StudySearcher
+    from nas.search.searcher import StudySearcher
     from nas.search_space import load_search_space
 
     config = load_study(tiny_study(baseline=None))
@@ -195,7 +195,7 @@ def test_an_orphan_loses_the_checkpoint_a_cut_off_tell_left(
     record); another trial's checkpoint stays."""
     import json
 
-    from nas.artifacts import ARTIFACT_ROOT, CHECKPOINT_FILES
+    from nas.study.artifacts import ARTIFACT_ROOT, CHECKPOINT_FILES
 
     study = new_study(tiny_study, url_for(kind, tmp_path))
     root = tmp_path / "artifacts"

@@ -33,14 +33,15 @@ from ray.tune.search import Searcher
 from servers import POSTGRES
 from sqlalchemy import event
 
-from nas import storage, study
 from nas.config import load_study
-from nas.drivers import finished_count, recover_orphans
 from nas.errors import StorageUnreachable
-from nas.runner import StudySearcher
+from nas.search.searcher import StudySearcher
+from nas.search.stopping import StopWhenLost, TrialDeadlines
 from nas.search_space import load_search_space
-from nas.stopping import StopWhenLost, TrialDeadlines
-from nas.study import named_constraints, open_storage, open_study
+from nas.study import lifecycle as study
+from nas.study import storage
+from nas.study.drivers import finished_count, recover_orphans
+from nas.study.lifecycle import named_constraints, open_storage, open_study
 
 ADMIN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
 RECORD = "INSERT INTO trial_system_attributes"  # an artifact record (or a constraint)
@@ -251,7 +252,7 @@ def test_an_error_that_is_no_outage_fails_the_trial_and_removes_its_checkpoint(
     def refused(*args: Any) -> None:
         raise TypeError("Object of type bytes is not JSON serializable")
 
-    monkeypatch.setattr("nas.runner.tell_complete", refused)  # after the records
+    monkeypatch.setattr("nas.search.searcher.tell_complete", refused)  # after the records
     searcher.on_trial_complete("a", fake_result(tmp_path / "artifacts"))
     (trial,) = s.get_trials()
     assert trial.state == TrialState.FAIL and trial.user_attrs["fail_reason"] == "error"
@@ -290,7 +291,7 @@ def test_the_driver_stops_a_hung_worker_and_the_trial_fails_as_timeout(
 
 def test_sigterm_is_an_interrupt() -> None:
     """The handler raises Ctrl-C's exception once and says so; the earlier handler is back."""
-    from nas.stopping import sigterm_interrupts
+    from nas.search.stopping import sigterm_interrupts
 
     with pytest.raises(KeyboardInterrupt), sigterm_interrupts(signal.SIG_DFL) as sigterm:
         os.kill(os.getpid(), signal.SIGTERM)

@@ -18,9 +18,8 @@ import pytest
 from cli_run import REPO, assert_usage_error, run_nas
 from stored_study import MODEL_BYTES, SST2_SOURCE, stored_classifier, stored_model, stored_study
 
-from nas.artifacts import ChecksumError, is_verifiable
-from nas.card_facts import hub_dataset, source_license
-from nas.export import (
+from nas.results.card_facts import hub_dataset, source_license
+from nas.results.export import (
     ExportError,
     export_trials,
     is_feasible,
@@ -28,8 +27,9 @@ from nas.export import (
     resolve_artifact_root,
     select_trials,
 )
-from nas.model_card import QA_EXAMPLE, TEXT_EXAMPLE
-from nas.study import named_constraints
+from nas.results.model_card import QA_EXAMPLE, TEXT_EXAMPLE
+from nas.study.artifacts import ChecksumError, is_verifiable
+from nas.study.lifecycle import named_constraints
 
 
 @dataclass(frozen=True)
@@ -122,9 +122,9 @@ def test_exported_student_loads_and_reproduces_its_metric(
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
     from nas.config import load_study
-    from nas.objective import prepare
-    from nas.students import count_parameters
-    from nas.train import predict, resolve_device
+    from nas.students.build import count_parameters
+    from nas.trial.loop import predict, resolve_device
+    from nas.trial.run import prepare
 
     out = tmp_path / "frontier"
     assert export(searched, out).returncode == 0
@@ -201,7 +201,7 @@ def test_force_replaces_only_a_previous_export(
 ) -> None:
     """--force never deletes a folder nas did not write, the current folder or one above
     it, nor the folders holding the study's storage or checkpoints."""
-    from nas.export import ExportError
+    from nas.results.export import ExportError
 
     mine = tmp_path / "mine"
     mine.mkdir()
@@ -508,7 +508,7 @@ def _nas_qa(searched: Searched, folder: Path):  # type: ignore[no-untyped-def]
     from nas.tasks import get_task
     from nas.tasks.base import QAExample
     from nas.tasks.squad_v2 import predict as decode
-    from nas.train import predict
+    from nas.trial.loop import predict
 
     data = load_study(searched.study_file).data
     task = get_task("synthetic_qa")
@@ -532,7 +532,7 @@ def _nas_labels(folder: Path, texts: list[str]) -> list[str]:
 
     from nas.tasks.base import TextExample
     from nas.tasks.classification import encode_texts
-    from nas.train import predict
+    from nas.trial.loop import predict
 
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     model = AutoModelForSequenceClassification.from_pretrained(str(folder))

@@ -10,15 +10,15 @@ import pytest
 from study_factory import hand_built_study
 
 from nas.config import StudyConfig, TeacherConfig, Threshold
-from nas.confirm import CONFIRMS, SEED, TEST_METRICS, confirm_name, confirmed_points
 from nas.feasibility import (
     constraint_values,
     describe_thresholds,
     no_answer_scores,
     resolve_thresholds,
 )
-from nas.holdout import TEACHER_KEY, TEST_KEY
-from nas.summary import front_table, summarize
+from nas.results.summary import front_table, summarize
+from nas.search.holdout import TEACHER_KEY, TEST_KEY
+from nas.study.confirm import CONFIRMS, SEED, TEST_METRICS, confirm_name, confirmed_points
 from nas.tasks import squad_metric
 from nas.tasks.squad_io import read_squad_file, split_by_articles
 
@@ -71,7 +71,7 @@ def test_abstaining_and_nan_students_stay_off_the_front(
 ) -> None:
     """Through Optuna's own front: the abstainer (small, so it would anchor the front) is
     infeasible; a NaN student never becomes COMPLETE (the runner tells it FAIL nan_loss)."""
-    from nas.study import tell_complete, tell_failure
+    from nas.study.lifecycle import tell_complete, tell_failure
 
     resolved = resolve_thresholds(
         _config(Threshold("exact", above_no_answer=1.0)), no_answer_scores(squad_selection)

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import optuna
 
-from nas.cost import parameter_count
-from nas.dashboard import importance_plot_id, publish
-from nas.figures import MIN_TRIALS, front_figure, importances
+from nas.results.dashboard import importance_plot_id, publish
+from nas.results.figures import MIN_TRIALS, front_figure, importances
+from nas.results.summary import summarize
 from nas.search_space import load_search_space
-from nas.students import StudentShape
-from nas.summary import summarize
+from nas.students.build import StudentShape
+from nas.students.cost import parameter_count
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = load_search_space(ROOT / "search_spaces/quickstart.yaml").distributions

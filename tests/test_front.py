@@ -8,7 +8,7 @@ from pathlib import Path
 import optuna
 from cli_run import run_nas
 
-from nas.front import Point, deltas, pick
+from nas.results.picks import Point, deltas, pick
 
 # Shaped like the reference experiment: a baseline at 67.07 EM / 66.3M parameters.
 BASE = Point(0, 67.07, 66.3e6, baseline=True)

@@ -60,8 +60,8 @@ def test_exported_student_reproduces_the_recorded_accuracy(
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from nas.config import load_study
-    from nas.objective import prepare
-    from nas.train import predict, resolve_device
+    from nas.trial.loop import predict, resolve_device
+    from nas.trial.run import prepare
 
     out = tmp_path / "frontier"
     result = run_nas("export", NAME, "--out", str(out), "--storage", real_study.url)

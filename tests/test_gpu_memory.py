@@ -18,9 +18,9 @@ import yaml
 from cli_run import run_nas
 from optuna.trial import FrozenTrial, TrialState
 
-from nas.cost import human_bytes
-from nas.preflight import BUDGET, ESTIMATE, PEAK
-from nas.study import REASON
+from nas.search.preflight import BUDGET, ESTIMATE, PEAK
+from nas.students.cost import human_bytes
+from nas.study.lifecycle import REASON
 
 pytestmark = pytest.mark.gpu
 
@@ -118,7 +118,7 @@ def test_a_real_oom_gives_the_memory_back_after_the_handler() -> None:
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     from nas.errors import OutOfMemory
-    from nas.train import catch_out_of_memory
+    from nas.trial.loop import catch_out_of_memory
 
     total = torch.cuda.get_device_properties(0).total_memory
     allocated, reserved = torch.cuda.memory_allocated(), torch.cuda.memory_reserved()

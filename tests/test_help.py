@@ -15,7 +15,7 @@ import pytest
 from nas.cli import build_parser
 from nas.cli._common import storage_help
 from nas.config import load_study
-from nas.storage import DEFAULT_STORAGE, STORAGE_ENV, resolve_storage
+from nas.study.storage import DEFAULT_STORAGE, STORAGE_ENV, resolve_storage
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 OPTION = re.compile(r"--[a-z][a-z0-9-]*")

@@ -1,8 +1,8 @@
 """Out of memory is ``oom`` wherever a trial runs out, and a NaN student is ``nan_loss``.
 
-The trials here go through the worker's real path (``nas.runner.trainable``: prepare, run_trial,
-the checkpoint) and the driver's tell path (``StudySearcher``) in this process, so a monkeypatch
-reaches them; one slow test runs the same through the CLI and local Ray.
+The trials here go through the worker's real path (``nas.search.searcher.trainable``: prepare,
+run_trial, the checkpoint) and the driver's tell path (``StudySearcher``) in this process, so a
+monkeypatch reaches them; one slow test runs the same through the CLI and local Ray.
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ from cli_run import run_nas
 from conftest import TINY_BASELINE
 from optuna.trial import FrozenTrial, TrialState
 
-import nas.objective
+import nas.trial.run
 from nas.cli import main
 from nas.config import load_study
 from nas.errors import OutOfMemory, is_out_of_memory
-from nas.runner import StudySearcher, trainable
+from nas.search.searcher import StudySearcher, trainable
 from nas.search_space import load_search_space
-from nas.study import REASON
-from nas.train import catch_out_of_memory
+from nas.study.lifecycle import REASON
+from nas.trial.loop import catch_out_of_memory
 
 NAMES = ["exact", "params", "latency_ms"]
 OBJECTIVES = [
@@ -83,7 +83,7 @@ def test_memory_is_released_after_the_handler_with_the_failed_frames_gone(
         raise RuntimeError("CUDA error: out of memory")
 
     monkeypatch.setattr(
-        "nas.train.release_memory", lambda: alive_at_release.append(refs[0]() is not None)
+        "nas.trial.loop.release_memory", lambda: alive_at_release.append(refs[0]() is not None)
     )
     with pytest.raises(OutOfMemory, match="CUDA error: out of memory") as info:
         catch_out_of_memory(trial)
@@ -94,7 +94,7 @@ def test_memory_is_released_after_the_handler_with_the_failed_frames_gone(
 
 def test_other_errors_pass_through_without_a_release(monkeypatch: pytest.MonkeyPatch) -> None:
     released: list[bool] = []
-    monkeypatch.setattr("nas.train.release_memory", lambda: released.append(True))
+    monkeypatch.setattr("nas.trial.loop.release_memory", lambda: released.append(True))
 
     def trial() -> None:
         raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
@@ -121,7 +121,9 @@ class Driver:
         (tmp_path / "artifacts").mkdir()  # the driver's check_root makes it
         self.reported: list[dict[str, Any]] = []
         monkeypatch.setattr("ray.tune.report", self.reported.append)
-        monkeypatch.setattr("nas.runner._placement", lambda: {"node": "local", "gpu_ids": []})
+        monkeypatch.setattr(
+            "nas.search.searcher._placement", lambda: {"node": "local", "gpu_ids": []}
+        )
 
     def run_one(self, trial_id: str) -> FrozenTrial:
         ray_config = self.searcher.suggest(trial_id)
@@ -170,7 +172,7 @@ def test_out_of_memory_anywhere_in_a_trial_is_oom_and_the_study_goes_on(
 def test_a_nan_student_is_nan_loss_and_not_on_the_front(
     driver: Driver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_train = nas.objective.train
+    real_train = nas.trial.run.train
 
     def nan_train(model: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
         result = real_train(model, *args, **kwargs)
@@ -179,12 +181,12 @@ def test_a_nan_student_is_nan_loss_and_not_on_the_front(
                 p.fill_(float("nan"))
         return result
 
-    monkeypatch.setattr(nas.objective, "train", nan_train)
+    monkeypatch.setattr(nas.trial.run, "train", nan_train)
     failed = driver.run_one("a")
     assert failed.state == TrialState.FAIL
     assert failed.user_attrs[REASON] == "nan_loss", failed.user_attrs
     assert "NaN/inf after training" in failed.user_attrs["fail_message"]
-    monkeypatch.setattr(nas.objective, "train", real_train)
+    monkeypatch.setattr(nas.trial.run, "train", real_train)
     done = driver.run_one("b")
     assert done.state == TrialState.COMPLETE, done.user_attrs
     assert [t.number for t in driver.study.best_trials] == [done.number]
@@ -193,14 +195,14 @@ def test_a_nan_student_is_nan_loss_and_not_on_the_front(
 def test_non_finite_eval_logits_are_diverged(
     driver: Driver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_predict = nas.objective.predict
+    real_predict = nas.trial.run.predict
 
     def inf_predict(*args: Any, **kwargs: Any) -> np.ndarray:
         logits = real_predict(*args, **kwargs).copy()
         logits[0, 0] = np.inf  # one token's start logit: finite weights, overflowed output
         return logits
 
-    monkeypatch.setattr(nas.objective, "predict", inf_predict)
+    monkeypatch.setattr(nas.trial.run, "predict", inf_predict)
     failed = driver.run_one("a")
     assert failed.user_attrs[REASON] == "nan_loss", failed.user_attrs
     assert "1 of " in failed.user_attrs["fail_message"]
@@ -223,7 +225,7 @@ def one_error_line(stderr: str) -> str:
 
 
 def test_student_faults_never_hit_the_teacher(tiny_study, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from nas.teacher import ensure_teacher
+    from nas.trial.teacher import ensure_teacher
 
     monkeypatch.setenv("NAS_FAULT_OOM_ABOVE_PARAMS", "1")  # the quickstart's fault injection
     teacher = Path(ensure_teacher(load_study(fresh_study(tiny_study, tmp_path))))
@@ -253,7 +255,7 @@ def test_teacher_pass_out_of_memory_is_one_line_and_exit_1(
     monkeypatch,
     capsys,  # type: ignore[no-untyped-def]
 ) -> None:
-    from nas.teacher import ensure_teacher
+    from nas.trial.teacher import ensure_teacher
 
     study_file = fresh_study(tiny_study, tmp_path)
     ensure_teacher(load_study(study_file))  # the teacher exists; its logits do not

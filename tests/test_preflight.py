@@ -14,10 +14,8 @@ from conftest import TINY_BASELINE
 from optuna.trial import TrialState
 
 from nas.config import ResourcesConfig, load_study
-from nas.cost import MemoryEstimate
 from nas.errors import ConfigError, PredictedOutOfMemory
-from nas.objective import prepare
-from nas.preflight import (
+from nas.search.preflight import (
     BUDGET,
     ESTIMATE,
     PEAK,
@@ -28,7 +26,9 @@ from nas.preflight import (
     trial_estimate,
     worker_budget,
 )
-from nas.study import REASON
+from nas.students.cost import MemoryEstimate
+from nas.study.lifecycle import REASON
+from nas.trial.run import prepare
 
 
 @pytest.mark.parametrize(

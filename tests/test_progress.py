@@ -101,7 +101,7 @@ def test_a_finished_trials_line_ends_with_its_wall_time_from_start_to_tell() -> 
 
     import optuna
 
-    from nas.runner import StudySearcher
+    from nas.search.searcher import StudySearcher
 
     start = datetime.datetime(2026, 1, 1, 12, 0, 0)
     trial = optuna.trial.FrozenTrial(

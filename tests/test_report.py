@@ -13,7 +13,7 @@ from cli_run import assert_usage_error, run_nas
 from optuna.distributions import FloatDistribution
 from study_factory import hand_built_study
 
-from nas.report import write_report
+from nas.results.report import write_report
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from nas.config import load_study
-from nas.runner import StudySearcher
+from nas.search.searcher import StudySearcher
 from nas.search_space import load_search_space
 
 
@@ -64,8 +64,8 @@ def test_budget_ends_the_search(tiny_study, tmp_path: Path) -> None:  # type: ig
 def test_an_unwritable_checkpoint_stops_the_run_and_requeues(tiny_study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """A full artifact disk fails every trial the same way: the run stops at the first, and
     its params (the baseline's here) are queued again instead of used up."""
-    from nas.drivers import finished_count
     from nas.errors import ArtifactRootFailed
+    from nas.study.drivers import finished_count
 
     searcher, study, lines = make_searcher(tiny_study, tmp_path)
     study.enqueue_trial({"n_layers": 1, "n_heads": 2}, user_attrs={"baseline": True})

@@ -19,7 +19,7 @@ from cli_run import REPO, assert_usage_error
 from cli_run import run_nas as nas
 from optuna.trial import TrialState
 
-from nas.study import REASON, named_constraints
+from nas.study.lifecycle import REASON, named_constraints
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 MARIADB = "mysql+pymysql://root@127.0.0.1:3306/test"
@@ -240,7 +240,7 @@ def test_without_an_address_a_search_starts_its_own_ray(monkeypatch: pytest.Monk
     user's included; nas asks for a local instance unless an address is given."""
     import ray
 
-    from nas.search import RunOptions, _init_ray
+    from nas.search.driver import RunOptions, _init_ray
 
     seen: list[object] = []
     monkeypatch.setattr(ray, "init", lambda **kwargs: seen.append(kwargs["address"]))

@@ -151,7 +151,7 @@ def test_cross_parameter_rule_names_the_fix() -> None:
 def test_distributions_too_large_for_mysql_text_are_refused_by_dialect() -> None:
     from optuna.distributions import CategoricalDistribution, IntDistribution
 
-    from nas.storage import StorageError, check_distributions_fit
+    from nas.study.storage import StorageError, check_distributions_fit
 
     big = {"ffn_dim": CategoricalDistribution(list(range(64, 64 + 6 * 10_000, 6)))}
     fits = {"ffn_dim": CategoricalDistribution(list(range(64, 64 + 6 * 9_000, 6)))}

@@ -14,7 +14,7 @@ from cli_run import REPO, assert_usage_error
 from cli_run import run_nas as nas
 
 from nas.config import load_study
-from nas.storage import mask_password
+from nas.study.storage import mask_password
 
 # PostgreSQL trusts 127.0.0.1 here, so it accepts any password: a real run with a secret in it
 SECRET = "s3cretPW"
@@ -26,7 +26,7 @@ RAY_SCRIPT = """
 import json, os, sys
 import ray
 from ray.core.generated import gcs_pb2
-from nas.search import RunOptions, _init_ray, hidden_from_ray
+from nas.search.driver import RunOptions, _init_ray, hidden_from_ray
 
 url = sys.argv[sys.argv.index("--storage") + 1]
 with hidden_from_ray(url):

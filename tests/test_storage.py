@@ -24,8 +24,8 @@ from together import run_together
 
 from nas.config import load_study
 from nas.errors import NasError
-from nas.storage import mask_password, open_storage, redact
-from nas.study import open_study
+from nas.study.lifecycle import open_study
+from nas.study.storage import mask_password, open_storage, redact
 
 
 @pytest.mark.parametrize(
@@ -87,7 +87,7 @@ def test_connections_to_a_new_file_switch_to_wal_together(tmp_path: Path) -> Non
     """SQLite refuses a journal-mode change at once ("database is locked", no busy wait) when
     connections to a new file make it together; with four at a time that happened in about 1
     start in 5 (drivers starting together on a new nas.db failed then)."""
-    from nas.storage import enable_wal
+    from nas.study.storage import enable_wal
 
     for attempt in range(25):
         db = tmp_path / f"{attempt}.db"
@@ -106,7 +106,7 @@ def test_connections_to_a_new_file_switch_to_wal_together(tmp_path: Path) -> Non
 
 
 def test_open_existing_creates_no_file_and_no_tables(tmp_path: Path) -> None:
-    from nas.storage import StorageError, open_existing
+    from nas.study.storage import StorageError, open_existing
 
     for url in (f"sqlite:///{tmp_path / 'nas.db'}", f"journal:{tmp_path / 'nas.log'}"):
         with pytest.raises(StorageError) as info:
@@ -127,7 +127,7 @@ def test_open_existing_creates_no_file_and_no_tables(tmp_path: Path) -> None:
 def test_location_gives_a_files_absolute_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nas.storage import location
+    from nas.study.storage import location
 
     monkeypatch.chdir(tmp_path)
     assert location("sqlite:///nas.db") == f"sqlite:///nas.db (the file {tmp_path / 'nas.db'})"
@@ -136,7 +136,7 @@ def test_location_gives_a_files_absolute_path(
 
 
 def test_a_read_only_sqlite_file_is_one_line_with_the_fix(tmp_path: Path) -> None:
-    from nas.storage import StorageError
+    from nas.study.storage import StorageError
 
     db = tmp_path / "nas.db"
     optuna.create_study(storage=f"sqlite:///{db}", study_name="a")

@@ -22,10 +22,9 @@ from transformers import (
     RobertaConfig,
 )
 
-from nas.calibration import ActivationStats, calibration_stats
 from nas.config import CalibrationConfig
 from nas.errors import CheckpointError, InvalidConfig
-from nas.students import (
+from nas.students.build import (
     SourceModel,
     StudentShape,
     build_student,
@@ -38,6 +37,7 @@ from nas.students import (
     student_config,
     top_map,
 )
+from nas.students.calibration import ActivationStats, calibration_stats
 from nas.tasks.base import Features
 
 VOCAB, POSITIONS, MARKER = 200, 64, 4

@@ -10,10 +10,10 @@ from optuna.trial import TrialState
 from together import run_together
 
 from nas.config import load_study
-from nas.drivers import finished_count
 from nas.errors import NasError
-from nas.study import open_storage, open_study, resolve_storage, tell_failure
-from nas.summary import front_text, summarize
+from nas.results.summary import front_text, summarize
+from nas.study.drivers import finished_count
+from nas.study.lifecycle import open_storage, open_study, resolve_storage, tell_failure
 
 
 def test_storage_precedence(tiny_study, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]

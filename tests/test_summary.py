@@ -9,7 +9,7 @@ import pytest
 from study_factory import hand_built_study
 
 from nas.errors import NasError
-from nas.summary import hypervolume_history, reference_point, summarize
+from nas.results.summary import hypervolume_history, reference_point, summarize
 
 
 @pytest.fixture

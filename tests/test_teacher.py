@@ -16,7 +16,7 @@ from conftest import TINY_TEACHER
 from nas.config import StudyConfig, load_study
 from nas.errors import CheckpointError, ConfigError
 from nas.tasks.base import Features
-from nas.teacher import cached_logits, check_teacher_labels, ensure_teacher, train_teacher
+from nas.trial.teacher import cached_logits, check_teacher_labels, ensure_teacher, train_teacher
 
 TRAIN = {"arch": TINY_TEACHER, "epochs": 1, "learning_rate": 1e-3}
 
@@ -161,7 +161,7 @@ def test_a_copy_that_keeps_size_and_mtime_gives_the_new_teachers_logits(tmp_path
 def test_a_hub_name_is_identified_by_its_cached_revision(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from huggingface_hub import constants
 
-    from nas.teacher import checkpoint_identity
+    from nas.trial.teacher import checkpoint_identity
 
     repo = tmp_path / "models--org--bert"
     (repo / "snapshots" / "abc123").mkdir(parents=True)
@@ -204,7 +204,7 @@ def test_other_names_or_another_count_are_errors_generic_names_pass(tmp_path: Pa
 def test_prepare_checks_the_label_order_before_any_teacher_pass(
     tmp_path: Path, tiny_tokenizer_dir: Path
 ) -> None:
-    from nas.objective import prepare
+    from nas.trial.run import prepare
 
     teacher = _classifier(tmp_path / "teacher", 0, {0: "positive", 1: "negative"})
     for f in tiny_tokenizer_dir.iterdir():
@@ -235,7 +235,7 @@ def test_prepare_checks_the_label_order_before_any_teacher_pass(
 def test_best_epoch_keeps_the_best_scores_weights_not_the_last() -> None:
     import torch
 
-    from nas.teacher import _BestEpoch
+    from nas.trial.teacher import _BestEpoch
 
     lines: list[str] = []
     best = _BestEpoch("exact", lines.append)
@@ -261,7 +261,7 @@ def test_keep_best_scores_every_epoch_and_records_the_kept_one(tiny_study, tmp_p
     assert round(record["metrics"]["exact"], 4) == max(kept["scores"])
     assert record["recipe"]["keep_best"] is True
     # keep_best off is no recipe key: teachers recorded before the option stay current.
-    from nas.data import load_splits
-    from nas.teacher import teacher_recipe
+    from nas.trial.data import load_splits
+    from nas.trial.teacher import teacher_recipe
 
     assert "keep_best" not in teacher_recipe(_config(tiny_study, tmp_path), *load_splits(config))

@@ -8,10 +8,10 @@ import torch
 from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
 from nas.config import TrainingConfig
-from nas.distill import MASKED_LOGIT
 from nas.errors import TrialTimeout
 from nas.tasks.base import Features
-from nas.train import batch_indices, collate, predict, train
+from nas.trial.loop import batch_indices, collate, predict, train
+from nas.trial.losses import MASKED_LOGIT
 
 PARAMS = {
     "batch_size": 4,

@@ -136,7 +136,7 @@ def test_sst2_trial_on_real_sentences(tmp_path: Path, shared_data: Path) -> None
     # the student learned: clearly above always answering the selection split's majority class
     # (0.655 against 0.56 here; deterministic on CPU), and a correlation a constant cannot have
     from nas.config import load_study
-    from nas.data import load_splits
+    from nas.trial.data import load_splits
 
     _, splits, _ = load_splits(load_study(study))
     labels = [example.label for example in splits.eval]
@@ -150,7 +150,7 @@ def test_sst2_trial_on_real_sentences(tmp_path: Path, shared_data: Path) -> None
 def test_oom_fault_injection_raises_a_real_cuda_oom(squad_study: Path) -> None:
     from nas.config import load_study
     from nas.errors import OutOfMemory
-    from nas.objective import prepare, run_trial
+    from nas.trial.run import prepare, run_trial
 
     prepared = prepare(load_study(squad_study))
     os.environ["NAS_FAULT_OOM_ABOVE_PARAMS"] = "1000"
@@ -166,9 +166,9 @@ def test_oom_fault_injection_raises_a_real_cuda_oom(squad_study: Path) -> None:
 def test_nan_loss_is_diverged(squad_study: Path) -> None:
     from nas.config import load_study
     from nas.errors import Diverged
-    from nas.objective import prepare
-    from nas.students import build_student
-    from nas.train import train
+    from nas.students.build import build_student
+    from nas.trial.loop import train
+    from nas.trial.run import prepare
 
     prepared = prepare(load_study(squad_study))
     model = build_student(STUDENT, prepared.source, "qa")
@@ -229,7 +229,7 @@ def test_params_outside_the_search_space(squad_study: Path, tmp_path: Path) -> N
 
 
 def test_teacher_vocabulary_differs_from_student(squad_study: Path, tmp_path: Path) -> None:
-    from nas.vocab import build_tokenizer
+    from nas.tasks.vocab import build_tokenizer
 
     other = tmp_path / "other-source"
     build_tokenizer(["only", "these", "words"], other)

@@ -16,8 +16,8 @@ from cli_run import REPO
 from optuna.trial import TrialState
 from servers import POSTGRES
 
-from nas.drivers import finished_count, heartbeats
-from nas.study import REASON
+from nas.study.drivers import finished_count, heartbeats
+from nas.study.lifecycle import REASON
 
 N_TRIALS = 6
 DRIVERS = 2

@@ -1,4 +1,4 @@
-"""What nas study run prints at the end (nas.verdict) and per trial (runner.trial_line)."""
+"""What nas study run prints at the end (nas.results.verdict) and per trial (runner.trial_line)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from optuna.distributions import IntDistribution
 from optuna.trial import create_trial
 from study_factory import hand_built_study
 
-from nas.preflight import ESTIMATE, PEAK
-from nas.runner import trial_line
-from nas.summary import front_text, summarize
-from nas.verdict import offer_line, rule_line, scores_line, verdict_text
+from nas.results.summary import front_text, summarize
+from nas.results.verdict import offer_line, rule_line, scores_line, verdict_text
+from nas.search.preflight import ESTIMATE, PEAK
+from nas.search.searcher import trial_line
 
 
 @pytest.fixture

@@ -71,8 +71,9 @@ STORAGE_HELP = "SQLAlchemy URL or journal:FILE (default: {}$NAS_STORAGE, then sq
 
 
 def storage_help(from_config: bool = False) -> str:
-    """The ``--storage`` help, in :func:`nas.storage.resolve_storage`'s order; ``from_config``:
-    the command reads a study file, whose ``storage:`` comes before the environment."""
+    """The ``--storage`` help, in :func:`nas.study.storage.resolve_storage`'s order;
+    ``from_config``: the command reads a study file, whose ``storage:`` comes before the
+    environment."""
     return STORAGE_HELP.format("the study file's storage key, then " if from_config else "")
 
 

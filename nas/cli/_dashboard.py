@@ -63,11 +63,11 @@ def register(commands: Any) -> None:
 
 
 def dashboard_command(args: argparse.Namespace) -> int:
-    from nas.artifacts import open_store
     from nas.cli._study import _load
-    from nas.dashboard import check_host, check_port, publish, serve
     from nas.errors import NasError
-    from nas.export import resolve_artifact_root
+    from nas.results.dashboard import check_host, check_port, publish, serve
+    from nas.results.export import resolve_artifact_root
+    from nas.study.artifacts import open_store
 
     if not 0 < args.port < 65536:
         raise NasError(f"--port {args.port} is not a TCP port; pass 1-65535, e.g. 8080")

@@ -1,5 +1,5 @@
 """``nas study run`` on an existing study: the study file against what the study ran under
-(:mod:`nas.drift`), checked after the storage opens and before any data or teacher work."""
+(:mod:`nas.study.drift`), checked after the storage opens and before any data or teacher work."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from optuna.distributions import distribution_to_json
 from optuna.storages import BaseStorage
 
 from nas.config import StudyConfig, shown
-from nas.drift import (
+from nas.errors import ConfigError
+from nas.search_space import SearchSpace
+from nas.study.drift import (
     CHANGES_ATTR,
     CONFIG_ATTR,
     SPACE_ATTR,
@@ -25,9 +27,7 @@ from nas.drift import (
     no_answer_margins,
     snapshot,
 )
-from nas.errors import ConfigError
-from nas.search_space import SearchSpace
-from nas.storage import location, mask_password
+from nas.study.storage import location, mask_password
 
 
 def check_config_drift(
@@ -81,9 +81,9 @@ def space_json(space: SearchSpace) -> dict[str, Any]:
 
 def file_basis(config: StudyConfig, space: SearchSpace) -> Basis:
     """What the study file asks for: its snapshot, objectives and search space."""
-    from nas.objective import objective_names  # the default objectives' one home
-    from nas.study import directions
+    from nas.study.lifecycle import directions
     from nas.tasks import get_task
+    from nas.trial.run import objective_names  # the default objectives' one home
 
     names = objective_names(config, get_task(config.task))
     objectives = list(zip(names, directions(config, names), strict=True))
@@ -140,8 +140,8 @@ def _resolved(config: StudyConfig) -> StudyConfig:
     scores, so the split is read once more."""
     if not no_answer_margins([dataclasses.asdict(t) for t in config.thresholds]):
         return config
-    from nas.data import load_splits
     from nas.feasibility import no_answer_scores, resolve_thresholds
+    from nas.trial.data import load_splits
 
     _, splits, _ = load_splits(config)
     thresholds = resolve_thresholds(config, no_answer_scores(splits.eval))

@@ -74,10 +74,10 @@ def parse_trial_numbers(text: str) -> list[int]:
 
 
 def export_command(args: argparse.Namespace) -> int:
-    from nas.artifacts import is_verifiable, parse_root
     from nas.cli._study import _load
-    from nas.export import export_trials, is_feasible, select_trials
-    from nas.study import resolve_storage
+    from nas.results.export import export_trials, is_feasible, select_trials
+    from nas.study.artifacts import is_verifiable, parse_root
+    from nas.study.lifecycle import resolve_storage
 
     numbers = None if args.trials is None else parse_trial_numbers(args.trials)
     if os.path.lexists(args.out) and not args.force:
@@ -115,7 +115,7 @@ def export_command(args: argparse.Namespace) -> int:
 
 def _missed(trial: Any) -> str:
     """The constraints a trial misses, as ``name by amount``."""
-    from nas.study import named_constraints
+    from nas.study.lifecycle import named_constraints
 
     missed = {k: v for k, v in named_constraints(trial).items() if v > 0}
     return ", ".join(f"{k} by {v:.4g}" for k, v in missed.items()) or "a constraint"

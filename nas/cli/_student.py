@@ -77,11 +77,11 @@ def register(commands: Any) -> None:
 
 def _calibration(study: Path, source: Any, source_name: str) -> Any:
     """Activation statistics of ``source`` on calibration features of ``study``'s train split."""
-    from nas.calibration import calibration_stats
     from nas.config import load_study
-    from nas.data import encoded, load_splits
-    from nas.teacher import load_tokenizer
-    from nas.train import resolve_device
+    from nas.students.calibration import calibration_stats
+    from nas.trial.data import encoded, load_splits
+    from nas.trial.loop import resolve_device
+    from nas.trial.teacher import load_tokenizer
 
     config = load_study(study)
     task, splits, data = load_splits(config)
@@ -123,15 +123,15 @@ def _write(out: Path, model: Any, source_name: str, record: dict[str, Any]) -> N
 
 def student_command(args: argparse.Namespace) -> int:
     import nas
-    from nas.cost import describe_student, estimate_training_memory, student_report
     from nas.search_space import check_params
-    from nas.students import (
+    from nas.students.build import (
         StudentShape,
         build_student,
         count_parameters,
         load_source,
         ranking_description,
     )
+    from nas.students.cost import describe_student, estimate_training_memory, student_report
     from nas.tasks import get_task
 
     if args.out is not None and args.out.exists():

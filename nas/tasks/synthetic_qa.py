@@ -9,7 +9,7 @@ Questions ask for one relation of one person ("where does mirel live ?" -> "dosa
 mirel own ?" -> "vesu tavik"). As every relation is stated for several people, a model has to
 match the person; unanswerable questions ask about a person who is not in the context, or about
 a relation the context states for someone else but not for that person. Every word is in
-:func:`vocabulary`, so ``nas.vocab.build_tokenizer(vocabulary(seed))`` tokenizes each word as
+:func:`vocabulary`, so ``nas.tasks.vocab.build_tokenizer(vocabulary(seed))`` tokenizes each word as
 one token.
 
 Learnability (measured on a 2-core CPU; BertForQuestionAnswering from scratch, hidden 128,
@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 from nas.config import SyntheticConfig
 from nas.tasks.base import QAExample, Splits
 from nas.tasks.squad_v2 import SquadV2Task
-from nas.vocab import build_tokenizer
+from nas.tasks.vocab import build_tokenizer
 
 _ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z")
 _VOWELS = ("a", "e", "i", "o", "u")

@@ -69,7 +69,7 @@ def test_every_word_is_in_the_vocabulary(small: Generated) -> None:
 
 
 def test_vocabulary_tokenizes_to_single_tokens() -> None:
-    from nas.vocab import build_tokenizer
+    from nas.tasks.vocab import build_tokenizer
 
     tokenizer = build_tokenizer(vocabulary())
     for word in vocabulary():

@@ -16,13 +16,13 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from nas import holdout
 from nas.config import Threshold
-from nas.confirm import confirmed_points
-from nas.drift import CONFIG_ATTR
 from nas.errors import NasError
-from nas.front import Picks, Point, deltas, pick
-from nas.study import BASELINE_TAG, MESSAGE, REASON, named_constraints
+from nas.results.picks import Picks, Point, deltas, pick
+from nas.search import holdout
+from nas.study.confirm import confirmed_points
+from nas.study.drift import CONFIG_ATTR
+from nas.study.lifecycle import BASELINE_TAG, MESSAGE, REASON, named_constraints
 
 SIZE_OBJECTIVES = ("params", "latency_ms")  # objectives that are costs, not task metrics
 
@@ -56,7 +56,7 @@ class Summary:
     failures: dict[str, int] = field(default_factory=dict)  # reason -> count
     test: dict[int, dict[str, float]] = field(default_factory=dict)  # trial -> test metrics
     teacher: dict[str, dict[str, float]] = field(default_factory=dict)  # split -> metrics
-    confirmed: dict[int, Any] = field(default_factory=dict)  # trial -> nas.confirm.Confirmed
+    confirmed: dict[int, Any] = field(default_factory=dict)  # trial -> nas.study.confirm.Confirmed
     thresholds: list[Threshold] = field(default_factory=list)  # resolved, as trials were told
     no_answer: dict[str, dict[str, float]] = field(default_factory=dict)  # QA: split -> metrics
 

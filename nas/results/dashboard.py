@@ -28,10 +28,10 @@ import optuna
 from optuna.artifacts.exceptions import ArtifactNotFound
 
 import nas
-from nas.artifacts import ChecksumError, artifact_record, digest
 from nas.errors import NasError
-from nas.figures import MIN_TRIALS, front_figure, importance_figure, importances
-from nas.summary import Summary, front_cells, pick_lines, summarize
+from nas.results.figures import MIN_TRIALS, front_figure, importance_figure, importances
+from nas.results.summary import Summary, front_cells, pick_lines, summarize
+from nas.study.artifacts import ChecksumError, artifact_record, digest
 
 FRONT_PLOT_ID = "nas-front"
 READ_METHODS = frozenset({"GET", "HEAD"})
@@ -45,7 +45,8 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 def publish(study: optuna.Study) -> Summary:
     """Write nas's front plot, front table (as the study note) and, from
-    :data:`~nas.figures.MIN_TRIALS` COMPLETE trials, its importance plots into the study."""
+    :data:`~nas.results.figures.MIN_TRIALS` COMPLETE trials, its importance plots into the
+    study."""
     from optuna_dashboard import save_note, save_plotly_graph_object
 
     summary = summarize(study)

@@ -1,8 +1,8 @@
 """The training loop and batched inference.
 
-Distillation runs on teacher logits computed once and cached (see ``nas.teacher``): a training
-step runs the student alone. Batches are padded to their own longest feature (dynamic padding),
-and with ``length_grouped`` features of similar length share a batch.
+Distillation runs on teacher logits computed once and cached (see ``nas.trial.teacher``): a
+training step runs the student alone. Batches are padded to their own longest feature (dynamic
+padding), and with ``length_grouped`` features of similar length share a batch.
 
 Out of memory: these functions let torch's errors propagate; :func:`catch_out_of_memory` turns
 one raised anywhere in a call (a whole trial, the teacher's training or pass) into a typed error
@@ -35,7 +35,6 @@ from torch import nn
 from transformers import get_linear_schedule_with_warmup
 
 from nas.config import TrainingConfig
-from nas.distill import MASKED_LOGIT, distill_loss, qa_distill_loss
 from nas.errors import (
     Diverged,
     OutOfMemory,
@@ -46,6 +45,7 @@ from nas.errors import (
 )
 from nas.progress import Ticker
 from nas.tasks.base import Features, TaskKind
+from nas.trial.losses import MASKED_LOGIT, distill_loss, qa_distill_loss
 
 FAULT_OOM_ENV = "NAS_FAULT_OOM_ABOVE_PARAMS"
 FAULT_OOM_AT_ENV = "NAS_FAULT_OOM_AT"

@@ -21,7 +21,7 @@ import yaml
 
 from nas.config import DataConfig
 from nas.errors import ConfigError
-from nas.model_card import CLASSIFIER_CLASS, HUB_IDS, QA_CLASS
+from nas.results.model_card import CLASSIFIER_CLASS, HUB_IDS, QA_CLASS
 
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")  # name or org/name
 _LABELS = re.compile(r"labels (\[.*\])\s*$")  # how a classification task ends its description

@@ -19,10 +19,10 @@ import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.config import Threshold
-from nas.summary import Summary, TrialRow, metric_digits
+from nas.results.summary import Summary, TrialRow, metric_digits
 
 SHAPE = ("n_layers", "n_heads", "hidden_size", "ffn_dim")
-# What a cost objective can depend on. nas.cost.parameter_count is a function of n_layers,
+# What a cost objective can depend on. nas.students.cost.parameter_count is a function of n_layers,
 # hidden_size and ffn_dim only (the head count splits q/k/v into blocks without resizing them);
 # batch-1 latency runs the whole shape. A task metric may depend on every parameter.
 COST_PARAMS = {"params": ("n_layers", "hidden_size", "ffn_dim"), "latency_ms": SHAPE}

@@ -20,15 +20,14 @@ import plotly.io as pio
 import nas
 from nas.errors import NasError
 from nas.feasibility import constraint_name
-from nas.figures import (
+from nas.results.figures import (
     COST_PARAMS,
     front_figure,
     hypervolume_figure,
     importance_figure,
     importances,
 )
-from nas.study import mask_password
-from nas.summary import (
+from nas.results.summary import (
     Summary,
     TrialRow,
     front_table,
@@ -38,7 +37,8 @@ from nas.summary import (
     reference_point,
     summarize,
 )
-from nas.verdict import rule_line
+from nas.results.verdict import rule_line
+from nas.study.lifecycle import mask_password
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }

@@ -1,7 +1,7 @@
 """The memory pre-flight: a trial's estimated training memory against the memory it may use.
 
-Every trial records ``memory_estimate_bytes`` (``nas.cost.estimate_training_memory`` for its
-shape, batch size and the longest training feature) beside the ``peak_memory_bytes`` it
+Every trial records ``memory_estimate_bytes`` (``nas.students.cost.estimate_training_memory`` for
+its shape, batch size and the longest training feature) beside the ``peak_memory_bytes`` it
 measured. With ``resources.preflight_memory`` a trial whose estimate exceeds its budget fails as
 ``oom_predicted`` before its student is built. Where the check runs depends on where the budget
 is known:
@@ -24,12 +24,12 @@ import torch
 from optuna.trial import TrialState
 
 from nas.config import ResourcesConfig, StudyConfig
-from nas.cost import MemoryEstimate, estimate_training_memory, human_bytes
 from nas.errors import InvalidConfig, PredictedOutOfMemory
-from nas.students import StudentShape
+from nas.students.build import StudentShape
+from nas.students.cost import MemoryEstimate, estimate_training_memory, human_bytes
 
 if TYPE_CHECKING:
-    from nas.objective import Prepared
+    from nas.trial.run import Prepared
 
 ESTIMATE = "memory_estimate_bytes"  # trial user attributes
 PEAK = "peak_memory_bytes"
@@ -54,7 +54,7 @@ def trial_estimate(
     attention is fused (sdpa) and dropout masks are bool; on CPU attention keeps its ``seq^2``
     scores and masks are float.
     """
-    from nas.sources import load_source
+    from nas.students.sources import load_source
 
     source = load_source(prepared.source)  # cached per process; build_student reads it too
     cuda = device_type == "cuda"

@@ -1,7 +1,7 @@
 """Calibration: what the source computes on a few training features, to rank what students keep.
 
 Weight norms are a poor guide to a pretrained transformer's channels: its weights are small
-exactly where a channel's activations are large (issue #10). So :mod:`nas.students` ranks by
+exactly where a channel's activations are large (issue #10). So :mod:`nas.students.build` ranks by
 activations measured here, once per study:
 
 * **hidden channels** by the mean absolute LayerNorm output (the embeddings LayerNorm and both
@@ -36,7 +36,7 @@ from nas.cache import cached_folder, fingerprint
 from nas.config import CalibrationConfig
 from nas.errors import ConfigError
 from nas.progress import Ticker
-from nas.sources import SourceModel
+from nas.students.sources import SourceModel
 
 if TYPE_CHECKING:
     from nas.tasks.base import Features
@@ -149,7 +149,7 @@ def _encoder(source: SourceModel) -> Any:
     """The source as a full-size ``DistilBertModel`` (what a same-shape student computes)."""
     from transformers import DistilBertModel
 
-    from nas.students import StudentShape, student_config  # students imports this module
+    from nas.students.build import StudentShape, student_config  # students imports this module
 
     shape = StudentShape(source.n_layers, source.n_heads, source.dim, source.ffn_dim)
     model = DistilBertModel(student_config(shape, source, "qa"))  # the head is not built

@@ -5,7 +5,7 @@ named as in DistilBERT), :func:`load_source` (hub name or local folder, cached p
 :func:`clear_source_cache`), :func:`source_from_model` (an already loaded model), the checks
 that a checkpoint is a supported DistilBERT/BERT encoder, and the BERT -> DistilBERT name
 mapping. It also defines the parameter-name helpers (:func:`layer_prefix`, ``EMB``) that
-:mod:`nas.students` slices with.
+:mod:`nas.students.build` slices with.
 
 A BERT source is renamed to DistilBERT's layout and its segment-0 token-type embedding is folded
 into the word embeddings (DistilBERT has no segments); BERT's pooler/classifier are dropped

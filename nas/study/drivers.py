@@ -23,8 +23,14 @@ import sqlalchemy
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from nas.artifacts import ARTIFACT_ROOT, CHECKPOINT_FILES, ArtifactRoot, open_store, parse_root
-from nas.study import BASELINE_TAG, DRIVER, MESSAGE, REASON, REQUEUED_FROM, RERUN_REASONS
+from nas.study.artifacts import (
+    ARTIFACT_ROOT,
+    CHECKPOINT_FILES,
+    ArtifactRoot,
+    open_store,
+    parse_root,
+)
+from nas.study.lifecycle import BASELINE_TAG, DRIVER, MESSAGE, REASON, REQUEUED_FROM, RERUN_REASONS
 
 HEARTBEAT = "nas:heartbeat:"  # study system attr + driver id: unix time of its last beat
 HEARTBEAT_S = 30.0  # how often a running driver beats
@@ -175,7 +181,7 @@ def _claim_failure(study: optuna.Study, trial: FrozenTrial, reason: str, message
 
     The RUNNING -> FAIL step is atomic, so of two drivers recovering the same orphan exactly one
     re-queues it: Optuna's RDB storage reads the trial row with SELECT ... FOR UPDATE and
-    refuses a finished trial (PostgreSQL, MySQL; on SQLite nas.storage's BEGIN IMMEDIATE
+    refuses a finished trial (PostgreSQL, MySQL; on SQLite nas.study.storage's BEGIN IMMEDIATE
     serializes the read and the write), and a journal refuses the later of two records. The
     loser's reason attributes, written first, carry the same values.
     """

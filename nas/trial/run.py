@@ -20,22 +20,15 @@ import torch
 
 import nas
 from nas.cache import write_folder_atomically
-from nas.calibration import ActivationStats, calibration_stats
 from nas.config import DataConfig, StudyConfig
-from nas.data import encoded, load_splits
 from nas.errors import ConfigError
 from nas.feasibility import describe_thresholds, no_answer_scores, resolve_thresholds
 from nas.search_space import SearchSpace, load_search_space
-from nas.students import build_student, count_parameters, load_source
+from nas.students.build import build_student, count_parameters, load_source
+from nas.students.calibration import ActivationStats, calibration_stats
 from nas.tasks.base import Features, Splits, Task
-from nas.teacher import (
-    cached_logits,
-    check_same_tokenization,
-    check_teacher_labels,
-    ensure_teacher,
-    load_tokenizer,
-)
-from nas.train import (
+from nas.trial.data import encoded, load_splits
+from nas.trial.loop import (
     catch_out_of_memory,
     check_finite_logits,
     check_finite_weights,
@@ -43,6 +36,13 @@ from nas.train import (
     predict,
     resolve_device,
     train,
+)
+from nas.trial.teacher import (
+    cached_logits,
+    check_same_tokenization,
+    check_teacher_labels,
+    ensure_teacher,
+    load_tokenizer,
 )
 
 Progress = Callable[[str], None]

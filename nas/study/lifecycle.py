@@ -2,7 +2,8 @@
 
 The study database is the single source of truth (DESIGN decision 1): resuming is running the
 same study name against the same storage. This module knows Optuna, not Ray. Storage URLs live
-in ``nas.storage``; drivers sharing a study (heartbeats, orphans, the total) in ``nas.drivers``.
+in ``nas.study.storage``; drivers sharing a study (heartbeats, orphans, the total) in
+``nas.study.drivers``.
 """
 
 from __future__ import annotations
@@ -29,13 +30,13 @@ import nas
 from nas import feasibility
 from nas.config import StudyConfig
 from nas.errors import NasError, StorageUnreachable
-from nas.storage import DEFAULT_STORAGE as DEFAULT_STORAGE
-from nas.storage import STORAGE_ENV as STORAGE_ENV
-from nas.storage import StorageError as StorageError
-from nas.storage import first_line
-from nas.storage import mask_password as mask_password
-from nas.storage import open_storage as open_storage
-from nas.storage import resolve_storage as resolve_storage
+from nas.study.storage import DEFAULT_STORAGE as DEFAULT_STORAGE
+from nas.study.storage import STORAGE_ENV as STORAGE_ENV
+from nas.study.storage import StorageError as StorageError
+from nas.study.storage import first_line
+from nas.study.storage import mask_password as mask_password
+from nas.study.storage import open_storage as open_storage
+from nas.study.storage import resolve_storage as resolve_storage
 
 REASON = "fail_reason"  # user attribute of failed trials: oom, nan_loss, invalid_config, ...
 MESSAGE = "fail_message"

@@ -36,17 +36,17 @@ from nas.cache import cached_folder, file_digest, file_lock, fingerprint, write_
 from nas.config import DataConfig, StudyConfig, TeacherTrainConfig
 from nas.errors import CheckpointError, ConfigError, teacher_out_of_memory
 from nas.tasks.base import Features, QAExample, Splits, Task, TaskKind
-from nas.train import (
+from nas.tasks.vocab import build_tokenizer, frequent_words
+from nas.trial.loop import (
     catch_out_of_memory,
     inject_teacher_oom_fault,
     predict,
     resolve_device,
     train,
 )
-from nas.vocab import build_tokenizer, frequent_words
 
 Progress = Callable[[str], None]
-Loaded = tuple[Task, Splits, DataConfig]  # what nas.data.load_splits returns
+Loaded = tuple[Task, Splits, DataConfig]  # what nas.trial.data.load_splits returns
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".txt")
 _RECORD = "teacher.json"  # nas's own notes on a teacher it trained; not part of its identity
 # Fields of the study's `training` section that train_teacher reads too.
@@ -243,7 +243,7 @@ def ensure_teacher(
     from the study's is trained again into the same folder, which stays whole until the new
     teacher replaces it; unless it was trained for another study and lies outside this study's
     cache: nas does not overwrite that one, and says so. ``loaded`` is what
-    ``nas.data.load_splits(config)`` returned, when the caller has it.
+    ``nas.trial.data.load_splits(config)`` returned, when the caller has it.
     """
     path = config.resolve(config.teacher.path) or config.teacher.path
     folder = Path(path)
@@ -252,7 +252,7 @@ def ensure_teacher(
     if folder.is_dir() and not (folder / _RECORD).is_file():
         return path  # a user-given teacher: nothing says how it was made
     if loaded is None:
-        from nas.data import load_splits  # data imports tasks; keep this module light
+        from nas.trial.data import load_splits  # data imports tasks; keep this module light
 
         loaded = load_splits(config)
     recipe = teacher_recipe(config, *loaded)
@@ -272,7 +272,7 @@ def teacher_recipe(
     config: StudyConfig, task: Task, splits: Splits, data: DataConfig
 ) -> dict[str, Any]:
     """What a teacher nas trains is made from, flat and JSON-ready (compared key by key)."""
-    from nas.data import examples_digest
+    from nas.trial.data import examples_digest
 
     spec = config.teacher.train
     if spec is None:
@@ -351,7 +351,7 @@ def train_teacher(
     config: StudyConfig, out: Path, progress: Progress | None = None, loaded: Loaded | None = None
 ) -> dict[str, float]:
     """Fine-tune a teacher on the study's task and save it (model, tokenizer, teacher.json)."""
-    from nas.data import encoded, load_splits  # data imports tasks; keep this module light
+    from nas.trial.data import encoded, load_splits  # data imports tasks; keep this module light
 
     spec = config.teacher.train
     if spec is None:

@@ -1,13 +1,13 @@
 """Trials of a study as Hugging Face folders with provenance, a model card and an index.
 
 A completed trial's checkpoint lives in the artifact store (a folder or ``s3://BUCKET/PREFIX``,
-see ``nas.artifacts``), one Optuna artifact per file, its ids in the trial's
-``checkpoint_files`` user attribute and its root in ``artifact_root`` (see ``nas.runner``). An
-export copies
+see ``nas.study.artifacts``), one Optuna artifact per file, its ids in the trial's
+``checkpoint_files`` user attribute and its root in ``artifact_root`` (see
+``nas.search.searcher``). An export copies
 those files into ``OUT/trial-<number>/``, completes ``nas.json`` with what the study knows
 (values by metric name, constraints, storage), writes a model card ``README.md``, and lists the
 trials in ``OUT/index.json`` and ``OUT/index.csv``. Every copied file is checked against the
-size and sha256 recorded when it was stored (``nas.artifacts.verify_folder``). Everything is
+size and sha256 recorded when it was stored (``nas.study.artifacts.verify_folder``). Everything is
 built in a temporary folder beside ``OUT`` and renamed into place: a failed export (a missing
 or changed file among them) leaves nothing behind, and ``force`` replaces an existing ``OUT``
 only once the new one is complete.
@@ -33,16 +33,8 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
 
 import nas
-from nas.artifacts import (
-    ARTIFACT_ROOT,
-    CHECKPOINT_FILES,
-    DEFAULT_ARTIFACT_ROOT,
-    ArtifactRoot,
-    open_store,
-    parse_root,
-    verify_folder,
-)
-from nas.card_facts import (
+from nas.errors import NasError
+from nas.results.card_facts import (
     hub_dataset,
     hub_id,
     label_names,
@@ -51,9 +43,17 @@ from nas.card_facts import (
     source_license,
     study_data,
 )
-from nas.errors import NasError
-from nas.model_card import CLASSIFIER_CLASS, PROVENANCE, CardFacts, model_card
-from nas.study import BASELINE_TAG, front_rows, mask_password, named_constraints
+from nas.results.model_card import CLASSIFIER_CLASS, PROVENANCE, CardFacts, model_card
+from nas.study.artifacts import (
+    ARTIFACT_ROOT,
+    CHECKPOINT_FILES,
+    DEFAULT_ARTIFACT_ROOT,
+    ArtifactRoot,
+    open_store,
+    parse_root,
+    verify_folder,
+)
+from nas.study.lifecycle import BASELINE_TAG, front_rows, mask_password, named_constraints
 
 MODEL_CARD = "README.md"
 INDEX_JSON = "index.json"
@@ -382,8 +382,8 @@ def _provenance(
 def held_out_record(study: optuna.Study, number: int) -> dict[str, Any]:
     """What the study knows beyond the selection split: the trial's test-split metrics, the
     teacher's metrics on both splits, and the mean and spread over new seeds."""
-    from nas.confirm import confirmed_points
-    from nas.holdout import teacher_scores, test_scores
+    from nas.search.holdout import teacher_scores, test_scores
+    from nas.study.confirm import confirmed_points
 
     out: dict[str, Any] = {
         "test_metrics": test_scores(study).get(number),

@@ -23,7 +23,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from nas.study import BASELINE_TAG, front_rows
+from nas.study.lifecycle import BASELINE_TAG, front_rows
 
 Printer = Callable[[str], None]
 TEST_KEY = "test:"  # study user attr prefix: test:<trial number> -> {metric: value}
@@ -58,7 +58,7 @@ def score_front(
 
     Args:
         study: the study, in its storage.
-        prepared: ``nas.objective.Prepared`` of the study's config (data, tokenizer, teacher).
+        prepared: ``nas.trial.run.Prepared`` of the study's config (data, tokenizer, teacher).
         printer: where the progress lines go.
         artifact_root: ``--artifact-root``, overriding what each trial recorded.
         trials: the trials to score; default the feasible Pareto front and the baseline.
@@ -66,7 +66,7 @@ def score_front(
     Returns:
         Test metrics by trial number, for every trial scored now or before.
     """
-    from nas.objective import test_features
+    from nas.trial.run import test_features
 
     features = test_features(prepared)
     if TEACHER_KEY not in study.user_attrs:
@@ -117,8 +117,8 @@ def _selection_metrics(study: optuna.Study, trial: FrozenTrial) -> dict[str, flo
 
 
 def _teacher_scores(prepared: Any, test_f: Any) -> dict[str, dict[str, float]]:
-    from nas.objective import evaluate_logits
-    from nas.teacher import cached_logits
+    from nas.trial.run import evaluate_logits
+    from nas.trial.teacher import cached_logits
 
     out = {}
     for split, features, examples in (
@@ -146,10 +146,10 @@ def _score_trial(
     features: Any,
     artifact_root: str | None,
 ) -> dict[str, float]:
-    from nas.export import download_checkpoint
-    from nas.objective import evaluate_logits
-    from nas.teacher import model_class
-    from nas.train import predict, resolve_device
+    from nas.results.export import download_checkpoint
+    from nas.trial.loop import predict, resolve_device
+    from nas.trial.run import evaluate_logits
+    from nas.trial.teacher import model_class
 
     with tempfile.TemporaryDirectory(prefix=f"nas-test-{trial.number}-") as tmp:
         folder = Path(tmp)

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
 from nas.errors import InvalidConfig
-from nas.students import StudentShape, check_task
+from nas.students.build import StudentShape, check_task
 
 ATTENTION_KINDS = ("sdpa", "eager")
 

@@ -26,14 +26,14 @@ dropped channels are the weak ones. LayerNorm eps is DistilBERT's fixed 1e-12 (B
 **Ranking by what the source computes.** In a pretrained transformer, weights are small exactly
 where a channel's activations are large (on MiniLM the old weight-norm channel score had rank
 correlation -0.84 with mean |activation|), so nas ranks by activations measured on calibration
-features, training features run once through the source (:mod:`nas.calibration`,
+features, training features run once through the source (:mod:`nas.students.calibration`,
 ``calibration`` of the study config): hidden channels by mean |LayerNorm output|, FFN neurons
 by mean |activation| times their ``lin2`` column norm, heads by the mean norm of their output
 in the residual stream. Without data (``calibration=None``) the ranking is data-free and says
 so (:data:`DATA_FREE_RANKING`): channels by mean |LayerNorm gain| (rank correlation +0.95 with
 the activations), FFN neurons by ``||lin1 row|| * ||lin2 column||``, heads by weight norms.
 
-Reading checkpoints and mapping their names lives in :mod:`nas.sources`; ``SourceModel``,
+Reading checkpoints and mapping their names lives in :mod:`nas.students.sources`; ``SourceModel``,
 ``load_source``, ``clear_source_cache`` and ``source_from_model`` are re-exported here.
 """
 
@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from nas.errors import InvalidConfig
-from nas.sources import (
+from nas.students.sources import (
     _NORMS,
     EMB,
     SourceModel,
@@ -62,7 +62,7 @@ from nas.sources import (
 if TYPE_CHECKING:
     from transformers import DistilBertConfig, PreTrainedModel
 
-    from nas.calibration import ActivationStats
+    from nas.students.calibration import ActivationStats
 
 __all__ = [
     "DATA_FREE_RANKING",
@@ -209,10 +209,10 @@ def hidden_importance(
     """Score each hidden (residual-stream) channel of the source, ``(dim,)``.
 
     With calibration statistics: the channel's mean absolute LayerNorm output (what the
-    residual stream carries, :mod:`nas.calibration`). Data-free: its mean absolute LayerNorm
-    gain over the embeddings LayerNorm and every layer's two, which tracks the activations
-    closely in pretrained transformers (rank correlation +0.95 on MiniLM), where weight norms
-    do not (they are small exactly where the activations are large).
+    residual stream carries, :mod:`nas.students.calibration`). Data-free: its mean absolute
+    LayerNorm gain over the embeddings LayerNorm and every layer's two, which tracks the
+    activations closely in pretrained transformers (rank correlation +0.95 on MiniLM), where
+    weight norms do not (they are small exactly where the activations are large).
     """
     if calibration is not None:
         calibration.check_fits(source)
@@ -456,7 +456,8 @@ def build_student(
         num_labels: classification labels; must be 2 for QA.
         seed: seeds the initialization of what is not copied (global RNG untouched); None uses
             the global RNG.
-        calibration: the source's activation statistics (:func:`nas.calibration.calibration_stats`)
+        calibration: the source's activation statistics
+        (:func:`nas.students.calibration.calibration_stats`)
             to rank hidden channels and FFN neurons by; None ranks data-free
             (:data:`DATA_FREE_RANKING`; callers should say so).
 

@@ -1,9 +1,9 @@
 """The end of ``nas study run`` in words: what ran, the rule, the teacher against the baseline,
-the front (:func:`nas.summary.front_text`, as ``nas study front`` prints it) and one sentence
-saying what the front offers.
+the front (:func:`nas.results.summary.front_text`, as ``nas study front`` prints it) and one
+sentence saying what the front offers.
 
-Pure functions of a :class:`~nas.summary.Summary`. The offer is decided on the test split (data
-no trial saw) when the baseline and every smaller front student have test scores; the
+Pure functions of a :class:`~nas.results.summary.Summary`. The offer is decided on the test split
+(data no trial saw) when the baseline and every smaller front student have test scores; the
 selection split chose the front, so its numbers overstate what the front does elsewhere.
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from nas.front import Point
-from nas.summary import Summary, digits, front_text
+from nas.results.picks import Point
+from nas.results.summary import Summary, digits, front_text
 
 # "Keeps the baseline's score": at least this share of it. DistilBERT's claim for a 40 % smaller
 # BERT is 97 %; 95 % leaves room for the noise of a few hundred test questions (one standard

@@ -23,7 +23,11 @@ from typing import Any
 import optuna
 from ray.tune.search import Searcher
 
-from nas.artifacts import (
+from nas.config import StudyConfig
+from nas.errors import ArtifactRootFailed, InvalidConfig, NasError, StorageUnreachable, TrialError
+from nas.search.preflight import BUDGET, ESTIMATE, PEAK, DriverPreflight, memory_summary
+from nas.search_space import SearchSpace
+from nas.study.artifacts import (
     ARTIFACT_ROOT,
     CHECKPOINT_FILES,
     ArtifactRoot,
@@ -34,13 +38,9 @@ from nas.artifacts import (
     remove_files,
     write_files,
 )
-from nas.config import StudyConfig
-from nas.confirm import CONFIRMS, SEED, TEST_METRICS
-from nas.drivers import ask_within, drop_artifacts, finished_count, requeue
-from nas.errors import ArtifactRootFailed, InvalidConfig, NasError, StorageUnreachable, TrialError
-from nas.preflight import BUDGET, ESTIMATE, PEAK, DriverPreflight, memory_summary
-from nas.search_space import SearchSpace
-from nas.study import (
+from nas.study.confirm import CONFIRMS, SEED, TEST_METRICS
+from nas.study.drivers import ask_within, drop_artifacts, finished_count, requeue
+from nas.study.lifecycle import (
     BASELINE_TAG,
     REASON,
     RERUN_REASONS,
@@ -56,7 +56,8 @@ from nas.study import (
 Printer = Callable[[str], None]
 _PREPARED: dict[str, Any] = {}  # per worker process: the study's data, loaded once
 # Testing aid: a worker that hangs after preparing, before its training loop (whose deadline
-# check it never reaches), so that only the driver's deadline (nas.stopping) can end the trial.
+# check it never reaches), so that only the driver's deadline (nas.search.stopping) can end the
+# trial.
 FAULT_HANG_ENV = "NAS_FAULT_HANG"
 
 
@@ -72,7 +73,7 @@ def trainable(ray_config: dict[str, Any], study_config: StudyConfig) -> None:
     """One trial on a Ray worker: run it and report a JSON outcome (never raises)."""
     from ray import tune
 
-    from nas.train import peak_memory_bytes, release_memory, resolve_device
+    from nas.trial.loop import peak_memory_bytes, release_memory, resolve_device
 
     memory: dict[str, Any] = {}  # estimate, budget and peak, as they become known
     outcome: dict[str, Any]
@@ -96,9 +97,9 @@ def _train_and_store(
     ray_config: dict[str, Any], config: StudyConfig, memory: dict[str, Any]
 ) -> dict[str, Any]:
     """Pre-flight, train, evaluate, then write the checkpoint into the artifact store."""
-    from nas.objective import prepare, run_trial
-    from nas.preflight import check_fits, trial_estimate, worker_budget
-    from nas.train import resolve_device, use_bf16
+    from nas.search.preflight import check_fits, trial_estimate, worker_budget
+    from nas.trial.loop import resolve_device, use_bf16
+    from nas.trial.run import prepare, run_trial
 
     number, params = int(ray_config["number"]), ray_config["params"]
     key = config.source_file + config.name
@@ -169,7 +170,7 @@ class StudySearcher(Searcher):
     A trial leaves ``live`` only once its outcome is committed. A storage outage while telling
     is retried (``study.with_storage_retries``); if the storage stays unreachable, ``lost`` holds
     the error, every trial stays RUNNING (the next driver's orphan step re-queues them) and
-    ``nas.stopping`` ends the run.
+    ``nas.search.stopping`` ends the run.
     """
 
     def __init__(
@@ -371,7 +372,7 @@ class StudySearcher(Searcher):
     ) -> optuna.trial.FrozenTrial:
         """Tell the values and record the checkpoint; a trial that fails here instead has its
         stored files removed, so no FAIL trial holds (or leaks) a checkpoint."""
-        from nas.objective import Metrics
+        from nas.trial.run import Metrics
 
         files = _files(outcome)
         metrics = Metrics(**outcome["metrics"])

@@ -16,15 +16,21 @@ from typing import Any
 
 import optuna
 
-from nas.artifacts import DEFAULT_ARTIFACT_ROOT, ArtifactRoot, check_root, parse_root
 from nas.config import StudyConfig, folder_name
-from nas.drivers import Heartbeat, counted_trials, finished_count, recover_orphans
 from nas.errors import NasError
-from nas.preflight import DriverPreflight, driver_preflight
 from nas.progress import duration
+from nas.search.preflight import DriverPreflight, driver_preflight
 from nas.search_space import SearchSpace, study_space
-from nas.storage import STORAGE_ENV, check_distributions_fit, mask_password, open_storage, redact
-from nas.study import open_study
+from nas.study.artifacts import DEFAULT_ARTIFACT_ROOT, ArtifactRoot, check_root, parse_root
+from nas.study.drivers import Heartbeat, counted_trials, finished_count, recover_orphans
+from nas.study.lifecycle import open_study
+from nas.study.storage import (
+    STORAGE_ENV,
+    check_distributions_fit,
+    mask_password,
+    open_storage,
+    redact,
+)
 
 Printer = Callable[[str], None]
 EXIT_INTERRUPTED = 130
@@ -43,7 +49,7 @@ class RunOptions:
 
 def run_study(config: StudyConfig, options: RunOptions, printer: Printer) -> int:
     """Run (or resume) the study to ``options.n_trials`` finished trials. Returns an exit code."""
-    from nas.objective import objective_names, prepare
+    from nas.trial.run import objective_names, prepare
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started = time.monotonic()
@@ -79,7 +85,7 @@ def run_study(config: StudyConfig, options: RunOptions, printer: Printer) -> int
         if code:
             return code
     if options.score_test and finished_count(study) >= options.n_trials:
-        from nas.holdout import score_front
+        from nas.search.holdout import score_front
 
         score_front(study, prepared, printer, options.artifact_root)
     printer(
@@ -107,8 +113,8 @@ def _run_ray(
     import ray
     from ray import tune
 
-    from nas.runner import StudySearcher, trainable
-    from nas.stopping import (
+    from nas.search.searcher import StudySearcher, trainable
+    from nas.search.stopping import (
         EXIT_TERMINATED,
         StopWhenLost,
         TrialDeadlines,
@@ -268,10 +274,10 @@ def confirm_study(
     printer: Printer,
 ) -> int:
     """``nas study confirm``: re-train ``trials`` with ``n_seeds`` new seeds each, as the
-    trials of the companion study ``NAME.confirm`` (see :mod:`nas.confirm`); resumable."""
+    trials of the companion study ``NAME.confirm`` (see :mod:`nas.study.confirm`); resumable."""
     from nas.config import SamplerConfig, from_snapshot
-    from nas.confirm import CONFIRMS, SEED, confirm_name, missing_runs, new_seeds
-    from nas.study import directions
+    from nas.study.confirm import CONFIRMS, SEED, confirm_name, missing_runs, new_seeds
+    from nas.study.lifecycle import directions
 
     config = from_snapshot(study.user_attrs.get("config"), f"study '{study.study_name}'")
     seeds = new_seeds(config.training.seed, n_seeds)

@@ -24,7 +24,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler
 from ray.tune.stopper import Stopper
 
-from nas.runner import StudySearcher
+from nas.search.searcher import StudySearcher
 
 EXIT_TERMINATED = 128 + signal.SIGTERM  # 143, what a shell reports for a SIGTERM'd process
 DEADLINE_GRACE_MIN_S = 10.0  # the driver's limit is the timeout plus max(this, half of it)
