@@ -43,7 +43,8 @@ from nas.config import SamplerConfig, StudyConfig, load_study
 from nas.search_space import SearchSpace, load_search_space
 from nas.students.build import StudentShape
 from nas.students.cost import parameter_count
-from nas.study.lifecycle import make_sampler, open_storage, open_study, tell_complete
+from nas.study.lifecycle import make_sampler, open_study, tell_complete
+from nas.study.storage import open_storage
 from nas.trial.run import prepare, run_trial
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"

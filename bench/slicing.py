@@ -33,9 +33,9 @@ import torch
 from _common import log
 
 from nas.config import load_study
-from nas.students.build import build_student, count_parameters, hidden_importance, load_source
+from nas.students.build import build_student, count_parameters, hidden_importance
 from nas.students.calibration import ActivationStats, calibration_stats
-from nas.students.sources import EMB, SourceModel, layer_prefix
+from nas.students.sources import EMB, SourceModel, layer_prefix, load_source
 from nas.trial.data import encoded, load_splits
 from nas.trial.loop import predict, resolve_device, train
 

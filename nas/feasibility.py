@@ -27,10 +27,10 @@ def no_answer_scores(examples: Sequence[Any]) -> dict[str, float]:
     ``exact`` and ``f1`` equal the share of unanswerable questions (in %), ``HasAns_*`` are 0 and
     ``NoAns_*`` 100.
     """
-    from nas.tasks import squad_metric
+    from nas.tasks import evaluate_squad_v2
 
     preds = {ex.id: "" for ex in examples}
-    result = squad_metric.evaluate(list(examples), preds)
+    result = evaluate_squad_v2(list(examples), preds)
     return {k: float(v) for k, v in result.items() if k != "total"}
 
 

@@ -131,3 +131,12 @@ class Ticker:
         elif self.bar is not None:
             self.bar.close()  # an error: the bar stops where it was, no closing line
             self.closed = True
+
+
+def human_bytes(n_bytes: float) -> str:
+    """``1536`` -> ``1.5 KiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n_bytes) < 1024 or unit == "GiB":
+            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1024
+    raise AssertionError("unreachable")

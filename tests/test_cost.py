@@ -11,14 +11,7 @@ import torch
 from transformers import DistilBertConfig, DistilBertForQuestionAnswering, DistilBertModel
 
 from nas.errors import InvalidConfig
-from nas.students.build import (
-    SourceModel,
-    StudentShape,
-    build_student,
-    count_parameters,
-    load_source,
-    source_from_model,
-)
+from nas.students.build import StudentShape, build_student, count_parameters
 from nas.students.cost import (
     MemoryEstimate,
     describe_student,
@@ -26,6 +19,7 @@ from nas.students.cost import (
     parameter_count,
     student_report,
 )
+from nas.students.sources import SourceModel, load_source, source_from_model
 
 VOCAB, POSITIONS = 200, 64
 

@@ -28,7 +28,8 @@ from nas.study.drivers import (
     heartbeats,
     recover_orphans,
 )
-from nas.study.lifecycle import open_storage, open_study
+from nas.study.lifecycle import open_study
+from nas.study.storage import open_storage
 
 HOST = socket.gethostname()
 

@@ -41,7 +41,9 @@ from nas.search_space import load_search_space
 from nas.study import lifecycle as study
 from nas.study import storage
 from nas.study.drivers import finished_count, recover_orphans
-from nas.study.lifecycle import named_constraints, open_storage, open_study
+from nas.study.lifecycle import open_study
+from nas.study.record import named_constraints
+from nas.study.storage import open_storage
 
 ADMIN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
 RECORD = "INSERT INTO trial_system_attributes"  # an artifact record (or a constraint)

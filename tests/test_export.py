@@ -22,14 +22,13 @@ from nas.results.card_facts import hub_dataset, source_license
 from nas.results.export import (
     ExportError,
     export_trials,
-    is_feasible,
     redact_paths,
     resolve_artifact_root,
     select_trials,
 )
 from nas.results.model_card import QA_EXAMPLE, TEXT_EXAMPLE
 from nas.study.artifacts import ChecksumError, is_verifiable
-from nas.study.lifecycle import named_constraints
+from nas.study.record import is_feasible, named_constraints
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,8 @@ import yaml
 from cli_run import run_nas
 from optuna.trial import FrozenTrial, TrialState
 
-from nas.search.preflight import BUDGET, ESTIMATE, PEAK
-from nas.students.cost import human_bytes
-from nas.study.lifecycle import REASON
+from nas.progress import human_bytes
+from nas.study.record import BUDGET, ESTIMATE, PEAK, REASON
 
 pytestmark = pytest.mark.gpu
 

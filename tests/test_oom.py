@@ -1,6 +1,6 @@
 """Out of memory is ``oom`` wherever a trial runs out, and a NaN student is ``nan_loss``.
 
-The trials here go through the worker's real path (``nas.search.searcher.trainable``: prepare,
+The trials here go through the worker's real path (``nas.search.worker.trainable``: prepare,
 run_trial, the checkpoint) and the driver's tell path (``StudySearcher``) in this process, so a
 monkeypatch reaches them; one slow test runs the same through the CLI and local Ray.
 """
@@ -25,9 +25,10 @@ import nas.trial.run
 from nas.cli import main
 from nas.config import load_study
 from nas.errors import OutOfMemory, is_out_of_memory
-from nas.search.searcher import StudySearcher, trainable
+from nas.search.searcher import StudySearcher
+from nas.search.worker import trainable
 from nas.search_space import load_search_space
-from nas.study.lifecycle import REASON
+from nas.study.record import REASON
 from nas.trial.loop import catch_out_of_memory
 
 NAMES = ["exact", "params", "latency_ms"]
@@ -122,7 +123,7 @@ class Driver:
         self.reported: list[dict[str, Any]] = []
         monkeypatch.setattr("ray.tune.report", self.reported.append)
         monkeypatch.setattr(
-            "nas.search.searcher._placement", lambda: {"node": "local", "gpu_ids": []}
+            "nas.search.worker._placement", lambda: {"node": "local", "gpu_ids": []}
         )
 
     def run_one(self, trial_id: str) -> FrozenTrial:

@@ -15,19 +15,16 @@ from optuna.trial import TrialState
 
 from nas.config import ResourcesConfig, load_study
 from nas.errors import ConfigError, PredictedOutOfMemory
+from nas.results.memory import memory_summary
 from nas.search.preflight import (
-    BUDGET,
-    ESTIMATE,
-    PEAK,
     Budget,
     check_fits,
     configured_budget,
-    memory_summary,
     trial_estimate,
     worker_budget,
 )
 from nas.students.cost import MemoryEstimate
-from nas.study.lifecycle import REASON
+from nas.study.record import BUDGET, ESTIMATE, PEAK, REASON
 from nas.trial.run import prepare
 
 

@@ -19,7 +19,7 @@ from cli_run import REPO, assert_usage_error
 from cli_run import run_nas as nas
 from optuna.trial import TrialState
 
-from nas.study.lifecycle import REASON, named_constraints
+from nas.study.record import REASON, named_constraints
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 MARIADB = "mysql+pymysql://root@127.0.0.1:3306/test"

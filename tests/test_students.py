@@ -25,19 +25,16 @@ from transformers import (
 from nas.config import CalibrationConfig
 from nas.errors import CheckpointError, InvalidConfig
 from nas.students.build import (
-    SourceModel,
     StudentShape,
     build_student,
     count_parameters,
     hidden_importance,
     layer_map,
-    layer_prefix,
-    load_source,
-    source_from_model,
     student_config,
     top_map,
 )
 from nas.students.calibration import ActivationStats, calibration_stats
+from nas.students.sources import SourceModel, layer_prefix, load_source, source_from_model
 from nas.tasks.base import Features
 
 VOCAB, POSITIONS, MARKER = 200, 64, 4

@@ -13,7 +13,8 @@ from nas.config import load_study
 from nas.errors import NasError
 from nas.results.summary import front_text, summarize
 from nas.study.drivers import finished_count
-from nas.study.lifecycle import open_storage, open_study, resolve_storage, tell_failure
+from nas.study.lifecycle import open_study, tell_failure
+from nas.study.storage import open_storage, resolve_storage
 
 
 def test_storage_precedence(tiny_study, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]

@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from servers import POSTGRES
 
 from nas.study.drivers import finished_count, heartbeats
-from nas.study.lifecycle import REASON
+from nas.study.record import REASON
 
 N_TRIALS = 6
 DRIVERS = 2

@@ -13,8 +13,8 @@ from study_factory import hand_built_study
 
 from nas.results.summary import front_text, summarize
 from nas.results.verdict import offer_line, rule_line, scores_line, verdict_text
-from nas.search.preflight import ESTIMATE, PEAK
 from nas.search.searcher import trial_line
+from nas.study.record import ESTIMATE, PEAK
 
 
 @pytest.fixture

@@ -8,10 +8,14 @@ import json
 import logging
 import sys
 import textwrap
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from nas.config import shown
 from nas.errors import NasError
 from nas.progress import terminal_sink
+
+if TYPE_CHECKING:
+    import optuna
 
 
 def parse_params(text: str, flag: str = "--params") -> dict[str, Any]:
@@ -134,3 +138,33 @@ def group(
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     return parser.add_subparsers(dest=dest, metavar=metavar, required=True)
+
+
+def load_named_study(
+    args: argparse.Namespace, writes: bool = False, fix: str = ""
+) -> optuna.Study:
+    """The study ``args.name`` in ``--storage``, creating nothing; a missing study names the
+    storage's absolute path and the studies it holds. ``writes``: the command will write into
+    the study, so a read-only SQLite file fails now, in one line (``fix``: more advice)."""
+    import optuna
+
+    from nas.study import check_writable, location, open_existing, resolve_storage
+
+    url = resolve_storage(args.storage)
+    storage = open_existing(url)
+    names = sorted(s.study_name for s in storage.get_all_studies())
+    if args.name not in names:
+        raise NasError(
+            f"no study {shown(args.name)} in {location(url)}; studies there: "
+            f"{_names(names)} (pass --storage for another database)"
+        )
+    if writes:
+        check_writable(url, fix)
+    return optuna.load_study(study_name=args.name, storage=storage)
+
+
+def _names(names: list[str], limit: int = 10) -> str:
+    if not names:
+        return "none"
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(shown(n) for n in names[:limit]) + more

@@ -63,17 +63,16 @@ def register(commands: Any) -> None:
 
 
 def dashboard_command(args: argparse.Namespace) -> int:
-    from nas.cli._study import _load
+    from nas.cli._common import load_named_study
     from nas.errors import NasError
-    from nas.results.dashboard import check_host, check_port, publish, serve
-    from nas.results.export import resolve_artifact_root
-    from nas.study.artifacts import open_store
+    from nas.results import check_host, check_port, publish, resolve_artifact_root, serve
+    from nas.study import open_store, study_id, study_storage
 
     if not 0 < args.port < 65536:
         raise NasError(f"--port {args.port} is not a TCP port; pass 1-65535, e.g. 8080")
     warning = check_host(args.host, args.allow_remote, args.allow_notes)
     fix = "; or pass --no-publish (then nothing is written)"
-    study = _load(args, writes=not args.no_publish, fix=fix)
+    study = load_named_study(args, writes=not args.no_publish, fix=fix)
     check_port(args.host, args.port)
     done = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
     root = resolve_artifact_root(args.artifact_root, study, done[-1] if done else None)
@@ -82,14 +81,14 @@ def dashboard_command(args: argparse.Namespace) -> int:
         summary = publish(study)
         if not quiet:
             print(f"published nas's front ({len(summary.front)} trials) into study {args.name}")
-    study_id = study._study_id
+    number = study_id(study)
     if warning:
         print(warning, file=sys.stderr, flush=True)
     mode = "notes editable" if args.allow_notes else "read-only"
     print(
-        f"optuna-dashboard: http://{args.host}:{args.port}/dashboard/studies/{study_id} "
+        f"optuna-dashboard: http://{args.host}:{args.port}/dashboard/studies/{number} "
         f"({mode}; artifacts: {root}); Ctrl-C stops it",
         flush=True,
     )
-    serve(study._storage, args.host, args.port, open_store(root), args.allow_notes, quiet)
+    serve(study_storage(study), args.host, args.port, open_store(root), args.allow_notes, quiet)
     return 0

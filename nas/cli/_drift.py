@@ -15,7 +15,7 @@ from optuna.storages import BaseStorage
 from nas.config import StudyConfig, shown
 from nas.errors import ConfigError
 from nas.search_space import SearchSpace
-from nas.study.drift import (
+from nas.study import (
     CHANGES_ATTR,
     CONFIG_ATTR,
     SPACE_ATTR,
@@ -24,10 +24,11 @@ from nas.study.drift import (
     change_record,
     compare,
     describe,
+    location,
+    mask_password,
     no_answer_margins,
     snapshot,
 )
-from nas.study.storage import location, mask_password
 
 
 def check_config_drift(
@@ -81,9 +82,9 @@ def space_json(space: SearchSpace) -> dict[str, Any]:
 
 def file_basis(config: StudyConfig, space: SearchSpace) -> Basis:
     """What the study file asks for: its snapshot, objectives and search space."""
-    from nas.study.lifecycle import directions
+    from nas.study import directions
     from nas.tasks import get_task
-    from nas.trial.run import objective_names  # the default objectives' one home
+    from nas.trial import objective_names  # the default objectives' one home
 
     names = objective_names(config, get_task(config.task))
     objectives = list(zip(names, directions(config, names), strict=True))
@@ -141,7 +142,7 @@ def _resolved(config: StudyConfig) -> StudyConfig:
     if not no_answer_margins([dataclasses.asdict(t) for t in config.thresholds]):
         return config
     from nas.feasibility import no_answer_scores, resolve_thresholds
-    from nas.trial.data import load_splits
+    from nas.trial import load_splits
 
     _, splits, _ = load_splits(config)
     thresholds = resolve_thresholds(config, no_answer_scores(splits.eval))

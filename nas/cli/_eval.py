@@ -50,7 +50,7 @@ def register(commands: Any) -> None:
 
 
 def squad_command(args: argparse.Namespace) -> int:
-    from nas.tasks.squad_metric import run_eval_files
+    from nas.tasks import run_eval_files
 
     result = run_eval_files(args.data, args.predictions, args.na_probs, args.na_prob_thresh)
     print(json.dumps(result, indent=2))

@@ -74,18 +74,17 @@ def parse_trial_numbers(text: str) -> list[int]:
 
 
 def export_command(args: argparse.Namespace) -> int:
-    from nas.cli._study import _load
-    from nas.results.export import export_trials, is_feasible, select_trials
-    from nas.study.artifacts import is_verifiable, parse_root
-    from nas.study.lifecycle import resolve_storage
+    from nas.cli._common import load_named_study
+    from nas.results import export_trials, select_trials
+    from nas.study import is_feasible, is_verifiable, parse_root, resolve_storage
 
     numbers = None if args.trials is None else parse_trial_numbers(args.trials)
     if os.path.lexists(args.out) and not args.force:
         raise NasError(
             f"--out {args.out} exists; choose a new folder, or pass --force to replace it"
         )
-    study = _load(args)
-    url = resolve_storage(args.storage)  # the URL _load opened
+    study = load_named_study(args)
+    url = resolve_storage(args.storage)  # the URL load_named_study opened
     trials = select_trials(study, numbers)
     unverified = [str(t.number) for t in trials if not is_verifiable(t)]
     if unverified:
@@ -115,7 +114,7 @@ def export_command(args: argparse.Namespace) -> int:
 
 def _missed(trial: Any) -> str:
     """The constraints a trial misses, as ``name by amount``."""
-    from nas.study.lifecycle import named_constraints
+    from nas.study import named_constraints
 
     missed = {k: v for k, v in named_constraints(trial).items() if v > 0}
     return ", ".join(f"{k} by {v:.4g}" for k, v in missed.items()) or "a constraint"

@@ -37,7 +37,7 @@ def register(commands: Any) -> None:
 
 
 def check_command(args: argparse.Namespace) -> int:
-    from nas.study.storage import check_storage, mask_password, resolve_storage, schema_advice
+    from nas.study import check_storage, mask_password, resolve_storage, schema_advice
 
     url = resolve_storage(args.url)
     found = check_storage(url)

@@ -78,10 +78,8 @@ def register(commands: Any) -> None:
 def _calibration(study: Path, source: Any, source_name: str) -> Any:
     """Activation statistics of ``source`` on calibration features of ``study``'s train split."""
     from nas.config import load_study
-    from nas.students.calibration import calibration_stats
-    from nas.trial.data import encoded, load_splits
-    from nas.trial.loop import resolve_device
-    from nas.trial.teacher import load_tokenizer
+    from nas.students import calibration_stats
+    from nas.trial import encoded, load_splits, load_tokenizer, resolve_device
 
     config = load_study(study)
     task, splits, data = load_splits(config)
@@ -124,14 +122,16 @@ def _write(out: Path, model: Any, source_name: str, record: dict[str, Any]) -> N
 def student_command(args: argparse.Namespace) -> int:
     import nas
     from nas.search_space import check_params
-    from nas.students.build import (
+    from nas.students import (
         StudentShape,
         build_student,
         count_parameters,
+        describe_student,
+        estimate_training_memory,
         load_source,
         ranking_description,
+        student_report,
     )
-    from nas.students.cost import describe_student, estimate_training_memory, student_report
     from nas.tasks import get_task
 
     if args.out is not None and args.out.exists():

@@ -7,8 +7,16 @@ from typing import Any
 
 import optuna
 
-from nas.cli._common import command, group, log_args, positive_int, progress, storage_arg
-from nas.config import load_study, shown
+from nas.cli._common import (
+    command,
+    group,
+    load_named_study,
+    log_args,
+    positive_int,
+    progress,
+    storage_arg,
+)
+from nas.config import load_study
 from nas.errors import NasError
 
 
@@ -171,7 +179,7 @@ def register(commands: Any) -> None:
 def run_command(args: argparse.Namespace) -> int:
     from nas.cli._drift import check_config_drift, remember_space
     from nas.search_space import study_space
-    from nas.study.storage import check_distributions_fit, open_storage, resolve_storage
+    from nas.study import check_distributions_fit, open_storage, resolve_storage
 
     config = load_study(args.study)
     n_trials = config.n_trials if args.n_trials is None else args.n_trials
@@ -182,9 +190,8 @@ def run_command(args: argparse.Namespace) -> int:
     storage = open_storage(url)  # an unreachable or read-only storage fails before any work
     # A re-run whose study file changes what past results mean: refused before data or teacher.
     check_config_drift(config, space, storage, url, args.accept_config_change, progress)
-    from nas.results.summary import summarize
-    from nas.results.verdict import verdict_text
-    from nas.search.driver import RunOptions, run_study  # heavy imports only when needed
+    from nas.results import summarize, verdict_text
+    from nas.search import RunOptions, run_study  # heavy imports only when needed
 
     options = RunOptions(
         url, n_trials, args.workers, args.ray_address, args.verbose, args.artifact_root
@@ -193,7 +200,7 @@ def run_command(args: argparse.Namespace) -> int:
     study = optuna.load_study(study_name=config.name, storage=open_storage(url))
     remember_space(study, space)  # what the next run's study file is compared with
     print(verdict_text(summarize(study)))
-    from nas.results.dashboard import publish
+    from nas.results import publish
 
     publish(study)  # nas's feasible front, for optuna-dashboard's study page
     if not args.quiet:
@@ -205,42 +212,15 @@ def run_command(args: argparse.Namespace) -> int:
     return code
 
 
-def _load(args: argparse.Namespace, writes: bool = False, fix: str = "") -> optuna.Study:
-    """The study ``args.name`` in ``--storage``, creating nothing; a missing study names the
-    storage's absolute path and the studies it holds. ``writes``: the command will write into
-    the study, so a read-only SQLite file fails now, in one line (``fix``: more advice)."""
-    from nas.study.storage import check_writable, location, open_existing, resolve_storage
-
-    url = resolve_storage(args.storage)
-    storage = open_existing(url)
-    names = sorted(s.study_name for s in storage.get_all_studies())
-    if args.name not in names:
-        raise NasError(
-            f"no study {shown(args.name)} in {location(url)}; studies there: "
-            f"{_names(names)} (pass --storage for another database)"
-        )
-    if writes:
-        check_writable(url, fix)
-    return optuna.load_study(study_name=args.name, storage=storage)
-
-
-def _names(names: list[str], limit: int = 10) -> str:
-    if not names:
-        return "none"
-    more = f" and {len(names) - limit} more" if len(names) > limit else ""
-    return ", ".join(shown(n) for n in names[:limit]) + more
-
-
 def status_command(args: argparse.Namespace) -> int:
-    from nas.results.summary import front_text, summarize
-    from nas.search.preflight import memory_report
-    from nas.study.lifecycle import failure_reasons, state_counts
+    from nas.results import front_text, memory_report, summarize
+    from nas.study import failure_reasons, state_counts
 
-    study = _load(args)
+    study = load_named_study(args)
     if args.json:
         import json
 
-        from nas.results.summary import front_record
+        from nas.results import front_record
 
         record = {
             "study": study.study_name,
@@ -268,7 +248,7 @@ def status_command(args: argparse.Namespace) -> int:
 
 
 def list_command(args: argparse.Namespace) -> int:
-    from nas.study.storage import location, open_existing, resolve_storage
+    from nas.study import location, open_existing, resolve_storage
 
     url = resolve_storage(args.storage)
     summaries = optuna.get_all_study_summaries(open_existing(url))
@@ -296,9 +276,9 @@ def list_command(args: argparse.Namespace) -> int:
 
 
 def front_command(args: argparse.Namespace) -> int:
-    from nas.results.summary import front_record, front_text, summarize
+    from nas.results import front_record, front_text, summarize
 
-    study = _load(args, writes=args.test)  # --test stores the scores in the study
+    study = load_named_study(args, writes=args.test)  # --test stores the scores in the study
     if args.test:
         score_on_test(study, args.storage, args.artifact_root)
     summary = summarize(study)
@@ -314,10 +294,10 @@ def front_command(args: argparse.Namespace) -> int:
 
 
 def confirm_command(args: argparse.Namespace) -> int:
-    from nas.results.export import select_trials
-    from nas.search.driver import confirm_study
+    from nas.results import select_trials
+    from nas.search import confirm_study
 
-    study = _load(args)
+    study = load_named_study(args)
     numbers = None
     if args.trials != "front":
         try:
@@ -327,11 +307,11 @@ def confirm_command(args: argparse.Namespace) -> int:
                 f"--trials {args.trials!r}: write 'front' or trial numbers such as 3,7"
             ) from None
     trials = select_trials(study, numbers)  # an empty front or a bad number: one line, exit 2
-    from nas.study.lifecycle import resolve_storage
+    from nas.study import resolve_storage
 
     url = resolve_storage(args.storage)
     code = confirm_study(study, trials, args.seeds, url, args, progress)
-    from nas.results.summary import front_text, summarize
+    from nas.results import front_text, summarize
 
     print(front_text(summarize(study)))
     return code
@@ -340,8 +320,8 @@ def confirm_command(args: argparse.Namespace) -> int:
 def score_on_test(study: optuna.Study, storage: str | None, artifact_root: str | None) -> None:
     """Score the front's students (and the teacher) on the test split, if not done yet."""
     from nas.config import from_snapshot
-    from nas.search.holdout import score_front
-    from nas.trial.run import prepare
+    from nas.search import score_front
+    from nas.trial import prepare
 
     config = from_snapshot(study.user_attrs.get("config"), f"study '{study.study_name}'")
     prepared = prepare(config, progress)
@@ -351,10 +331,10 @@ def score_on_test(study: optuna.Study, storage: str | None, artifact_root: str |
 def report_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from nas.results.report import write_report
-    from nas.study.lifecycle import resolve_storage
+    from nas.results import write_report
+    from nas.study import resolve_storage
 
-    study = _load(args)
+    study = load_named_study(args)
     out = Path(args.out)
     summary = write_report(study, out, resolve_storage(args.storage))
     print(

@@ -41,7 +41,7 @@ def register(commands: Any) -> None:
 
 
 def train_command(args: argparse.Namespace) -> int:
-    from nas.trial.teacher import train_teacher
+    from nas.trial import train_teacher
 
     config = load_study(args.study)
     out = args.out or Path(config.resolve(config.teacher.path) or config.teacher.path)

@@ -62,7 +62,7 @@ def run_command(args: argparse.Namespace) -> int:
     # Checked before prepare: bad params train no teacher and write nothing.
     space = study_space(config)
     params = space.validate({**(config.baseline or {}), **given}, where=f"--params {args.params}")
-    from nas.trial.run import prepare, run_trial  # heavy imports only when needed
+    from nas.trial import prepare, run_trial  # heavy imports only when needed
 
     sink = quiet if args.quiet else progress
     prepared = prepare(config, sink)

@@ -31,7 +31,7 @@ import nas
 from nas.errors import NasError
 from nas.results.figures import MIN_TRIALS, front_figure, importance_figure, importances
 from nas.results.summary import Summary, front_cells, pick_lines, summarize
-from nas.study.artifacts import ChecksumError, artifact_record, digest
+from nas.study import ChecksumError, artifact_record, digest
 
 FRONT_PLOT_ID = "nas-front"
 READ_METHODS = frozenset({"GET", "HEAD"})

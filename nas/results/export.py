@@ -44,16 +44,21 @@ from nas.results.card_facts import (
     study_data,
 )
 from nas.results.model_card import CLASSIFIER_CLASS, PROVENANCE, CardFacts, model_card
-from nas.study.artifacts import (
+from nas.study import (
     ARTIFACT_ROOT,
+    BASELINE_TAG,
     CHECKPOINT_FILES,
     DEFAULT_ARTIFACT_ROOT,
     ArtifactRoot,
+    front_rows,
+    is_feasible,
+    mask_password,
+    metric_names,
+    named_constraints,
     open_store,
     parse_root,
     verify_folder,
 )
-from nas.study.lifecycle import BASELINE_TAG, front_rows, mask_password, named_constraints
 
 MODEL_CARD = "README.md"
 INDEX_JSON = "index.json"
@@ -382,8 +387,7 @@ def _provenance(
 def held_out_record(study: optuna.Study, number: int) -> dict[str, Any]:
     """What the study knows beyond the selection split: the trial's test-split metrics, the
     teacher's metrics on both splits, and the mean and spread over new seeds."""
-    from nas.search.holdout import teacher_scores, test_scores
-    from nas.study.confirm import confirmed_points
+    from nas.study import confirmed_points, teacher_scores, test_scores
 
     out: dict[str, Any] = {
         "test_metrics": test_scores(study).get(number),
@@ -397,16 +401,6 @@ def held_out_record(study: optuna.Study, number: int) -> dict[str, Any]:
             "test": {k: confirmed.stats(k, "test") for k in confirmed.test},
         }
     return out
-
-
-def metric_names(study: optuna.Study) -> list[str]:
-    """The study's objective names (``value0``... when the study never named them)."""
-    return study.metric_names or [f"value{i}" for i in range(len(study.directions))]
-
-
-def is_feasible(trial: FrozenTrial) -> bool:
-    """Whether every constraint of the trial holds (Optuna: a value <= 0 is feasible)."""
-    return all(v <= 0 for v in trial.constraints.values())
 
 
 def _read_json(path: Path, where: str, root: ArtifactRoot) -> dict[str, Any]:

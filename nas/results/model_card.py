@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from nas.tasks.squad_v2 import NULL_SCORE_THRESHOLD
+from nas.tasks import NULL_SCORE_THRESHOLD
 
 PROVENANCE = "nas.json"
 QA_CLASS = "AutoModelForQuestionAnswering"

@@ -38,7 +38,7 @@ from nas.results.summary import (
     summarize,
 )
 from nas.results.verdict import rule_line
-from nas.study.lifecycle import mask_password
+from nas.study import mask_password
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }

@@ -19,10 +19,17 @@ from optuna.trial import FrozenTrial, TrialState
 from nas.config import Threshold
 from nas.errors import NasError
 from nas.results.picks import Picks, Point, deltas, pick
-from nas.search import holdout
-from nas.study.confirm import confirmed_points
-from nas.study.drift import CONFIG_ATTR
-from nas.study.lifecycle import BASELINE_TAG, MESSAGE, REASON, named_constraints
+from nas.study import (
+    BASELINE_TAG,
+    CONFIG_ATTR,
+    MESSAGE,
+    NO_ANSWER_KEY,
+    REASON,
+    confirmed_points,
+    named_constraints,
+    teacher_scores,
+    test_scores,
+)
 
 SIZE_OBJECTIVES = ("params", "latency_ms")  # objectives that are costs, not task metrics
 
@@ -104,11 +111,11 @@ def summarize(study: optuna.Study) -> Summary:
         baseline=baseline,
         picks=pick(front, baseline),
         failures=failures,
-        test=holdout.test_scores(study),
-        teacher=holdout.teacher_scores(study),
+        test=test_scores(study),
+        teacher=teacher_scores(study),
         confirmed=confirmed_points(study),
         thresholds=_thresholds(study),
-        no_answer=dict(study.user_attrs.get(holdout.NO_ANSWER_KEY) or {}),
+        no_answer=dict(study.user_attrs.get(NO_ANSWER_KEY) or {}),
     )
 
 

@@ -21,14 +21,20 @@ from nas.errors import NasError
 from nas.progress import duration
 from nas.search.preflight import DriverPreflight, driver_preflight
 from nas.search_space import SearchSpace, study_space
-from nas.study.artifacts import DEFAULT_ARTIFACT_ROOT, ArtifactRoot, check_root, parse_root
-from nas.study.drivers import Heartbeat, counted_trials, finished_count, recover_orphans
-from nas.study.lifecycle import open_study
-from nas.study.storage import (
+from nas.study import (
+    DEFAULT_ARTIFACT_ROOT,
     STORAGE_ENV,
+    ArtifactRoot,
+    Heartbeat,
     check_distributions_fit,
+    check_root,
+    counted_trials,
+    finished_count,
     mask_password,
     open_storage,
+    open_study,
+    parse_root,
+    recover_orphans,
     redact,
 )
 
@@ -49,7 +55,7 @@ class RunOptions:
 
 def run_study(config: StudyConfig, options: RunOptions, printer: Printer) -> int:
     """Run (or resume) the study to ``options.n_trials`` finished trials. Returns an exit code."""
-    from nas.trial.run import objective_names, prepare
+    from nas.trial import objective_names, prepare
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started = time.monotonic()
@@ -113,7 +119,7 @@ def _run_ray(
     import ray
     from ray import tune
 
-    from nas.search.searcher import StudySearcher, trainable
+    from nas.search.searcher import StudySearcher
     from nas.search.stopping import (
         EXIT_TERMINATED,
         StopWhenLost,
@@ -121,6 +127,7 @@ def _run_ray(
         driver_limit_s,
         sigterm_interrupts,
     )
+    from nas.search.worker import trainable
 
     if not options.verbose:  # a worker that died is one line of its trial, not Ray's traceback
         os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
@@ -276,8 +283,7 @@ def confirm_study(
     """``nas study confirm``: re-train ``trials`` with ``n_seeds`` new seeds each, as the
     trials of the companion study ``NAME.confirm`` (see :mod:`nas.study.confirm`); resumable."""
     from nas.config import SamplerConfig, from_snapshot
-    from nas.study.confirm import CONFIRMS, SEED, confirm_name, missing_runs, new_seeds
-    from nas.study.lifecycle import directions
+    from nas.study import CONFIRMS, SEED, confirm_name, directions, missing_runs, new_seeds
 
     config = from_snapshot(study.user_attrs.get("config"), f"study '{study.study_name}'")
     seeds = new_seeds(config.training.seed, n_seeds)

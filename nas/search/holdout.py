@@ -23,28 +23,16 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from nas.study.lifecycle import BASELINE_TAG, front_rows
+from nas.study import (
+    BASELINE_TAG,
+    NO_ANSWER_KEY,
+    TEACHER_KEY,
+    TEST_KEY,
+    front_rows,
+    test_scores,
+)
 
 Printer = Callable[[str], None]
-TEST_KEY = "test:"  # study user attr prefix: test:<trial number> -> {metric: value}
-TEACHER_KEY = "teacher_scores"  # study user attr: {"selection": {...}, "test": {...}}
-NO_ANSWER_KEY = "no_answer"  # study user attr: {"selection": {...}, "test": {...}} (QA)
-SPLITS_KEY = "splits"  # study user attr: the data description (which split is which)
-
-
-def test_scores(study: optuna.Study) -> dict[int, dict[str, float]]:
-    """Test-split metrics by trial number, for the trials that have them."""
-    out = {}
-    for key, value in study.user_attrs.items():
-        if key.startswith(TEST_KEY) and key[len(TEST_KEY) :].isdigit() and isinstance(value, dict):
-            out[int(key[len(TEST_KEY) :])] = {k: float(v) for k, v in value.items()}
-    return out
-
-
-def teacher_scores(study: optuna.Study) -> dict[str, dict[str, float]]:
-    """The teacher's metrics on the ``selection`` and ``test`` splits (empty before scoring)."""
-    value = study.user_attrs.get(TEACHER_KEY)
-    return value if isinstance(value, dict) else {}
 
 
 def score_front(
@@ -66,7 +54,7 @@ def score_front(
     Returns:
         Test metrics by trial number, for every trial scored now or before.
     """
-    from nas.trial.run import test_features
+    from nas.trial import test_features
 
     features = test_features(prepared)
     if TEACHER_KEY not in study.user_attrs:
@@ -117,8 +105,7 @@ def _selection_metrics(study: optuna.Study, trial: FrozenTrial) -> dict[str, flo
 
 
 def _teacher_scores(prepared: Any, test_f: Any) -> dict[str, dict[str, float]]:
-    from nas.trial.run import evaluate_logits
-    from nas.trial.teacher import cached_logits
+    from nas.trial import cached_logits, evaluate_logits
 
     out = {}
     for split, features, examples in (
@@ -146,10 +133,8 @@ def _score_trial(
     features: Any,
     artifact_root: str | None,
 ) -> dict[str, float]:
-    from nas.results.export import download_checkpoint
-    from nas.trial.loop import predict, resolve_device
-    from nas.trial.run import evaluate_logits
-    from nas.trial.teacher import model_class
+    from nas.results import download_checkpoint
+    from nas.trial import evaluate_logits, model_class, predict, resolve_device
 
     with tempfile.TemporaryDirectory(prefix=f"nas-test-{trial.number}-") as tmp:
         folder = Path(tmp)

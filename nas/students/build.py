@@ -33,8 +33,7 @@ in the residual stream. Without data (``calibration=None``) the ranking is data-
 so (:data:`DATA_FREE_RANKING`): channels by mean |LayerNorm gain| (rank correlation +0.95 with
 the activations), FFN neurons by ``||lin1 row|| * ||lin2 column||``, heads by weight norms.
 
-Reading checkpoints and mapping their names lives in :mod:`nas.students.sources`; ``SourceModel``,
-``load_source``, ``clear_source_cache`` and ``source_from_model`` are re-exported here.
+Reading checkpoints and mapping their names lives in :mod:`nas.students.sources`.
 """
 
 from __future__ import annotations
@@ -50,13 +49,11 @@ import torch
 
 from nas.errors import InvalidConfig
 from nas.students.sources import (
-    _NORMS,
     EMB,
+    NORMS,
     SourceModel,
-    clear_source_cache,
     layer_prefix,
     load_source,
-    source_from_model,
 )
 
 if TYPE_CHECKING:
@@ -64,29 +61,6 @@ if TYPE_CHECKING:
 
     from nas.students.calibration import ActivationStats
 
-__all__ = [
-    "DATA_FREE_RANKING",
-    "SHAPE_KEYS",
-    "TASK_KINDS",
-    "IndexMap",
-    "SourceModel",
-    "StudentShape",
-    "attention_maps",
-    "build_student",
-    "check_task",
-    "clear_source_cache",
-    "count_parameters",
-    "ffn_importance",
-    "ffn_map",
-    "hidden_importance",
-    "layer_map",
-    "layer_prefix",
-    "load_source",
-    "ranking_description",
-    "source_from_model",
-    "student_config",
-    "top_map",
-]
 
 SHAPE_KEYS = ("n_layers", "n_heads", "hidden_size", "ffn_dim")
 TASK_KINDS = ("qa", "classification")
@@ -220,7 +194,7 @@ def hidden_importance(
     t = source.tensors
     gains = [t[EMB + "LayerNorm.weight"].abs()]
     for i in range(source.n_layers):
-        gains += [t[f"{layer_prefix(i)}{name}.weight"].abs() for name in _NORMS]
+        gains += [t[f"{layer_prefix(i)}{name}.weight"].abs() for name in NORMS]
     return torch.stack(gains).mean(dim=0)
 
 
@@ -329,7 +303,7 @@ def _layer_plan(
     ):
         plan.append(_Copy(p + name + ".weight", t[sp + name + ".weight"], rows, cols, scale))
         plan.append(_Copy(p + name + ".bias", t[sp + name + ".bias"], rows, None, scale))
-    for name in _NORMS:
+    for name in NORMS:
         plan += [
             _Copy(p + f"{name}.{kind}", t[sp + f"{name}.{kind}"], hidden)
             for kind in ("weight", "bias")

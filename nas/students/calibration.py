@@ -39,7 +39,7 @@ from nas.progress import Ticker
 from nas.students.sources import SourceModel
 
 if TYPE_CHECKING:
-    from nas.tasks.base import Features
+    from nas.tasks import Features
 
 __all__ = [
     "ActivationStats",

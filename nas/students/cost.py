@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
 from nas.errors import InvalidConfig
+from nas.progress import human_bytes
 from nas.students.build import StudentShape, check_task
 
 ATTENTION_KINDS = ("sdpa", "eager")
@@ -56,15 +57,6 @@ def parameter_count(
         + shape.n_layers * (attention + ffn)
         + head_parameters(shape, task_kind, num_labels)
     )
-
-
-def human_bytes(n_bytes: float) -> str:
-    """``1536`` -> ``1.5 KiB``."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n_bytes) < 1024 or unit == "GiB":
-            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
-        n_bytes /= 1024
-    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)

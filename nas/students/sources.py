@@ -29,12 +29,12 @@ CHECKPOINT_FIX = (
     "hub names need network access"
 )
 EMB = "distilbert.embeddings."
-_LINEARS_IN = ("attention.q_lin", "attention.k_lin", "attention.v_lin", "ffn.lin1")
-_LINEARS_OUT = ("attention.out_lin", "ffn.lin2")
-_NORMS = ("sa_layer_norm", "output_layer_norm")
+LINEARS_IN = ("attention.q_lin", "attention.k_lin", "attention.v_lin", "ffn.lin1")
+LINEARS_OUT = ("attention.out_lin", "ffn.lin2")
+NORMS = ("sa_layer_norm", "output_layer_norm")
 _LAYER_PARAMS = tuple(
     f"{module}.{kind}"
-    for module in (*_LINEARS_IN, *_LINEARS_OUT, *_NORMS)
+    for module in (*LINEARS_IN, *LINEARS_OUT, *NORMS)
     for kind in ("weight", "bias")
 )
 _BERT_LAYER_RENAMES = {

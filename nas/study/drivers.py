@@ -30,7 +30,7 @@ from nas.study.artifacts import (
     open_store,
     parse_root,
 )
-from nas.study.lifecycle import BASELINE_TAG, DRIVER, MESSAGE, REASON, REQUEUED_FROM, RERUN_REASONS
+from nas.study.record import BASELINE_TAG, DRIVER, MESSAGE, REASON, REQUEUED_FROM, RERUN_REASONS
 
 HEARTBEAT = "nas:heartbeat:"  # study system attr + driver id: unix time of its last beat
 HEARTBEAT_S = 30.0  # how often a running driver beats

@@ -30,22 +30,9 @@ import nas
 from nas import feasibility
 from nas.config import StudyConfig
 from nas.errors import NasError, StorageUnreachable
-from nas.study.storage import DEFAULT_STORAGE as DEFAULT_STORAGE
-from nas.study.storage import STORAGE_ENV as STORAGE_ENV
-from nas.study.storage import StorageError as StorageError
-from nas.study.storage import first_line
-from nas.study.storage import mask_password as mask_password
-from nas.study.storage import open_storage as open_storage
-from nas.study.storage import resolve_storage as resolve_storage
+from nas.study.record import BASELINE_TAG, DASHBOARD_CONSTRAINTS, MESSAGE, REASON
+from nas.study.storage import first_line, mask_password
 
-REASON = "fail_reason"  # user attribute of failed trials: oom, nan_loss, invalid_config, ...
-MESSAGE = "fail_message"
-BASELINE_TAG = "baseline"
-REQUEUED_FROM = "requeued_from"  # user attr on a re-enqueued trial: the orphan's number
-DRIVER = "driver"  # user attr: host:pid:start of the driver that asked the trial
-# failures whose params are queued again once, and which do not count toward the total
-RERUN_REASONS = ("orphaned", "interrupted", "artifact_write")
-DASHBOARD_CONSTRAINTS = "constraints"  # system attr: the list optuna-dashboard reads
 # Pauses between attempts to record a trial while the storage fails (about two minutes in all:
 # a PostgreSQL restart or failover, a SQLite lock held past its busy timeout), then the driver
 # stops and leaves the trial RUNNING for the next driver.
@@ -190,11 +177,6 @@ def _as_stored(value: Any) -> Any:
         return value
 
 
-def named_constraints(trial: FrozenTrial) -> dict[str, float]:
-    """The trial's constraints by name, without the dashboard's positional copies."""
-    return {k: v for k, v in trial.constraints.items() if not k.isdigit()}
-
-
 def tell_failure(
     study: optuna.Study,
     trial: optuna.Trial | int,
@@ -286,27 +268,19 @@ def _outage_text(exc: BaseException, url: str) -> str:
     return f"{type(inner).__name__}: {text}"[:300]
 
 
-def front_rows(study: optuna.Study) -> list[FrozenTrial]:
-    """The feasible Pareto front (``study.best_trials``), smallest student first."""
-    trials = study.best_trials
-    names = study.metric_names or []
-    key = names.index("params") if "params" in names else len(study.directions) - 1
-    return sorted(trials, key=lambda t: t.values[key])
+# Optuna's private handles, needed where its public API has no equivalent, used only in this
+# package: a trial read back by id mid-tell, the storage object for optuna-dashboard, the id
+# in the dashboard's URL.
+def stored_trial(study: optuna.Study, trial: optuna.Trial) -> FrozenTrial:
+    """``trial`` as the storage holds it now (its state after a tell whose answer was lost)."""
+    return study._storage.get_trial(trial._trial_id)
 
 
-def state_counts(study: optuna.Study) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):
-        state = t.state.name
-        if t.state == TrialState.COMPLETE and any(v > 0 for v in t.constraints.values()):
-            state = "COMPLETE (infeasible)"
-        counts[state] = counts.get(state, 0) + 1
-    return counts
+def study_storage(study: optuna.Study) -> BaseStorage:
+    """The storage object ``study`` reads and writes (what optuna-dashboard serves)."""
+    return study._storage
 
 
-def failure_reasons(study: optuna.Study) -> dict[str, int]:
-    reasons: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-        reason = str(t.user_attrs.get(REASON, "unknown"))
-        reasons[reason] = reasons.get(reason, 0) + 1
-    return reasons
+def study_id(study: optuna.Study) -> int:
+    """The storage's id of ``study`` (optuna-dashboard's URL names studies by it)."""
+    return study._study_id

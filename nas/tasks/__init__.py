@@ -1,28 +1,48 @@
-"""Tasks by name: ``get_task("squad_v2")``."""
+"""Tasks: raw examples, tokenization into flat arrays (``base.Features``) and evaluation, by name
+(``get_task("squad_v2")``). SQuAD 2.0 (``squad_v2``, read by ``squad_io``, scored by
+``squad_metric`` as the official script does), classification (``classification``, its
+metrics in ``classification_metrics``, files read by ``text_files``), synthetic QA, and
+WordPiece vocabularies built in code (``vocab``).
+"""
 
-from __future__ import annotations
+from nas.tasks.base import (
+    Features,
+    QAExample,
+    Splits,
+    Task,
+    TaskKind,
+    TextExample,
+)
+from nas.tasks.registry import (
+    get_task,
+    task_names,
+)
+from nas.tasks.squad_metric import (
+    evaluate as evaluate_squad_v2,
+)
+from nas.tasks.squad_metric import (
+    run_eval_files,
+)
+from nas.tasks.squad_v2 import (
+    NULL_SCORE_THRESHOLD,
+)
+from nas.tasks.vocab import (
+    build_tokenizer,
+    frequent_words,
+)
 
-from nas.errors import ConfigError
-from nas.tasks.base import Task
-
-
-def _registry() -> dict[str, Task]:
-    from nas.tasks.classification import TASKS
-    from nas.tasks.squad_v2 import SquadV2Task
-    from nas.tasks.synthetic_qa import SyntheticQATask
-
-    tasks: dict[str, Task] = {"squad_v2": SquadV2Task(), "synthetic_qa": SyntheticQATask()}
-    tasks.update(TASKS)
-    return tasks
-
-
-def task_names() -> list[str]:
-    return sorted(_registry())
-
-
-def get_task(name: str) -> Task:
-    """The task registered under ``name``; a ConfigError lists the known names."""
-    tasks = _registry()
-    if name not in tasks:
-        raise ConfigError(f"unknown task '{name}'; known tasks: {', '.join(sorted(tasks))}")
-    return tasks[name]
+__all__ = [
+    "Features",
+    "NULL_SCORE_THRESHOLD",
+    "QAExample",
+    "Splits",
+    "Task",
+    "TaskKind",
+    "TextExample",
+    "build_tokenizer",
+    "evaluate_squad_v2",
+    "frequent_words",
+    "get_task",
+    "run_eval_files",
+    "task_names",
+]

@@ -2,7 +2,7 @@
 
 Data comes from local files (``data.train_file`` / ``data.eval_file``) or from the dataset hub.
 Local files (TSV, CoLA TSV, ``text;label`` TXT, CSV, JSONL) are read by
-:mod:`nas.tasks.text_files`, whose readers are re-exported here.
+:mod:`nas.tasks.text_files`; metrics are in :mod:`nas.tasks.classification_metrics`.
 
 A CSV/JSONL with an ``is_valid`` column (the IMDB sample) splits itself when no eval file is
 given. Metrics are fractions in [0, 1] (MCC in [-1, 1]).
@@ -19,102 +19,14 @@ import numpy as np
 
 from nas.errors import DataError
 from nas.tasks.base import Features, Splits, Task, TaskKind, TextExample, check_separate_files
+from nas.tasks.classification_metrics import classification_metrics
 from nas.tasks.text_files import (
-    LABEL_COLUMNS,
-    PAIR_COLUMNS,
-    TEXT_COLUMNS,
     VALID_COLUMN,
     Row,
-    _columns,
-    _int_like,
-    detect_format,
-    read_csv,
+    find_columns,
+    int_like,
     read_examples,
-    read_jsonl,
-    read_semicolon,
-    read_tsv,
 )
-
-__all__ = [
-    "EMOTION_LABELS",
-    "LABEL_COLUMNS",
-    "PAIR_COLUMNS",
-    "TASKS",
-    "TEXT_COLUMNS",
-    "VALID_COLUMN",
-    "ClassificationTask",
-    "ColaTask",
-    "EmotionTask",
-    "ImdbTask",
-    "LabelMap",
-    "Row",
-    "Sst2Task",
-    "TextClassificationTask",
-    "accuracy",
-    "classification_metrics",
-    "confusion_matrix",
-    "detect_format",
-    "encode_texts",
-    "infer_label_names",
-    "macro_f1",
-    "matthews_corrcoef",
-    "read_csv",
-    "read_examples",
-    "read_jsonl",
-    "read_semicolon",
-    "read_tsv",
-    "to_examples",
-]
-
-# ----------------------------------------------------------------------------- metrics
-
-
-def accuracy(pred: np.ndarray, gold: np.ndarray) -> float:
-    """Share of predictions equal to the gold labels; 0.0 for empty input."""
-    pred, gold = np.asarray(pred), np.asarray(gold)
-    return float(np.mean(pred == gold)) if gold.size else 0.0
-
-
-def confusion_matrix(pred: np.ndarray, gold: np.ndarray, n_labels: int) -> np.ndarray:
-    """``(n_labels, n_labels)`` counts; rows are gold classes, columns predicted classes."""
-    pred = np.asarray(pred, dtype=np.int64)
-    gold = np.asarray(gold, dtype=np.int64)
-    flat = np.bincount(gold * n_labels + pred, minlength=n_labels * n_labels)
-    return flat.reshape(n_labels, n_labels)
-
-
-def macro_f1(pred: np.ndarray, gold: np.ndarray, n_labels: int) -> float:
-    """Unweighted mean of per-class F1 over the classes present in ``gold`` or ``pred``.
-
-    Classes absent from both are left out, as sklearn's ``f1_score(average="macro")`` does.
-    """
-    matrix = confusion_matrix(pred, gold, n_labels).astype(np.float64)
-    tp = np.diag(matrix)
-    gold_counts, pred_counts = matrix.sum(axis=1), matrix.sum(axis=0)
-    present = (gold_counts + pred_counts) > 0
-    if not present.any():
-        return 0.0
-    f1 = 2 * tp[present] / (gold_counts[present] + pred_counts[present])
-    return float(f1.mean())
-
-
-def matthews_corrcoef(pred: np.ndarray, gold: np.ndarray, n_labels: int) -> float:
-    """Multiclass Matthews correlation (Gorodkin's R_K, as sklearn computes it).
-
-    ``(c*s - sum_k p_k*t_k) / sqrt((s^2 - sum_k p_k^2) * (s^2 - sum_k t_k^2))``
-    with ``c`` correct predictions, ``s`` samples, ``p_k``/``t_k`` predicted/true counts of
-    class ``k``; 0.0 when undefined.
-    """
-    matrix = confusion_matrix(pred, gold, n_labels).astype(np.float64)
-    t, p = matrix.sum(axis=1), matrix.sum(axis=0)
-    c, s = np.trace(matrix), matrix.sum()
-    cov_ytyp = c * s - p @ t
-    cov_ypyp = s * s - p @ p
-    cov_ytyt = s * s - t @ t
-    if cov_ypyp == 0 or cov_ytyt == 0:
-        return 0.0
-    return float(cov_ytyp / np.sqrt(cov_ytyt * cov_ypyp))
-
 
 # ----------------------------------------------------------------------------- labels
 
@@ -146,7 +58,7 @@ class LabelMap:
             value = int(value)
         if isinstance(value, str):
             found = self._lookup.get(value, self._lookup.get(value.lower()))
-            if found is not None or not _int_like(value):
+            if found is not None or not int_like(value):
                 return found
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
@@ -166,7 +78,7 @@ class LabelMap:
 def infer_label_names(rows: Sequence[Row]) -> tuple[str, ...]:
     """Sorted distinct labels of ``rows`` (numerically when all are integers)."""
     values = {r.label for r in rows}
-    if values and all(_int_like(v) for v in values):
+    if values and all(int_like(v) for v in values):
         return tuple(str(v) for v in sorted({int(v) for v in values}))
     return tuple(sorted({str(v) for v in values}))
 
@@ -392,7 +304,7 @@ def _split_by_flag(rows: list[Row], path: str) -> tuple[_Part, _Part]:
 
 
 def _hub_rows(split: Any, where: str, data: Any) -> tuple[list[Row], Any]:
-    cols = _columns(list(split.column_names), Path(where), data)
+    cols = find_columns(list(split.column_names), Path(where), data)
     texts, labels = split[cols.text], split[cols.label]
     pairs = split[cols.pair] if cols.pair else [None] * len(texts)
     rows = [
@@ -436,19 +348,6 @@ def encode_texts(examples: Sequence[TextExample], tokenizer: Any, max_length: in
         starts=starts,
         labels=np.fromiter((e.label for e in examples), dtype=np.int64, count=n),
     )
-
-
-def classification_metrics(logits: np.ndarray, gold: np.ndarray) -> dict[str, float]:
-    """Argmax of ``(n, n_labels)`` logits scored against ``gold``: accuracy, macro_f1, mcc."""
-    if logits.ndim != 2 or logits.shape[0] != gold.shape[0]:
-        raise ValueError(f"logits of shape {logits.shape} do not match {gold.shape[0]} labels")
-    pred = logits.argmax(axis=1)
-    n_labels = max(logits.shape[1], int(gold.max(initial=-1)) + 1)
-    return {
-        "accuracy": accuracy(pred, gold),
-        "macro_f1": macro_f1(pred, gold, n_labels),
-        "mcc": matthews_corrcoef(pred, gold, n_labels),
-    }
 
 
 # ----------------------------------------------------------------------------- concrete tasks

@@ -17,9 +17,17 @@ import numpy as np
 
 from nas.config import DataConfig
 from nas.errors import CheckpointError, DataError
-from nas.tasks import squad_io, squad_metric
 from nas.tasks.base import Features, QAExample, Splits, Task, TaskKind
-from nas.tasks.squad_io import FORMAT_HELP, limit_examples, read_squad_file, split_by_articles
+from nas.tasks.squad_io import (
+    FORMAT_HELP,
+    check_disjoint_questions,
+    limit_examples,
+    load_files,
+    load_hub,
+    read_squad_file,
+    split_by_articles,
+)
+from nas.tasks.squad_metric import evaluate
 
 __all__ = [
     "FORMAT_HELP",
@@ -256,7 +264,7 @@ class SquadV2Task(Task):
         selection split from ``eval_file`` or ``eval_articles``), else the hub (train minus
         ``eval_articles`` articles for selection; validation as the test split)."""
         if data.train_file:
-            train, evals, test, description = squad_io.load_files(data)
+            train, evals, test, description = load_files(data)
         elif data.eval_file or data.test_file:
             raise DataError(
                 "data.eval_file / data.test_file are set without data.train_file; set "
@@ -264,11 +272,11 @@ class SquadV2Task(Task):
             )
         else:
             name = data.hub_name or self.hub_name or self.name
-            train, evals, test, description = squad_io.load_hub(name, data)
+            train, evals, test, description = load_hub(name, data)
         train = limit_examples(train, data.max_train_samples, data.seed, "max_train_samples")
         evals = limit_examples(evals, data.max_eval_samples, None, "max_eval_samples")
         test = limit_examples(test, data.max_test_samples, None, "max_test_samples")
-        squad_io.check_disjoint_questions(evals, test)
+        check_disjoint_questions(evals, test)
         return Splits(train=train, eval=evals, description=description, test=test)
 
     def encode(self, examples: list[Any], tokenizer: Any, data: DataConfig) -> Features:
@@ -280,5 +288,5 @@ class SquadV2Task(Task):
     ) -> dict[str, float]:
         """Official SQuAD 2.0 metrics (exact, f1, HasAns_*, NoAns_*, best_*) of the logits."""
         preds, na_probs = predict(examples, features, logits, data)
-        result = squad_metric.evaluate(examples, preds, na_probs)
+        result = evaluate(examples, preds, na_probs)
         return {key: float(value) for key, value in result.items()}

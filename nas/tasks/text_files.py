@@ -125,7 +125,7 @@ def _pick(header: Sequence[str], path: Path, data: Any, key: str, options: Seque
     return found
 
 
-def _columns(header: Sequence[str], path: Path, data: Any) -> _Columns:
+def find_columns(header: Sequence[str], path: Path, data: Any) -> _Columns:
     text = _pick(header, path, data, "text_column", TEXT_COLUMNS)
     label = _pick(header, path, data, "label_column", LABEL_COLUMNS)
     pair: str | None = None
@@ -166,7 +166,7 @@ def read_tsv(path: Path, content: str, data: Any = None) -> list[Row]:
     header = lines[0].split("\t")
     if not _is_header(header, data):
         return _read_cola(path, lines)
-    cols = _columns([h.strip() for h in header], path, data)
+    cols = find_columns([h.strip() for h in header], path, data)
     names = [h.strip() for h in header]
     rows = []
     for number, line in enumerate(lines[1:], start=2):
@@ -183,7 +183,7 @@ def read_tsv(path: Path, content: str, data: Any = None) -> list[Row]:
 
 def _read_cola(path: Path, lines: list[str]) -> list[Row]:
     fields = lines[0].split("\t")
-    if len(fields) != 4 or not _int_like(fields[1]):
+    if len(fields) != 4 or not int_like(fields[1]):
         raise DataError(
             f"{path}: first line {lines[0][:80]!r} is no header naming 'sentence' (or 'text') "
             "and 'label', nor the 4-column CoLA layout (source, label, mark, sentence); "
@@ -223,7 +223,7 @@ def read_csv(path: Path, content: str, data: Any = None) -> list[Row]:
     """Comma-separated with a header line; quoted fields may span lines."""
     reader = csv.reader(io.StringIO(content, newline=""))
     header = [h.strip() for h in next(reader)]
-    cols = _columns(header, path, data)
+    cols = find_columns(header, path, data)
     rows, start = [], reader.line_num + 1
     for fields in reader:
         if fields:
@@ -245,7 +245,7 @@ def read_jsonl(path: Path, content: str, data: Any = None) -> list[Row]:
         raise DataError(f"{path} line {bad[0]}: expected a JSON object, got {bad[1]!r:.80}")
     if not records:
         return []
-    cols = _columns(list(records[0][1]), path, data)
+    cols = find_columns(list(records[0][1]), path, data)
     return [_record(record, cols, path, number) for number, record in records]
 
 
@@ -266,7 +266,7 @@ def _json_records(path: Path, content: str) -> Iterable[tuple[int, Any]]:
                 ) from exc
 
 
-def _int_like(value: Any) -> bool:
+def int_like(value: Any) -> bool:
     if isinstance(value, bool):
         return False
     if isinstance(value, int):

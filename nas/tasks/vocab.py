@@ -11,8 +11,10 @@ import string
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from transformers import BertTokenizer, PreTrainedTokenizerBase
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 _CHARS = string.ascii_lowercase + string.digits
@@ -30,6 +32,8 @@ def build_tokenizer(words: Iterable[str], folder: Path | None = None) -> PreTrai
     for token in [*pieces, *(w.lower() for w in words)]:
         if token and token not in vocab:
             vocab[token] = len(vocab)
+    from transformers import BertTokenizer  # only when a tokenizer is built
+
     tokenizer = BertTokenizer(vocab=vocab, do_lower_case=True)
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)

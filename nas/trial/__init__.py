@@ -1,1 +1,54 @@
-"""placeholder"""
+"""One trial, end to end: data (``data``), the teacher and its cached logits (``teacher``), the
+training loop and inference (``loop``), the distillation losses (``losses``), and the trial
+itself (``run``: ``prepare`` once per process, ``run_trial`` per trial).
+
+No Optuna, no Ray: ``nas trial run`` and the Ray worker call the same ``run_trial``.
+"""
+
+from nas.trial.data import (
+    encoded,
+    load_splits,
+)
+from nas.trial.loop import (
+    peak_memory_bytes,
+    predict,
+    release_memory,
+    resolve_device,
+    use_bf16,
+)
+from nas.trial.run import (
+    Metrics,
+    Prepared,
+    evaluate_logits,
+    objective_names,
+    prepare,
+    run_trial,
+    test_features,
+)
+from nas.trial.teacher import (
+    cached_logits,
+    load_tokenizer,
+    model_class,
+    train_teacher,
+)
+
+__all__ = [
+    "Metrics",
+    "Prepared",
+    "cached_logits",
+    "encoded",
+    "evaluate_logits",
+    "load_splits",
+    "load_tokenizer",
+    "model_class",
+    "objective_names",
+    "peak_memory_bytes",
+    "predict",
+    "prepare",
+    "release_memory",
+    "resolve_device",
+    "run_trial",
+    "test_features",
+    "train_teacher",
+    "use_bf16",
+]

@@ -16,8 +16,7 @@ from typing import Any
 from nas.cache import cached_folder, fingerprint
 from nas.config import DataConfig, StudyConfig
 from nas.errors import DataError
-from nas.tasks import get_task
-from nas.tasks.base import Features, QAExample, Splits, Task, TextExample
+from nas.tasks import Features, QAExample, Splits, Task, TextExample, get_task
 
 
 def resolved_data(config: StudyConfig) -> DataConfig:

@@ -44,7 +44,7 @@ from nas.errors import (
     out_of_memory_message,
 )
 from nas.progress import Ticker
-from nas.tasks.base import Features, TaskKind
+from nas.tasks import Features, TaskKind
 from nas.trial.losses import MASKED_LOGIT, distill_loss, qa_distill_loss
 
 FAULT_OOM_ENV = "NAS_FAULT_OOM_ABOVE_PARAMS"

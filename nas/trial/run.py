@@ -24,9 +24,14 @@ from nas.config import DataConfig, StudyConfig
 from nas.errors import ConfigError
 from nas.feasibility import describe_thresholds, no_answer_scores, resolve_thresholds
 from nas.search_space import SearchSpace, load_search_space
-from nas.students.build import build_student, count_parameters, load_source
-from nas.students.calibration import ActivationStats, calibration_stats
-from nas.tasks.base import Features, Splits, Task
+from nas.students import (
+    ActivationStats,
+    build_student,
+    calibration_stats,
+    count_parameters,
+    load_source,
+)
+from nas.tasks import Features, Splits, Task
 from nas.trial.data import encoded, load_splits
 from nas.trial.loop import (
     catch_out_of_memory,

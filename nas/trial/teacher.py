@@ -35,8 +35,7 @@ from transformers import (
 from nas.cache import cached_folder, file_digest, file_lock, fingerprint, write_folder_atomically
 from nas.config import DataConfig, StudyConfig, TeacherTrainConfig
 from nas.errors import CheckpointError, ConfigError, teacher_out_of_memory
-from nas.tasks.base import Features, QAExample, Splits, Task, TaskKind
-from nas.tasks.vocab import build_tokenizer, frequent_words
+from nas.tasks import Features, QAExample, Splits, Task, TaskKind, build_tokenizer, frequent_words
 from nas.trial.loop import (
     catch_out_of_memory,
     inject_teacher_oom_fault,

@@ -12,16 +12,14 @@ import pytest
 from nas.config import DataConfig
 from nas.errors import DataError
 from nas.tasks.base import Task, TextExample
-from nas.tasks.classification import (
-    TASKS,
-    ClassificationTask,
-    LabelMap,
+from nas.tasks.classification import TASKS, ClassificationTask, LabelMap
+from nas.tasks.classification_metrics import (
     accuracy,
     classification_metrics,
     macro_f1,
     matthews_corrcoef,
-    read_examples,
 )
+from nas.tasks.text_files import read_examples
 
 # ----------------------------------------------------------------------------- metrics
 
