@@ -163,8 +163,8 @@ def tiny_study(tmp_path: Path, shared_cache: Path):  # type: ignore[no-untyped-d
 
 @pytest.fixture(scope="session")
 def real_study(tmp_path_factory: pytest.TempPathFactory, shared_data: Path):  # type: ignore[no-untyped-def]
-    """A finished 6-trial study on real SST-2 sentences (see tests/real_study.py)."""
-    from real_study import run_real_study
+    """A finished 6-trial study on real SST-2 sentences (see tests/support/real_study.py)."""
+    from support.real_study import run_real_study
 
     return run_real_study(tmp_path_factory.mktemp("real-study"), shared_data)
 
@@ -176,7 +176,7 @@ def name():  # type: ignore[no-untyped-def]
     import uuid
 
     import optuna
-    from servers import MARIADB, POSTGRES
+    from support.servers import MARIADB, POSTGRES
 
     unique = f"t-{uuid.uuid4().hex[:8]}"
     yield unique

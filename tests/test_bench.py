@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_run import REPO
+from support.cli_run import REPO
 
 pytestmark = pytest.mark.slow
 NUMBER = r"([-+]?\d+(?:\.\d+)?)"

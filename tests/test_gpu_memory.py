@@ -15,8 +15,8 @@ import optuna
 import pytest
 import torch
 import yaml
-from cli_run import run_nas
 from optuna.trial import FrozenTrial, TrialState
+from support.cli_run import run_nas
 
 from nas.progress import human_bytes
 from nas.study.record import BUDGET, ESTIMATE, PEAK, REASON

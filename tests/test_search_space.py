@@ -172,7 +172,7 @@ def test_the_mysql_limit_is_the_real_servers(name: str) -> None:
     """Against MariaDB: what the check lets through commits; what it refuses fails at commit."""
     from optuna.distributions import CategoricalDistribution
     from optuna.exceptions import StorageInternalError
-    from servers import MARIADB
+    from support.servers import MARIADB
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.create_study(study_name=name, storage=MARIADB)

@@ -27,8 +27,8 @@ SHAPE = ("n_layers", "n_heads", "hidden_size", "ffn_dim")
 # batch-1 latency runs the whole shape. A task metric may depend on every parameter.
 COST_PARAMS = {"params": ("n_layers", "hidden_size", "ffn_dim"), "latency_ms": SHAPE}
 
-# Importances need this many COMPLETE trials. Measured (tests/test_figures.py keeps the noise
-# half true): on the quickstart space with random sampling, 10 trials of a pure-noise metric
+# Importances need this many COMPLETE trials. Measured (tests/results/test_figures.py keeps the
+# noise half true): on the quickstart space with random sampling, 10 trials of a pure-noise metric
 # give a top normalized importance of 0.37 (median of 10 studies), a metric driven by n_layers
 # and learning_rate 0.45, and neither stands out from shuffles (0/10 each); at 20 trials the
 # real metric starts to stand out (2/10), at 40 it always does (10/10), and noise stays at

@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import optuna
 from optuna.artifacts import ArtifactMeta, FileSystemArtifactStore
 
-# Optuna's own key for an artifact's meta (private there, so pinned by tests/test_artifacts.py
-# through the public get_all_artifact_meta).
+# Optuna's own key for an artifact's meta (private there, so pinned by
+# tests/study/test_artifacts.py through the public get_all_artifact_meta).
 from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX, DEFAULT_MIME_TYPE
 from optuna.trial import FrozenTrial
 

@@ -1,0 +1,1 @@
+"""Helpers the tests share: the real CLI, hand-built and real studies, servers, a browser."""
