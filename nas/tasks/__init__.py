@@ -26,6 +26,9 @@ from nas.tasks.squad_metric import (
 from nas.tasks.squad_v2 import (
     NULL_SCORE_THRESHOLD,
 )
+from nas.tasks.text_files import (
+    read_texts,
+)
 from nas.tasks.vocab import (
     build_tokenizer,
     frequent_words,
@@ -43,6 +46,7 @@ __all__ = [
     "evaluate_squad_v2",
     "frequent_words",
     "get_task",
+    "read_texts",
     "run_eval_files",
     "task_names",
 ]

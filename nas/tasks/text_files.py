@@ -273,3 +273,97 @@ def int_like(value: Any) -> bool:
         return True
     text = str(value).strip()
     return text.lstrip("-").isdigit()
+
+
+def read_texts(
+    path: str | Path, key: str, text_column: str | None = None, pair_column: str | None = None
+) -> list[tuple[str, str | None]]:
+    """Read unlabelled texts as ``(text, pair)`` records, ``pair`` None without a pair column.
+
+    ``.txt``: one text per line, as is (blank lines skipped). ``.tsv`` / ``.csv`` with a header,
+    and ``.jsonl`` / ``.json``: the column ``text_column`` (default: the first of
+    ``TEXT_COLUMNS`` present) and the pair column ``pair_column`` (default: a ``PAIR_COLUMNS``
+    name, when present). Other columns (a label, if any) are ignored.
+
+    Args:
+        path: the file.
+        key: the config key the path came from, for messages (e.g. ``transfer.file``); the
+            column keys are named ``<section>.text_column`` / ``<section>.text_pair_column``.
+        text_column: the text column's name.
+        pair_column: the second sentence's column, for sentence-pair tasks.
+
+    Raises:
+        DataError: the file is missing, not UTF-8, empty, in another format or lacks a column.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found; set {key} to an existing file")
+    try:
+        content = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc}); save the file as UTF-8") from exc
+    lines = [line.strip() for line in content.splitlines() if line.strip()]
+    if not lines:
+        raise DataError(f"{path}: file is empty; expected one text per line or a text column")
+    ext = path.suffix.lower()
+    if ext not in (".txt", ".tsv", ".csv", ".jsonl", ".json", ".ndjson"):
+        raise DataError(
+            f"{path}: unknown extension {ext!r} for {key}; use .txt (one text per line), or "
+            ".tsv, .csv, .jsonl with a text column"
+        )
+    if ext == ".txt":
+        if lines[0].startswith(("{", "[")):
+            detect_format(path, lines[0])  # raises: JSON in a .txt file
+        return [(line, None) for line in lines]
+    detect_format(path, lines[0])  # raises on JSON named .csv or .tsv, and the reverse
+    header, records = _text_records(path, content, ext)
+    section = key.rpartition(".")[0] or key
+    text = _text_column(header, path, f"{section}.text_column", text_column, TEXT_COLUMNS)
+    pair = None
+    if pair_column is not None or any(c in header for c in PAIR_COLUMNS):
+        pair = _text_column(header, path, f"{section}.text_pair_column", pair_column, PAIR_COLUMNS)
+    out = []
+    for number, record in records:
+        missing = [c for c in (text, pair) if c is not None and record.get(c) is None]
+        if missing:
+            raise DataError(f"{path} line {number}: no value for column {missing[0]!r}")
+        out.append((str(record[text]).strip(), str(record[pair]).strip() if pair else None))
+    if not out:
+        raise DataError(f"{path}: no texts after the header; expected one text per record")
+    return out
+
+
+def _text_records(
+    path: Path, content: str, ext: str
+) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
+    """The columns and the ``(line, record)`` pairs of a headed ``.tsv``/``.csv``, or of JSON
+    objects (the first object's keys are the columns)."""
+    if ext in (".tsv", ".csv"):
+        # TSV fields are split at tabs only (quotes are text), as read_tsv does
+        tsv = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if ext == ".tsv" else {}
+        reader = csv.reader(io.StringIO(content, newline=""), **tsv)  # type: ignore[arg-type]
+        header = [h.strip() for h in next(reader)]
+        out, start = [], reader.line_num + 1
+        for fields in reader:
+            if fields:
+                out.append((start, dict(zip(header, fields, strict=False))))
+            start = reader.line_num + 1
+        return header, out
+    records = list(_json_records(path, content))
+    bad = next(((n, r) for n, r in records if not isinstance(r, dict)), None)
+    if bad is not None:
+        raise DataError(f"{path} line {bad[0]}: expected a JSON object, got {bad[1]!r:.80}")
+    return list(records[0][1]) if records else [], records
+
+
+def _text_column(
+    header: Sequence[str], path: Path, key: str, chosen: str | None, options: Sequence[str]
+) -> str:
+    if chosen is not None and chosen not in header:
+        raise DataError(
+            f"{path} has columns {list(header)}; {key} = {chosen!r} is not one of them"
+        )
+    found = chosen or next((name for name in options if name in header), None)
+    if found is None:
+        raise DataError(f"{path} has columns {list(header)}; set {key} to one of them")
+    return found
