@@ -7,7 +7,7 @@ not on another. A threshold may therefore be written ``{metric: exact, above_no_
 when the study starts, :func:`no_answer_scores` scores the all-"no answer" prediction on the
 selection split with the official metric, and :func:`resolve_thresholds` turns the margin into
 a fixed ``min`` (``exact >= 57.1`` on a 52.1 % unanswerable split). The resolved thresholds are
-what trials are told with and what the study stores (``study.user_attrs["config"]``), so every
+what trials are told with and what the study stores (its config snapshot), so every
 reader of the study sees the same rule.
 """
 

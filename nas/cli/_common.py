@@ -148,18 +148,16 @@ def load_named_study(
     the study, so a read-only SQLite file fails now, in one line (``fix``: more advice)."""
     import optuna
 
-    from nas.study import check_writable, location, open_existing, resolve_storage
+    from nas.study import location, open_existing, resolve_storage
 
     url = resolve_storage(args.storage)
-    storage = open_existing(url)
+    storage = open_existing(url, writes, fix)  # the command's one open of its storage
     names = sorted(s.study_name for s in storage.get_all_studies())
     if args.name not in names:
         raise NasError(
             f"no study {shown(args.name)} in {location(url)}; studies there: "
             f"{_names(names)} (pass --storage for another database)"
         )
-    if writes:
-        check_writable(url, fix)
     return optuna.load_study(study_name=args.name, storage=storage)
 
 

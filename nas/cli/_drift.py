@@ -17,17 +17,19 @@ from nas.errors import ConfigError
 from nas.search_space import SearchSpace
 from nas.study import (
     CHANGES_ATTR,
-    CONFIG_ATTR,
     SPACE_ATTR,
     Basis,
     Change,
     change_record,
     compare,
+    config_snapshot,
     describe,
     location,
-    mask_password,
     no_answer_margins,
+    set_study_record,
     snapshot,
+    study_record,
+    write_config,
 )
 
 
@@ -66,14 +68,14 @@ def check_config_drift(
                 "the change and go on"
             )
         _accept(study, config, new, changes, say)
-    elif SPACE_ATTR not in study.user_attrs:
+    else:
         remember_space(study, space)
 
 
 def remember_space(study: optuna.Study, space: SearchSpace) -> None:
     """Store the study's search space (what later runs are compared with), once."""
-    if SPACE_ATTR not in study.user_attrs:
-        study.set_user_attr(SPACE_ATTR, space_json(space))
+    if study_record(study, SPACE_ATTR) is None:
+        set_study_record(study, SPACE_ATTR, space_json(space))
 
 
 def space_json(space: SearchSpace) -> dict[str, Any]:
@@ -82,11 +84,10 @@ def space_json(space: SearchSpace) -> dict[str, Any]:
 
 def file_basis(config: StudyConfig, space: SearchSpace) -> Basis:
     """What the study file asks for: its snapshot, objectives and search space."""
-    from nas.study import directions
+    from nas.objectives import directions, objective_names
     from nas.tasks import get_task
-    from nas.trial import objective_names  # the default objectives' one home
 
-    names = objective_names(config, get_task(config.task))
+    names = objective_names(config, get_task(config.task).primary_metric)
     objectives = list(zip(names, directions(config, names), strict=True))
     return Basis(snapshot(config), objectives, space_json(space))
 
@@ -95,19 +96,18 @@ def study_basis(study: optuna.Study, new: Basis) -> Basis:
     """What the study's trials ran under: its snapshot, objectives (a study without metric
     names keeps the file's, so only directions compare) and search space (as stored, else as
     its trials recorded it, the first trial to use each parameter)."""
-    attrs = study.user_attrs
-    config = attrs.get(CONFIG_ATTR)
+    config = config_snapshot(study)
     names = study.metric_names or [name for name, _ in new.objectives]
     if len(names) != len(study.directions):
         names = [f"objective {i}" for i in range(len(study.directions))]
     objectives = list(zip(names, [d.name.lower() for d in study.directions], strict=True))
-    space = attrs.get(SPACE_ATTR)
+    space = study_record(study, SPACE_ATTR)
     if not isinstance(space, dict):
         space = {}
         for trial in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
             for name, dist in trial.distributions.items():
                 space.setdefault(name, json.loads(distribution_to_json(dist)))
-    return Basis(config if isinstance(config, dict) else None, objectives, space or None)
+    return Basis(config, objectives, space or None)
 
 
 def _accept(
@@ -117,21 +117,14 @@ def _accept(
     changes: list[Change],
     say: Callable[[str], None],
 ) -> None:
-    """Append the change to ``config_changes`` and store the new snapshot and space."""
-    resolved = _resolved(config)
-    stored = snapshot(resolved)
-    if stored.get("storage"):
-        stored["storage"] = mask_password(stored["storage"])
-    history = list(study.user_attrs.get(CHANGES_ATTR) or [])
-    study.set_user_attr(CHANGES_ATTR, [*history, change_record(changes)])
-    study.set_user_attr(CONFIG_ATTR, stored)
-    study.set_user_attr(SPACE_ATTR, new.space)
-    for key, value in (("teacher", config.teacher.path), ("task", config.task)):
-        if study.user_attrs.get(key) != value:  # the copies study.open_study wrote at creation
-            study.set_user_attr(key, value)
+    """Append the change to the study's changes and store the new snapshot and space."""
+    history = list(study_record(study, CHANGES_ATTR) or [])
+    set_study_record(study, CHANGES_ATTR, [*history, change_record(changes)])
+    write_config(study, _resolved(config))
+    set_study_record(study, SPACE_ATTR, new.space)
     say(
         f"accepted {len(changes)} config change(s) to study {shown(config.name)}, recorded in "
-        f"its user attribute {CHANGES_ATTR}: {describe(changes)}"
+        f"its study attribute {CHANGES_ATTR}: {describe(changes)}"
     )
 
 

@@ -187,7 +187,8 @@ def run_command(args: argparse.Namespace) -> int:
     # Bad input fails before anything is written (open_storage creates a SQLite file).
     space = study_space(config)
     check_distributions_fit(url, space.distributions, space.source_file)
-    storage = open_storage(url)  # an unreachable or read-only storage fails before any work
+    # the command's one open: an unreachable or read-only storage fails before any work
+    storage = open_storage(url)
     # A re-run whose study file changes what past results mean: refused before data or teacher.
     check_config_drift(config, space, storage, url, args.accept_config_change, progress)
     from nas.results import summarize, verdict_text
@@ -196,8 +197,8 @@ def run_command(args: argparse.Namespace) -> int:
     options = RunOptions(
         url, n_trials, args.workers, args.ray_address, args.verbose, args.artifact_root
     )
-    code = run_study(config, options, progress)
-    study = optuna.load_study(study_name=config.name, storage=open_storage(url))
+    code = run_study(config, options, storage, progress)
+    study = optuna.load_study(study_name=config.name, storage=storage)
     remember_space(study, space)  # what the next run's study file is compared with
     print(verdict_text(summarize(study)))
     from nas.results import publish
@@ -297,7 +298,7 @@ def confirm_command(args: argparse.Namespace) -> int:
     from nas.results import select_trials
     from nas.search import confirm_study
 
-    study = load_named_study(args)
+    study = load_named_study(args, writes=True)  # the runs form NAME.confirm in its storage
     numbers = None
     if args.trials != "front":
         try:
@@ -321,9 +322,10 @@ def score_on_test(study: optuna.Study, storage: str | None, artifact_root: str |
     """Score the front's students (and the teacher) on the test split, if not done yet."""
     from nas.config import from_snapshot
     from nas.search import score_front
+    from nas.study import config_snapshot
     from nas.trial import prepare
 
-    config = from_snapshot(study.user_attrs.get("config"), f"study '{study.study_name}'")
+    config = from_snapshot(config_snapshot(study), f"study '{study.study_name}'")
     prepared = prepare(config, progress)
     score_front(study, prepared, progress, artifact_root)
 

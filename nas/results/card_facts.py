@@ -22,6 +22,7 @@ import yaml
 from nas.config import DataConfig
 from nas.errors import ConfigError
 from nas.results.model_card import CLASSIFIER_CLASS, HUB_IDS, QA_CLASS
+from nas.study import config_snapshot
 
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")  # name or org/name
 _LABELS = re.compile(r"labels (\[.*\])\s*$")  # how a classification task ends its description
@@ -42,8 +43,8 @@ def study_data(study: optuna.Study) -> tuple[dict[str, Any], bool]:
     """The study's ``data`` settings (DataConfig's defaults under its config snapshot), and
     whether the study has a snapshot at all."""
     settings = dataclasses.asdict(DataConfig())
-    config = study.user_attrs.get("config")
-    data = config.get("data") if isinstance(config, dict) else None
+    config = config_snapshot(study)
+    data = config.get("data") if config is not None else None
     if isinstance(data, dict):
         settings.update(data)
     return settings, isinstance(data, dict)

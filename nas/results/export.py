@@ -46,11 +46,17 @@ from nas.results.card_facts import (
 from nas.results.model_card import CLASSIFIER_CLASS, PROVENANCE, CardFacts, model_card
 from nas.study import (
     ARTIFACT_ROOT,
-    BASELINE_TAG,
     CHECKPOINT_FILES,
+    DATASET,
     DEFAULT_ARTIFACT_ROOT,
+    METRIC_PREFIX,
+    N_PARAMS,
+    TASK,
+    TEACHER,
     ArtifactRoot,
+    config_snapshot,
     front_rows,
+    is_baseline,
     is_feasible,
     mask_password,
     metric_names,
@@ -100,8 +106,8 @@ def resolve_artifact_root(
     recorded = trial.user_attrs.get(ARTIFACT_ROOT) if trial is not None else None
     if recorded:
         return parse_root(recorded, f"trial {trial.number if trial else '?'}: artifact_root")
-    config = study.user_attrs.get("config")
-    configured = config.get("artifact_root") if isinstance(config, dict) else None
+    config = config_snapshot(study)
+    configured = config.get("artifact_root") if config is not None else None
     return parse_root(configured or DEFAULT_ARTIFACT_ROOT, "the study config's artifact_root")
 
 
@@ -362,7 +368,7 @@ def _provenance(
     """The trial's ``nas.json`` (as training wrote it) completed with what the study knows."""
     study = context.study
     record = _read_json(path, f"trial {trial.number}", root) if path.is_file() else {}
-    for key, attr in (("task", "task"), ("teacher", "teacher"), ("data", "dataset")):
+    for key, attr in (("task", TASK), ("teacher", TEACHER), ("data", DATASET)):
         record.setdefault(key, study.user_attrs.get(attr))
     record.update(
         study=study.study_name,
@@ -371,8 +377,8 @@ def _provenance(
         directions=[d.name.lower() for d in study.directions],
         constraints=named_constraints(trial),
         feasible=is_feasible(trial),
-        baseline=bool(trial.user_attrs.get(BASELINE_TAG)),
-        n_params=trial.user_attrs.get("params"),
+        baseline=is_baseline(trial),
+        n_params=trial.user_attrs.get(N_PARAMS),
         trial_params=dict(trial.params),
         storage=context.storage,
         artifact_root=root.url,
@@ -428,11 +434,11 @@ def index_row(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
     row: dict[str, Any] = {"trial": trial.number, "folder": f"trial-{trial.number}"}
     row.update(zip(metric_names(study), trial.values, strict=True))
     for key, value in sorted(trial.user_attrs.items()):
-        if key.startswith("metric:"):
-            row.setdefault(key.removeprefix("metric:"), value)
-    row["n_params"] = trial.user_attrs.get("params")
+        if key.startswith(METRIC_PREFIX):
+            row.setdefault(key.removeprefix(METRIC_PREFIX), value)
+    row["n_params"] = trial.user_attrs.get(N_PARAMS)
     row["feasible"] = is_feasible(trial)
-    row["baseline"] = bool(trial.user_attrs.get(BASELINE_TAG))
+    row["baseline"] = is_baseline(trial)
     row.update({k if k not in row else f"param:{k}": v for k, v in trial.params.items()})
     return row
 

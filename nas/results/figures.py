@@ -19,13 +19,14 @@ import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.config import Threshold
+from nas.objectives import LATENCY_MS, PARAMS
 from nas.results.summary import Summary, TrialRow, metric_digits
 
 SHAPE = ("n_layers", "n_heads", "hidden_size", "ffn_dim")
 # What a cost objective can depend on. nas.students.cost.parameter_count is a function of n_layers,
 # hidden_size and ffn_dim only (the head count splits q/k/v into blocks without resizing them);
 # batch-1 latency runs the whole shape. A task metric may depend on every parameter.
-COST_PARAMS = {"params": ("n_layers", "hidden_size", "ffn_dim"), "latency_ms": SHAPE}
+COST_PARAMS = {PARAMS: ("n_layers", "hidden_size", "ffn_dim"), LATENCY_MS: SHAPE}
 
 # Importances need this many COMPLETE trials. Measured (tests/results/test_figures.py keeps the
 # noise half true): on the quickstart space with random sampling, 10 trials of a pure-noise metric
@@ -87,7 +88,7 @@ def _shape(row: TrialRow) -> str:
 
 def _hover(row: TrialRow, summary: Summary) -> str:
     values = "<br>".join(
-        f"{n}: {row.values[n] / 1e6:.3f}M" if n == "params" else f"{n}: {row.values[n]:.4g}"
+        f"{n}: {row.values[n] / 1e6:.3f}M" if n == PARAMS else f"{n}: {row.values[n]:.4g}"
         for n in summary.names
     )
     tag = " (baseline)" if row.baseline else ""
@@ -101,10 +102,10 @@ def front_figure(summary: Summary) -> go.Figure:
     for standing, (name, marker) in STYLE.items():
         rows = [r for r in summary.rows if r.standing == standing]
         if standing == "front":
-            rows.sort(key=lambda r: r.values["params"])
+            rows.sort(key=lambda r: r.values[PARAMS])
         fig.add_trace(
             go.Scatter(
-                x=[r.values["params"] / 1e6 for r in rows],
+                x=[r.values[PARAMS] / 1e6 for r in rows],
                 y=[r.values[metric] for r in rows],
                 mode="lines+markers" if standing == "front" else "markers",
                 line={"shape": "hv", "color": marker["color"], "width": 1},
@@ -118,7 +119,7 @@ def front_figure(summary: Summary) -> go.Figure:
     base = [r for r in summary.rows if r.baseline and r.state == "COMPLETE"]
     fig.add_trace(
         go.Scatter(
-            x=[r.values["params"] / 1e6 for r in base],
+            x=[r.values[PARAMS] / 1e6 for r in base],
             y=[r.values[metric] for r in base],
             mode="markers",
             marker={"symbol": "star", "size": 18, "color": "#ff7f0e", "line": {"width": 1}},
@@ -154,10 +155,10 @@ def hypervolume_figure(
     history: list[tuple[int, float]], ref: Mapping[str, float], summary: Summary
 ) -> go.Figure:
     ref_text = ", ".join(
-        f"{n} {v / 1e6:.3f}M" if n == "params" else f"{n} {v:.{metric_digits([v])}f}"
+        f"{n} {v / 1e6:.3f}M" if n == PARAMS else f"{n} {v:.{metric_digits([v])}f}"
         for n, v in ref.items()
     )
-    unit = " x ".join("M params" if n == "params" else n for n in summary.names)
+    unit = " x ".join("M params" if n == PARAMS else n for n in summary.names)
     fig = go.Figure(
         go.Scatter(
             x=[n for n, _ in history],

@@ -12,13 +12,13 @@ import optuna
 from optuna.trial import TrialState
 
 from nas.progress import human_bytes
-from nas.study import BUDGET, ESTIMATE, PEAK
+from nas.study import BUDGET, ESTIMATE, MEMORY_KIND, PEAK, REASON
 
 
 def memory_summary(attrs: Mapping[str, Any]) -> str:
     """``peak 1.2 GiB (cuda_max_allocated), estimate 1.0 GiB`` from a trial's user attributes;
     ``process RSS 669 MiB`` for a CPU trial; empty when it recorded neither."""
-    if attrs.get("memory_kind") == "cpu_max_rss" and isinstance(attrs.get(PEAK), int | float):
+    if attrs.get(MEMORY_KIND) == "cpu_max_rss" and isinstance(attrs.get(PEAK), int | float):
         # On CPU the peak is the worker's whole-process RSS: Python, torch, tokenizer, the
         # memory-mapped teacher logits, Ray. The estimate counts one training step's tensors
         # and nothing checks it against a CPU budget; beside the RSS it read as a 17x
@@ -26,7 +26,7 @@ def memory_summary(attrs: Mapping[str, Any]) -> str:
         return f"process RSS {human_bytes(attrs[PEAK])}"
     parts = []
     if isinstance(attrs.get(PEAK), int | float):
-        parts.append(f"peak {human_bytes(attrs[PEAK])} ({attrs.get('memory_kind', 'at failure')})")
+        parts.append(f"peak {human_bytes(attrs[PEAK])} ({attrs.get(MEMORY_KIND, 'at failure')})")
     if isinstance(attrs.get(ESTIMATE), int | float):
         parts.append(f"estimate {human_bytes(attrs[ESTIMATE])}")
     if isinstance(attrs.get(BUDGET), int | float):
@@ -43,11 +43,9 @@ def memory_report(study: optuna.Study, limit: int = 10) -> list[str]:
         attrs = trial.user_attrs
         peak, estimate = attrs.get(PEAK), attrs.get(ESTIMATE)
         if trial.state == TrialState.COMPLETE and peak and estimate:
-            ratios.setdefault(str(attrs.get("memory_kind")), []).append(peak / estimate)
-        elif attrs.get("fail_reason") in ("oom", "oom_predicted"):
-            failed.append(
-                f"  trial {trial.number} {attrs['fail_reason']}: {memory_summary(attrs)}"
-            )
+            ratios.setdefault(str(attrs.get(MEMORY_KIND)), []).append(peak / estimate)
+        elif attrs.get(REASON) in ("oom", "oom_predicted"):
+            failed.append(f"  trial {trial.number} {attrs[REASON]}: {memory_summary(attrs)}")
     if not ratios and not failed:
         return []
     lines = ["memory (measured peak / nas estimate):"]

@@ -20,6 +20,7 @@ import plotly.io as pio
 import nas
 from nas.errors import NasError
 from nas.feasibility import constraint_name
+from nas.objectives import PARAMS
 from nas.results.figures import (
     COST_PARAMS,
     front_figure,
@@ -38,7 +39,7 @@ from nas.results.summary import (
     summarize,
 )
 from nas.results.verdict import rule_line
-from nas.study import mask_password
+from nas.study import DATASET, NAS_VERSION, TASK, TEACHER, config_snapshot, mask_password
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -72,7 +73,7 @@ def write_report(study: optuna.Study, out: Path, url: str) -> Summary:
 
 
 def render(study: optuna.Study, summary: Summary, url: str) -> str:
-    config: dict[str, Any] = dict(study.user_attrs.get("config") or {})
+    config: dict[str, Any] = dict(config_snapshot(study) or {})
     local = _Local(str(config.get("cache_dir") or ""))
     parts = [
         f"<h1>nas study report: {_e(summary.study)}</h1>",
@@ -163,9 +164,9 @@ def _meta(study: optuna.Study, summary: Summary, url: str, local: _Local) -> str
             ),
         ),
         ("feasibility", rule_line(summary).removeprefix("feasible: ")),
-        ("task", attrs.get("task", "?")),
-        ("teacher", local.path(attrs.get("teacher", "?"))),
-        ("dataset", local.path(attrs.get("dataset", "?"))),
+        ("task", attrs.get(TASK, "?")),
+        ("teacher", local.path(attrs.get(TEACHER, "?"))),
+        ("dataset", local.path(attrs.get(DATASET, "?"))),
         ("storage", _storage(url)),
         (
             "trials",
@@ -174,7 +175,7 @@ def _meta(study: optuna.Study, summary: Summary, url: str, local: _Local) -> str
         ("failure reasons", failed),
         (
             "made by",
-            f"nas {nas.__version__} (study made by nas {attrs.get('nas_version', '?')}),"
+            f"nas {nas.__version__} (study made by nas {attrs.get(NAS_VERSION, '?')}),"
             f" {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}",
         ),
     ]
@@ -210,7 +211,7 @@ def _hypervolume_section(summary: Summary, config: dict[str, Any]) -> str:
 
 
 def _number(objective: str, value: float) -> str:
-    return f"{value / 1e6:.3f}M" if objective == "params" else f"{value:.6g}"
+    return f"{value / 1e6:.3f}M" if objective == PARAMS else f"{value:.6g}"
 
 
 def _importance_section(study: optuna.Study, summary: Summary) -> str:
@@ -275,7 +276,7 @@ def _cells(
         if n not in r.values:
             return ""
         v = r.values[n]
-        return f"{v / 1e6:.3f}M" if n == "params" else f"{v:.{digits}f}"
+        return f"{v / 1e6:.3f}M" if n == PARAMS else f"{v:.{digits}f}"
 
     def param(v: Any) -> str:
         return f"{v:.3g}" if isinstance(v, float) else str(v)

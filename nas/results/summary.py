@@ -18,20 +18,21 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nas.config import Threshold
 from nas.errors import NasError
+from nas.objectives import COSTS, PARAMS, task_metric
 from nas.results.picks import Picks, Point, deltas, pick
 from nas.study import (
-    BASELINE_TAG,
-    CONFIG_ATTR,
-    MESSAGE,
-    NO_ANSWER_KEY,
-    REASON,
+    config_snapshot,
     confirmed_points,
+    failure_message,
+    failure_reason,
+    is_baseline,
+    is_feasible,
+    metric_names,
     named_constraints,
+    no_answer_record,
     teacher_scores,
     test_scores,
 )
-
-SIZE_OBJECTIVES = ("params", "latency_ms")  # objectives that are costs, not task metrics
 
 
 @dataclass(frozen=True)
@@ -71,23 +72,15 @@ class Summary:
         return sum(1 for r in self.rows if r.standing == standing)
 
 
-def task_metric(names: list[str]) -> str:
-    """The objective that is a task metric (the first one that is not a cost)."""
-    for name in names:
-        if name not in SIZE_OBJECTIVES:
-            return name
-    raise NasError(f"the study's objectives {names} have no task metric")
-
-
 def summarize(study: optuna.Study) -> Summary:
-    names = list(study.metric_names or [f"value{i}" for i in range(len(study.directions))])
-    if "params" not in names:
+    names = metric_names(study)
+    if PARAMS not in names:
         raise NasError(
             f"study '{study.study_name}' has objectives {names}; nas reads studies whose "
             "objectives include a task metric and params (studies made by nas study run)"
         )
     metric = task_metric(names)
-    im, ip = names.index(metric), names.index("params")
+    im, ip = names.index(metric), names.index(PARAMS)
     front_numbers = {t.number for t in study.best_trials}
     rows = [_row(t, names, front_numbers) for t in study.get_trials(deepcopy=False)]
 
@@ -115,14 +108,14 @@ def summarize(study: optuna.Study) -> Summary:
         teacher=teacher_scores(study),
         confirmed=confirmed_points(study),
         thresholds=_thresholds(study),
-        no_answer=dict(study.user_attrs.get(NO_ANSWER_KEY) or {}),
+        no_answer=no_answer_record(study),
     )
 
 
 def _thresholds(study: optuna.Study) -> list[Threshold]:
     """The resolved thresholds of the config snapshot the study stored (``nas study run``)."""
-    config = study.user_attrs.get(CONFIG_ATTR)
-    entries = config.get("thresholds") if isinstance(config, dict) else None
+    config = config_snapshot(study)
+    entries = config.get("thresholds") if config is not None else None
     return [
         Threshold(str(t["metric"]), float(t["min"]), t.get("above_no_answer"))
         for t in entries or ()
@@ -133,7 +126,7 @@ def _thresholds(study: optuna.Study) -> list[Threshold]:
 def _row(t: FrozenTrial, names: list[str], front: set[int]) -> TrialRow:
     constraints = named_constraints(t)
     if t.state == TrialState.COMPLETE:
-        if any(v > 0 for v in constraints.values()):
+        if not is_feasible(t):
             standing = "infeasible"
         else:
             standing = "front" if t.number in front else "dominated"
@@ -150,11 +143,9 @@ def _row(t: FrozenTrial, names: list[str], front: set[int]) -> TrialRow:
         values=values,
         params=dict(t.params),
         constraints=constraints,
-        baseline=bool(t.user_attrs.get(BASELINE_TAG)),
-        reason=str(t.user_attrs.get(REASON, "unknown")) if t.state == TrialState.FAIL else "",
-        message=str(t.user_attrs.get(MESSAGE, "")).splitlines()[0][:200]
-        if t.user_attrs.get(MESSAGE)
-        else "",
+        baseline=is_baseline(t),
+        reason=failure_reason(t) if t.state == TrialState.FAIL else "",
+        message=failure_message(t),
         duration_s=duration,
     )
 
@@ -321,7 +312,7 @@ def reference_point(
             point[name], source[name] = float(given[name]), "study config"
         elif name in thresholds and direction == "maximize":
             point[name], source[name] = thresholds[name], "threshold"
-        elif baseline is not None and name in SIZE_OBJECTIVES:
+        elif baseline is not None and name in COSTS:
             point[name], source[name] = (
                 baseline.values[name],
                 f"baseline (trial {baseline.number})",
@@ -344,7 +335,7 @@ def hypervolume_history(summary: Summary, ref: Mapping[str, float]) -> list[tupl
     if set(ref) != set(summary.names):
         return []
     signs = np.array([-1.0 if d == "maximize" else 1.0 for d in summary.directions])
-    scale = np.array([1e-6 if n == "params" else 1.0 for n in summary.names])
+    scale = np.array([1e-6 if n == PARAMS else 1.0 for n in summary.names])
     ref_min = signs * scale * np.array([ref[n] for n in summary.names])
     kept: list[np.ndarray] = []
     history = []

@@ -15,23 +15,23 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.storages import BaseStorage
 
 from nas.config import StudyConfig, folder_name
 from nas.errors import NasError
+from nas.objectives import directions, objective_names
 from nas.progress import duration
 from nas.search.preflight import DriverPreflight, driver_preflight
-from nas.search_space import SearchSpace, study_space
+from nas.search_space import SearchSpace
 from nas.study import (
     DEFAULT_ARTIFACT_ROOT,
     STORAGE_ENV,
     ArtifactRoot,
     Heartbeat,
-    check_distributions_fit,
     check_root,
     counted_trials,
     finished_count,
     mask_password,
-    open_storage,
     open_study,
     parse_root,
     recover_orphans,
@@ -53,20 +53,19 @@ class RunOptions:
     score_test: bool = True  # score the front on the test split when the total is reached
 
 
-def run_study(config: StudyConfig, options: RunOptions, printer: Printer) -> int:
-    """Run (or resume) the study to ``options.n_trials`` finished trials. Returns an exit code."""
-    from nas.trial import objective_names, prepare
+def run_study(
+    config: StudyConfig, options: RunOptions, storage: BaseStorage, printer: Printer
+) -> int:
+    """Run (or resume) the study to ``options.n_trials`` finished trials in ``storage`` (opened
+    by the caller from ``options.storage``, once per command). Returns an exit code."""
+    from nas.trial import prepare
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started = time.monotonic()
-    # Bad input fails before anything expensive (data, teacher) and before the study exists.
-    space = study_space(config)
-    check_distributions_fit(options.storage, space.distributions, space.source_file)
     prepared = prepare(config, printer)
     config = prepared.config  # thresholds resolved against the selection split
     prepared_s = time.monotonic() - started
-    names = objective_names(config, prepared.task)
-    storage = open_storage(options.storage)
+    names = objective_names(config, prepared.task.primary_metric)
     _probe_ray(options.ray_address)  # a dead address fails before the study is touched
     root = parse_root(options.artifact_root or config.artifact_root or DEFAULT_ARTIFACT_ROOT)
     check_root(root)  # a missing bucket or credentials fail before the study is touched
@@ -283,15 +282,23 @@ def confirm_study(
     """``nas study confirm``: re-train ``trials`` with ``n_seeds`` new seeds each, as the
     trials of the companion study ``NAME.confirm`` (see :mod:`nas.study.confirm`); resumable."""
     from nas.config import SamplerConfig, from_snapshot
-    from nas.study import CONFIRMS, SEED, confirm_name, directions, missing_runs, new_seeds
+    from nas.study import (
+        CONFIRMS,
+        SEED,
+        config_snapshot,
+        confirm_name,
+        metric_names,
+        missing_runs,
+        new_seeds,
+        study_storage,
+    )
 
-    config = from_snapshot(study.user_attrs.get("config"), f"study '{study.study_name}'")
+    config = from_snapshot(config_snapshot(study), f"study '{study.study_name}'")
     seeds = new_seeds(config.training.seed, n_seeds)
     name = confirm_name(study.study_name)
-    storage = open_storage(url)
+    storage = study_storage(study)  # opened for writing by the command (load_named_study)
     wanted = [
-        optuna.study.StudyDirection[d.upper()]
-        for d in directions(config, study.metric_names or [])
+        optuna.study.StudyDirection[d.upper()] for d in directions(config, metric_names(study))
     ]
     with contextlib.suppress(optuna.exceptions.DuplicatedStudyError):
         storage.create_new_study(wanted, name)
@@ -318,4 +325,4 @@ def confirm_study(
         getattr(args, "artifact_root", None),
         score_test=False,
     )
-    return run_study(confirm_config, options, printer)
+    return run_study(confirm_config, options, storage, printer)

@@ -8,9 +8,10 @@ the test split and stores the result on the study, beside the teacher's scores o
 (computed from the cached teacher pass). A student already scored is not scored again, so the
 step is resumable and a study that later gains front points scores only those.
 
-Where the scores live: Optuna refuses to change a finished trial, so they are study user
-attributes, one key per trial (``test:<number>``), which several drivers can write without a
-read-modify-write race; :func:`test_scores` and :func:`teacher_scores` read them back.
+Where the scores live: Optuna refuses to change a finished trial, so they are study records
+(``nas.study.record``), one key per trial (``nas:test:<number>``), which several drivers can
+write without a read-modify-write race; :func:`test_scores` and :func:`teacher_scores` read them
+back.
 """
 
 from __future__ import annotations
@@ -24,11 +25,14 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from nas.study import (
-    BASELINE_TAG,
     NO_ANSWER_KEY,
     TEACHER_KEY,
     TEST_KEY,
     front_rows,
+    is_baseline,
+    metric_names,
+    set_study_record,
+    study_record,
     test_scores,
 )
 
@@ -57,14 +61,15 @@ def score_front(
     from nas.trial import test_features
 
     features = test_features(prepared)
-    if TEACHER_KEY not in study.user_attrs:
+    if study_record(study, TEACHER_KEY) is None:
         scores = _teacher_scores(prepared, features)
-        study.set_user_attr(TEACHER_KEY, scores)
+        set_study_record(study, TEACHER_KEY, scores)
         printer(f"teacher: {_brief(scores['selection'])} selection, {_brief(scores['test'])} test")
-    if prepared.no_answer is not None and NO_ANSWER_KEY not in study.user_attrs:
+    if prepared.no_answer is not None and study_record(study, NO_ANSWER_KEY) is None:
         from nas.feasibility import no_answer_scores
 
-        study.set_user_attr(
+        set_study_record(
+            study,
             NO_ANSWER_KEY,
             {"selection": prepared.no_answer, "test": no_answer_scores(prepared.splits.test)},
         )
@@ -77,7 +82,7 @@ def score_front(
     ]
     for i, trial in enumerate(todo, start=1):
         metrics = _score_trial(study, trial, prepared, features, artifact_root)
-        study.set_user_attr(f"{TEST_KEY}{trial.number}", metrics)
+        set_study_record(study, f"{TEST_KEY}{trial.number}", metrics)
         done[trial.number] = metrics
         printer(
             f"test split [{i}/{len(todo)}]: trial {trial.number} {_brief(metrics)} "
@@ -89,7 +94,7 @@ def score_front(
 def _is_baseline(t: FrozenTrial, front: list[FrozenTrial]) -> bool:
     return (
         t.state == optuna.trial.TrialState.COMPLETE
-        and bool(t.user_attrs.get(BASELINE_TAG))
+        and is_baseline(t)
         and all(t.number != f.number for f in front)
     )
 
@@ -100,8 +105,7 @@ def _brief(metrics: Mapping[str, float]) -> str:
 
 
 def _selection_metrics(study: optuna.Study, trial: FrozenTrial) -> dict[str, float]:
-    names = study.metric_names or []
-    return dict(zip(names, trial.values or [], strict=False))
+    return dict(zip(metric_names(study), trial.values or [], strict=False))
 
 
 def _teacher_scores(prepared: Any, test_f: Any) -> dict[str, dict[str, float]]:

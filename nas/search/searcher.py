@@ -25,22 +25,36 @@ from nas.search.worker import ArtifactWriteError
 from nas.search_space import SearchSpace
 from nas.study import (
     ARTIFACT_ROOT,
-    BASELINE_TAG,
     BUDGET,
+    CHECKPOINT_BYTES,
     CHECKPOINT_FILES,
     CONFIRMS,
+    DEVICE,
     ESTIMATE,
+    GPU_IDS,
+    LATENCY,
+    MEMORY_KIND,
+    METRIC_PREFIX,
+    N_PARAMS,
+    NODE,
     PEAK,
+    PEAK_MB,
     REASON,
     RERUN_REASONS,
+    SAMPLES_PER_S,
     SEED,
+    STEPS,
     TEST_METRICS,
+    TRAIN_TIME,
     ArtifactRoot,
     StoredFile,
     ask_within,
     constraint_values,
     drop_artifacts,
+    failure_message,
     finished_count,
+    is_baseline,
+    is_feasible,
     open_store,
     parse_root,
     record_files,
@@ -209,8 +223,8 @@ class StudySearcher(Searcher):
     ) -> optuna.trial.FrozenTrial | None:
         """Tell ``outcome`` once, whole; the trial as stored, or None when another driver had
         ended it first."""
-        attrs = {"node": outcome.get("node", "?")}
-        attrs.update({k: outcome[k] for k in (ESTIMATE, PEAK, BUDGET, "gpu_ids") if k in outcome})
+        attrs = {NODE: outcome.get(NODE, "?")}
+        attrs.update({k: outcome[k] for k in (ESTIMATE, PEAK, BUDGET, GPU_IDS) if k in outcome})
         try:
             if outcome["status"] == "ok":
                 return self._complete(trial, outcome, attrs)
@@ -292,19 +306,21 @@ class StudySearcher(Searcher):
             },
         )
         record_files(trial, files)
-        attrs.update({f"metric:{k}": v for k, v in metrics.task.items()})
+        attrs.update({f"{METRIC_PREFIX}{k}": v for k, v in metrics.task.items()})
         if "test" in metrics.extra:
             attrs[TEST_METRICS] = metrics.extra["test"]
         attrs.update(
-            params=metrics.params,
-            train_time_s=metrics.train_time_s,
-            samples_per_s=metrics.samples_per_s,
-            peak_memory_mb=metrics.peak_memory_mb,
-            memory_kind=metrics.memory_kind,
-            steps=metrics.steps,
-            device=metrics.device,
-            latency_ms=metrics.latency_ms,
-            checkpoint_bytes=sum(f.size for f in files),
+            {
+                N_PARAMS: metrics.params,
+                TRAIN_TIME: metrics.train_time_s,
+                SAMPLES_PER_S: metrics.samples_per_s,
+                PEAK_MB: metrics.peak_memory_mb,
+                MEMORY_KIND: metrics.memory_kind,
+                STEPS: metrics.steps,
+                DEVICE: metrics.device,
+                LATENCY: metrics.latency_ms,
+                CHECKPOINT_BYTES: sum(f.size for f in files),
+            }
         )
         constraints = constraint_values(self.config, metrics.task)
         return tell_complete(self.study, trial, values, constraints, attrs)
@@ -350,18 +366,17 @@ def trial_line(trial: optuna.trial.FrozenTrial, objective_names: list[str], coun
         f"L{p.get('n_layers', '?')} H{p.get('n_heads', '?')} d{p.get('hidden_size', '?')} "
         f"ffn{p.get('ffn_dim', '?')}"
     )
-    tag = " baseline" if trial.user_attrs.get(BASELINE_TAG) else ""
+    tag = " baseline" if is_baseline(trial) else ""
     memory = memory_summary(trial.user_attrs)
     memory = f" [{memory}]" if memory else ""
     if trial.state == optuna.trial.TrialState.COMPLETE and trial.values:
         vals = " ".join(
             f"{n}={_fmt(v)}" for n, v in zip(objective_names, trial.values, strict=False)
         )
-        feasible = all(v <= 0 for v in trial.constraints.values())
-        state = "COMPLETE" if feasible else "COMPLETE infeasible"
+        state = "COMPLETE" if is_feasible(trial) else "COMPLETE infeasible"
         return f"[{count}] trial {trial.number}{tag}: {shape} {vals} {state}{memory}"
-    reason = trial.user_attrs.get("fail_reason", "?")
-    message = str(trial.user_attrs.get("fail_message", "")).splitlines()[0][:100]
+    reason = trial.user_attrs.get(REASON, "?")
+    message = failure_message(trial, limit=100)
     return f"[{count}] trial {trial.number}{tag}: {shape} FAIL {reason}: {message}{memory}"
 
 

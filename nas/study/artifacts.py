@@ -41,14 +41,12 @@ from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX, DEFAULT_MIME_TYPE
 from optuna.trial import FrozenTrial
 
 from nas.errors import NasError
+from nas.study.record import CHECKPOINT_BYTES, CHECKPOINT_FILES
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
 
 DEFAULT_ARTIFACT_ROOT = ".nas/artifacts"  # relative to where nas runs
-CHECKPOINT_FILES = "checkpoint_files"  # trial user attr: file name -> artifact id
-ARTIFACT_ROOT = "artifact_root"  # trial user attr: the root its checkpoint was written to
-CHECKPOINT_BYTES = "checkpoint_bytes"  # trial user attr: the checkpoint's total size
 _CHUNK = 1 << 20  # bytes read at a time when hashing
 S3_SCHEME = "s3://"
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")  # S3's bucket naming rules

@@ -23,10 +23,9 @@ from dataclasses import dataclass, field
 import optuna
 from optuna.trial import TrialState
 
+from nas.study.record import CONFIRMS, SEED, TEST_METRICS
+
 CONFIRM_SUFFIX = ".confirm"
-CONFIRMS = "confirms"  # trial user attr of a confirmation run: the trial number it re-trains
-SEED = "seed"  # trial user attr: the training seed of the run
-TEST_METRICS = "test_metrics"  # trial user attr of a confirmation run: its test-split metrics
 
 
 def confirm_name(name: str) -> str:

@@ -1,10 +1,11 @@
 """Config drift: what a re-run's study file changes against what the study's trials ran under.
 
-A study stores the config it was run with (``user_attrs["config"]``, a JSON snapshot of the
-:class:`~nas.config.StudyConfig`), its objectives (Optuna's metric names and directions) and,
-through its trials, the search space. ``nas study run`` on an existing study compares the study
-file with them before anything expensive, and refuses changes that alter what past results
-mean (:func:`compare`); ``--accept-config-change`` records them instead (:func:`change_record`).
+A study stores the config it was run with (a JSON snapshot of the
+:class:`~nas.config.StudyConfig`, ``nas.study.record.CONFIG_ATTR``), its objectives (Optuna's
+metric names and directions) and its search space. ``nas study run`` on an existing study
+compares the study file with them before anything expensive, and refuses changes that alter
+what past results mean (:func:`compare`); ``--accept-config-change`` records them instead
+(:func:`change_record`).
 
 Pure functions on plain values: no Optuna, no torch, no Ray.
 """
@@ -19,9 +20,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-CONFIG_ATTR = "config"  # study user attr: the config snapshot
-SPACE_ATTR = "search_space"  # study user attr: {param: Optuna distribution JSON}
-CHANGES_ATTR = "config_changes"  # study user attr: the accepted changes, oldest first
 # Keys whose change leaves past trials' results as they were: how many trials, how they are
 # scheduled and sampled (a sampler proposes new points; the points run keep their values),
 # where things are stored, what is displayed, and inference-only settings. The baseline is

@@ -23,16 +23,19 @@ import sqlalchemy
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from nas.study.artifacts import (
+from nas.study.artifacts import ArtifactRoot, open_store, parse_root
+from nas.study.record import (
     ARTIFACT_ROOT,
+    BASELINE_TAG,
     CHECKPOINT_FILES,
-    ArtifactRoot,
-    open_store,
-    parse_root,
+    DRIVER,
+    HEARTBEAT,
+    MESSAGE,
+    REASON,
+    REQUEUED_FROM,
+    RERUN_REASONS,
 )
-from nas.study.record import BASELINE_TAG, DRIVER, MESSAGE, REASON, REQUEUED_FROM, RERUN_REASONS
 
-HEARTBEAT = "nas:heartbeat:"  # study system attr + driver id: unix time of its last beat
 HEARTBEAT_S = 30.0  # how often a running driver beats
 ORPHAN_GRACE_S = 180.0  # a driver silent this long is dead (hosts' clocks agree far better)
 

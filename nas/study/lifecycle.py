@@ -8,7 +8,6 @@ in ``nas.study.storage``; drivers sharing a study (heartbeats, orphans, the tota
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import socket
@@ -30,7 +29,21 @@ import nas
 from nas import feasibility
 from nas.config import StudyConfig
 from nas.errors import NasError, StorageUnreachable
-from nas.study.record import BASELINE_TAG, DASHBOARD_CONSTRAINTS, MESSAGE, REASON
+from nas.objectives import directions
+from nas.study.drift import snapshot
+from nas.study.record import (
+    BASELINE_TAG,
+    CONFIG_ATTR,
+    DASHBOARD_CONSTRAINTS,
+    DATASET,
+    MESSAGE,
+    NAS_VERSION,
+    REASON,
+    TASK,
+    TEACHER,
+    config_snapshot,
+    set_study_record,
+)
 from nas.study.storage import first_line, mask_password
 
 # Pauses between attempts to record a trial while the storage fails (about two minutes in all:
@@ -58,14 +71,6 @@ def make_sampler(config: StudyConfig, salt: str = "") -> optuna.samplers.BaseSam
     if name == "gp":
         return optuna.samplers.GPSampler(seed=seed)
     return optuna.samplers.RandomSampler(seed=seed)
-
-
-def directions(config: StudyConfig, objective_names: Sequence[str]) -> list[str]:
-    by_name = {o.name: o.direction for o in config.objectives}
-    return [
-        by_name.get(n, "minimize" if n in ("params", "latency_ms") else "maximize")
-        for n in objective_names
-    ]
 
 
 def open_study(
@@ -103,20 +108,23 @@ def open_study(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(list(objective_names))
-    if "config" not in study.user_attrs:
-        study.set_user_attr("config", _config_snapshot(config))
-        study.set_user_attr("teacher", config.teacher.path)
-        study.set_user_attr("task", config.task)
-        study.set_user_attr("dataset", dataset)
-        study.set_user_attr("nas_version", nas.__version__)
+    if config_snapshot(study) is None:
+        write_config(study, config)
+        study.set_user_attr(DATASET, dataset)
+        study.set_user_attr(NAS_VERSION, nas.__version__)
     return study
 
 
-def _config_snapshot(config: StudyConfig) -> dict[str, Any]:
-    snapshot = dataclasses.asdict(config)
-    if snapshot.get("storage"):
-        snapshot["storage"] = mask_password(snapshot["storage"])
-    return json.loads(json.dumps(snapshot, default=str))
+def write_config(study: optuna.Study, config: StudyConfig) -> None:
+    """Store ``config`` as the study's snapshot (the storage password masked), and the short
+    copies of its task and teacher that ``optuna studies`` shows."""
+    stored = snapshot(config)
+    if stored.get("storage"):
+        stored["storage"] = mask_password(stored["storage"])
+    set_study_record(study, CONFIG_ATTR, stored)
+    for key, value in ((TEACHER, config.teacher.path), (TASK, config.task)):
+        if study.user_attrs.get(key) != value:
+            study.set_user_attr(key, value)
 
 
 def constraint_values(config: StudyConfig, metrics: Mapping[str, float]) -> dict[str, float]:

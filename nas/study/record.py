@@ -1,34 +1,119 @@
 """The trial attribute schema: every key nas writes on a trial or a study, and the readers of
-what those keys say (feasibility, objective names, failure reasons, test-split scores).
+what those keys say (feasibility, objective names, failure reasons, test-split scores, the
+config snapshot).
 
-One home for each key: writers (the searcher, the driver, the holdout step) and readers (status,
-front, report, export, dashboard) import them from here, so a renamed key cannot drift apart.
+One home for each key: writers (the searcher, the driver, the holdout step, the drift check) and
+readers (status, front, report, export, dashboard) import them from here, so a renamed key
+cannot drift apart.
+
+Where study attributes live: ``optuna studies`` prints every study *user* attribute in one
+column, so the bulky records (the config snapshot, the search space, accepted changes, the
+teacher's, no-answer and test-split scores) are study *system* attributes named ``nas:...``
+(:data:`STUDY_RECORDS`), read with :func:`study_record` and written with
+:func:`set_study_record`. Studies made before that keep them as user attributes of the same
+name without ``nas:`` (``config``, ``test:3``...); the readers fall back to those, and a write
+also updates such a copy, since Optuna cannot delete a user attribute and two copies must agree.
+The short facts (task, teacher, dataset, nas version) stay user attributes.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-# trial user attributes
+from nas.objectives import PARAMS
+
+# ----------------------------------------------------------------- trial user attributes
 REASON = "fail_reason"  # of failed trials: oom, nan_loss, invalid_config, ...
 MESSAGE = "fail_message"
 BASELINE_TAG = "baseline"
 REQUEUED_FROM = "requeued_from"  # on a re-enqueued trial: the orphan's number
 DRIVER = "driver"  # host:pid:start of the driver that asked the trial
+NODE = "node"  # the Ray node the worker ran on
+GPU_IDS = "gpu_ids"  # the GPUs Ray gave the worker
 ESTIMATE = "memory_estimate_bytes"
 PEAK = "peak_memory_bytes"
 BUDGET = "memory_budget_bytes"
+METRIC_PREFIX = "metric:"  # metric:<name> -> the task metric on the selection split
+N_PARAMS = PARAMS  # the student's parameter count
+TRAIN_TIME = "train_time_s"
+SAMPLES_PER_S = "samples_per_s"
+PEAK_MB = "peak_memory_mb"
+MEMORY_KIND = "memory_kind"  # cuda_max_allocated or cpu_max_rss
+STEPS = "steps"
+DEVICE = "device"
+LATENCY = "latency_ms"
+CHECKPOINT_FILES = "checkpoint_files"  # file name -> artifact id
+ARTIFACT_ROOT = "artifact_root"  # the root its checkpoint was written to
+CHECKPOINT_BYTES = "checkpoint_bytes"  # the checkpoint's total size
+CONFIRMS = "confirms"  # of a confirmation run: the trial number it re-trains
+SEED = "seed"  # of a confirmation run: its training seed
+TEST_METRICS = "test_metrics"  # of a confirmation run: its test-split metrics
 # failures whose params are queued again once, and which do not count toward the total
 RERUN_REASONS = ("orphaned", "interrupted", "artifact_write")
-# trial system attribute: the list optuna-dashboard reads
-DASHBOARD_CONSTRAINTS = "constraints"
+# ---------------------------------------------------------------- trial system attributes
+DASHBOARD_CONSTRAINTS = "constraints"  # the list optuna-dashboard reads
 
-# study user attributes
-TEST_KEY = "test:"  # prefix: test:<trial number> -> {metric: value}
-TEACHER_KEY = "teacher_scores"  # {"selection": {...}, "test": {...}}
-NO_ANSWER_KEY = "no_answer"  # {"selection": {...}, "test": {...}} (QA)
-SPLITS_KEY = "splits"  # the data description (which split is which)
+# ----------------------------------------------------------------- study user attributes
+TASK = "task"
+TEACHER = "teacher"  # the teacher's path or hub name, as the config wrote it
+DATASET = "dataset"  # the data description (which split is which)
+NAS_VERSION = "nas_version"
+
+# --------------------------------------------------------------- study system attributes
+HEARTBEAT = "nas:heartbeat:"  # + driver id: unix time of its last beat
+CONFIG_ATTR = "nas:config"  # the config snapshot (thresholds resolved, password masked)
+SPACE_ATTR = "nas:search_space"  # {param: Optuna distribution JSON}
+CHANGES_ATTR = "nas:config_changes"  # the accepted changes, oldest first
+TEACHER_KEY = "nas:teacher_scores"  # {"selection": {...}, "test": {...}}
+NO_ANSWER_KEY = "nas:no_answer"  # {"selection": {...}, "test": {...}} (QA)
+TEST_KEY = "nas:test:"  # prefix: nas:test:<trial number> -> {metric: value}
+STUDY_RECORDS = (CONFIG_ATTR, SPACE_ATTR, CHANGES_ATTR, TEACHER_KEY, NO_ANSWER_KEY, TEST_KEY)
+_NAMESPACE = "nas:"
+
+
+def legacy_name(key: str) -> str:
+    """The user attribute a study made before the move holds ``key`` under (``config``)."""
+    return key.removeprefix(_NAMESPACE)
+
+
+def study_records(study: optuna.Study) -> dict[str, Any]:
+    """Every ``nas:`` record of the study by its key, old-layout user attributes included (the
+    system attribute wins where both exist)."""
+    names = {legacy_name(k) for k in STUDY_RECORDS}
+    out = {
+        _NAMESPACE + k: v
+        for k, v in study.user_attrs.items()
+        if k in names or k.startswith(legacy_name(TEST_KEY))
+    }
+    system = study._storage.get_study_system_attrs(study._study_id)
+    out.update({k: v for k, v in system.items() if k.startswith(_NAMESPACE)})
+    return out
+
+
+def study_record(study: optuna.Study, key: str) -> Any:
+    """The study's record ``key`` (one of :data:`STUDY_RECORDS`, or ``TEST_KEY`` + number);
+    None when the study has none."""
+    system = study._storage.get_study_system_attrs(study._study_id)
+    if key in system:
+        return system[key]
+    return study.user_attrs.get(legacy_name(key))
+
+
+def set_study_record(study: optuna.Study, key: str, value: Any) -> None:
+    """Store the record ``key`` as a study system attribute (where ``optuna studies`` does not
+    print it); an old-layout copy under the user attribute :func:`legacy_name` is updated too."""
+    study._storage.set_study_system_attr(study._study_id, key, value)
+    if legacy_name(key) in study.user_attrs:
+        study.set_user_attr(legacy_name(key), value)
+
+
+def config_snapshot(study: optuna.Study) -> dict[str, Any] | None:
+    """The config snapshot the study stored (``nas study run``), or None."""
+    value = study_record(study, CONFIG_ATTR)
+    return value if isinstance(value, dict) else None
 
 
 def named_constraints(trial: FrozenTrial) -> dict[str, float]:
@@ -39,8 +124,8 @@ def named_constraints(trial: FrozenTrial) -> dict[str, float]:
 def front_rows(study: optuna.Study) -> list[FrozenTrial]:
     """The feasible Pareto front (``study.best_trials``), smallest student first."""
     trials = study.best_trials
-    names = study.metric_names or []
-    key = names.index("params") if "params" in names else len(study.directions) - 1
+    names = metric_names(study)
+    key = names.index(PARAMS) if PARAMS in names else len(study.directions) - 1
     return sorted(trials, key=lambda t: t.values[key])
 
 
@@ -48,16 +133,32 @@ def state_counts(study: optuna.Study) -> dict[str, int]:
     counts: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
         state = t.state.name
-        if t.state == TrialState.COMPLETE and any(v > 0 for v in t.constraints.values()):
+        if t.state == TrialState.COMPLETE and not is_feasible(t):
             state = "COMPLETE (infeasible)"
         counts[state] = counts.get(state, 0) + 1
     return counts
 
 
+def failure_reason(trial: FrozenTrial) -> str:
+    """Why the trial failed (``unknown`` when nas did not say)."""
+    return str(trial.user_attrs.get(REASON, "unknown"))
+
+
+def failure_message(trial: FrozenTrial, limit: int = 200) -> str:
+    """The first line of the trial's failure message, at most ``limit`` characters."""
+    text = str(trial.user_attrs.get(MESSAGE) or "")
+    return text.splitlines()[0][:limit] if text else ""
+
+
+def is_baseline(trial: FrozenTrial) -> bool:
+    """Whether the trial is the study's baseline (the config's ``baseline:`` params)."""
+    return bool(trial.user_attrs.get(BASELINE_TAG))
+
+
 def failure_reasons(study: optuna.Study) -> dict[str, int]:
     reasons: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-        reason = str(t.user_attrs.get(REASON, "unknown"))
+        reason = failure_reason(t)
         reasons[reason] = reasons.get(reason, 0) + 1
     return reasons
 
@@ -65,16 +166,23 @@ def failure_reasons(study: optuna.Study) -> dict[str, int]:
 def test_scores(study: optuna.Study) -> dict[int, dict[str, float]]:
     """Test-split metrics by trial number, for the trials that have them."""
     out = {}
-    for key, value in study.user_attrs.items():
-        if key.startswith(TEST_KEY) and key[len(TEST_KEY) :].isdigit() and isinstance(value, dict):
-            out[int(key[len(TEST_KEY) :])] = {k: float(v) for k, v in value.items()}
+    for key, value in study_records(study).items():
+        number = key.removeprefix(TEST_KEY)
+        if key.startswith(TEST_KEY) and number.isdigit() and isinstance(value, dict):
+            out[int(number)] = {k: float(v) for k, v in value.items()}
     return out
 
 
 def teacher_scores(study: optuna.Study) -> dict[str, dict[str, float]]:
     """The teacher's metrics on the ``selection`` and ``test`` splits (empty before scoring)."""
-    value = study.user_attrs.get(TEACHER_KEY)
+    value = study_record(study, TEACHER_KEY)
     return value if isinstance(value, dict) else {}
+
+
+def no_answer_record(study: optuna.Study) -> dict[str, dict[str, float]]:
+    """QA: the scores of answering "no answer" everywhere, by split (empty before scoring)."""
+    value = study_record(study, NO_ANSWER_KEY)
+    return dict(value) if isinstance(value, dict) else {}
 
 
 def metric_names(study: optuna.Study) -> list[str]:

@@ -172,9 +172,11 @@ def open_storage(url: str) -> BaseStorage:
     return storage
 
 
-def open_existing(url: str) -> BaseStorage:
-    """The storage at ``url`` for commands that read a study: nothing is created (no SQLite or
-    journal file, no tables), and a SQLite file keeps its journal mode.
+def open_existing(url: str, writes: bool = False, fix: str = "") -> BaseStorage:
+    """The storage at ``url`` for commands that use a study it holds: nothing is created (no
+    SQLite or journal file, no tables). Read only, a SQLite file keeps its journal mode;
+    ``writes``: the command writes into the study, so a read-only SQLite file fails now, in one
+    line (``fix``: more advice), and the storage is opened as :func:`open_storage` opens it.
 
     Raises:
         StorageError: the file does not exist, or the database holds no Optuna tables; the
@@ -194,6 +196,9 @@ def open_existing(url: str) -> BaseStorage:
             f"{location(url)} holds no Optuna studies (no tables); pass --storage with the "
             "URL `nas study run` used"
         )
+    if writes:
+        check_writable(url, fix)
+        return open_storage(url)
     try:
         storage = optuna.storages.RDBStorage(
             url, engine_kwargs=engine_kwargs(parsed), skip_table_creation=True

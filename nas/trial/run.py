@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 import nas
+from nas import objectives
 from nas.cache import write_folder_atomically
 from nas.config import DataConfig, StudyConfig
 from nas.errors import ConfigError
@@ -51,8 +52,6 @@ from nas.trial.teacher import (
 )
 
 Progress = Callable[[str], None]
-PARAMS_OBJECTIVE = "params"
-LATENCY_OBJECTIVE = "latency_ms"
 
 
 @dataclass(frozen=True)
@@ -74,9 +73,9 @@ class Metrics:
 
     def value(self, name: str) -> float:
         """The value of an objective or threshold metric by name."""
-        if name == PARAMS_OBJECTIVE:
+        if name == objectives.PARAMS:
             return float(self.params)
-        if name == LATENCY_OBJECTIVE:
+        if name == objectives.LATENCY_MS:
             if self.latency_ms is None:
                 raise KeyError("latency_ms was not measured")
             return self.latency_ms
@@ -109,9 +108,7 @@ class Prepared:
 
 def objective_names(config: StudyConfig, task: Task) -> list[str]:
     """The study's objectives by name; default: the task metric and the parameter count."""
-    if config.objectives:
-        return [o.name for o in config.objectives]
-    return [task.primary_metric, PARAMS_OBJECTIVE]
+    return objectives.objective_names(config, task.primary_metric)
 
 
 def prepare(config: StudyConfig, progress: Progress | None = None) -> Prepared:
@@ -256,7 +253,7 @@ def _run_trial(
     scores = task.evaluate(prepared.splits.eval, prepared.eval_features, logits, prepared.data)
     eval_time = time.perf_counter() - start
     latency = None
-    if LATENCY_OBJECTIVE in objective_names(config, task):
+    if objectives.LATENCY_MS in objective_names(config, task):
         latency = measure_latency(
             model, prepared.eval_features, task.kind, pad_id, device, faults=True
         )
@@ -338,7 +335,7 @@ def save_student(
 def _check_objectives(config: StudyConfig, task: Task) -> None:
     """Objective and threshold names must be metrics the task reports (checked after a dry
     evaluation would be too late: a typo must fail before the first trial)."""
-    known = set(task_metric_names(task)) | {PARAMS_OBJECTIVE, LATENCY_OBJECTIVE}
+    known = set(task_metric_names(task)) | set(objectives.COSTS)
     names = objective_names(config, task) + [t.metric for t in config.thresholds]
     for name in names:
         if name not in known:

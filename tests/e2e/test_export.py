@@ -35,6 +35,7 @@ from nas.results.export import (
 from nas.results.model_card import QA_EXAMPLE, TEXT_EXAMPLE
 from nas.study.artifacts import ChecksumError, is_verifiable
 from nas.study.record import is_feasible, named_constraints
+from nas.study.record import test_scores as scores_on_test  # not collected as a test
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ def test_front_export_writes_folders_and_index(searched: Searched, tmp_path: Pat
         assert "AutoModelForQuestionAnswering.from_pretrained(MODEL)" in card
         assert f"trial {trial.number}" in card and "learning_rate" in card
         # the study finished, so its front was scored on the test split: the card says so
-        test = study.user_attrs[f"test:{trial.number}"]
+        test = scores_on_test(study)[trial.number]
         assert record["test_metrics"] == test and record["teacher_metrics"]["test"]
         assert "Task metrics (test split: data no trial saw)" in card
         assert f"| exact | {test['exact']:.6g} |" in card and "Teacher (selection / test)" in card
@@ -394,7 +395,7 @@ def test_qa_cards_carry_hub_metadata_test_metrics_and_no_local_paths(
         record = json.loads((folder / "nas.json").read_text())
         assert record["teacher"] == record["student_source"] == "<local>/tiny"
         assert record["study_file"] == "<local>/tiny.yaml"
-        test = study.user_attrs.get(f"test:{number}")
+        test = scores_on_test(study).get(number)
         if test is None:  # not on the front: never scored on the test split
             assert card.data.eval_results is None and "(not scored yet)" in text
         else:

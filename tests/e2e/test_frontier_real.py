@@ -10,6 +10,8 @@ import pytest
 from support.cli_run import run_nas
 from support.real_study import NAME, RealStudy
 
+from nas.study import test_scores as scores_on_test  # not collected as a test
+
 
 def test_front_table_equals_best_trials(real_study: RealStudy) -> None:
     study = real_study.study()
@@ -31,7 +33,7 @@ def test_front_table_equals_best_trials(real_study: RealStudy) -> None:
         )
     text = run_nas("study", "front", NAME, "--storage", real_study.url).stdout
     for t in best:  # 4 decimals for accuracy (selection, then test), params in millions
-        test = real_study.study().user_attrs[f"test:{t.number}"]["accuracy"]
+        test = scores_on_test(real_study.study())[t.number]["accuracy"]
         row = rf"\b{t.number}( b)?\s+{t.values[0]:.4f}\s+{test:.4f}\s+{t.values[1] / 1e6:.3f}M"
         assert re.search(row, text), (row, text)
     assert re.search(r"^teacher\s+0\.\d{4}\s+0\.\d{4}$", text, re.MULTILINE), text

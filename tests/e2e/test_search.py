@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 from support.cli_run import REPO, assert_usage_error
 from support.cli_run import run_nas as nas
 
-from nas.study.record import REASON, named_constraints
+from nas.study.record import REASON, config_snapshot, named_constraints
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 MARIADB = "mysql+pymysql://root@127.0.0.1:3306/test"
@@ -77,7 +77,7 @@ def test_sqlite_study_records_everything(tiny_study, tmp_path: Path) -> None:  #
         files = t.user_attrs["checkpoint_files"]
         assert {"model.safetensors", "config.json", "nas.json"} <= set(files)
         assert (tmp_path / "artifacts" / files["model.safetensors"]).is_file()
-    assert study.user_attrs["task"] == "synthetic_qa" and "config" in study.user_attrs
+    assert study.user_attrs["task"] == "synthetic_qa" and config_snapshot(study) is not None
     # one line per finished trial, then the front
     assert result.stderr.count("] trial ") == 4
     # each ends with its wall time; the run ends with its total

@@ -14,6 +14,7 @@ from support.cli_run import REPO, assert_usage_error
 from support.cli_run import run_nas as nas
 
 from nas.config import load_study
+from nas.study.record import config_snapshot
 from nas.study.storage import mask_password
 
 # PostgreSQL trusts 127.0.0.1 here, so it accepts any password: a real run with a secret in it
@@ -72,7 +73,7 @@ def test_a_search_keeps_the_password_to_itself(
     seen.append(missing.stderr)
 
     study = optuna.load_study(study_name=name, storage=URL)
-    assert study.user_attrs["config"]["storage"] == mask_password(URL)
+    assert config_snapshot(study)["storage"] == mask_password(URL)  # type: ignore[index]
     system = study._storage.get_study_system_attrs(study._study_id)
     seen.append(json.dumps([study.user_attrs, system], default=str))
     for trial in study.trials:

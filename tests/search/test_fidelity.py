@@ -17,7 +17,7 @@ from nas.feasibility import (
     resolve_thresholds,
 )
 from nas.results.summary import front_table, summarize
-from nas.study.confirm import CONFIRMS, SEED, TEST_METRICS, confirm_name, confirmed_points
+from nas.study import CONFIRMS, SEED, TEST_METRICS, confirm_name, confirmed_points
 from nas.study.record import TEACHER_KEY, TEST_KEY
 from nas.tasks import squad_metric
 from nas.tasks.squad_io import read_squad_file, split_by_articles

@@ -15,6 +15,7 @@ from optuna.distributions import distribution_to_json
 
 from nas.config import Threshold, load_study
 from nas.search_space import load_search_space
+from nas.study import CHANGES_ATTR, SPACE_ATTR, config_snapshot, study_record
 from nas.study.drift import Basis, Change, change_record, compare, describe, snapshot
 
 REPO = Path(__file__).resolve().parents[2]
@@ -244,12 +245,8 @@ def test_a_changed_study_file_is_refused_before_any_work(
         code == 2 and "cannot take search_space.batch_size.choices [16, 32] -> [16, 32, 64]" in err
     )
     assert "run it under a new name (e.g. name: tiny_v2)" in err
-    assert (
-        optuna.load_study(study_name="tiny", storage=study._storage).user_attrs.get(
-            "config_changes"
-        )
-        is None
-    )
+    again = optuna.load_study(study_name="tiny", storage=study._storage)
+    assert study_record(again, CHANGES_ATTR) is None
 
 
 def test_an_accepted_change_is_recorded_and_becomes_the_basis(
@@ -258,13 +255,12 @@ def test_an_accepted_change_is_recorded_and_becomes_the_basis(
     capsys,
     monkeypatch,  # type: ignore[no-untyped-def]
 ) -> None:
-    import nas.search.driver
+    import nas.search
 
     _created(_study_file(tiny_study, tmp_path))
     runs: list[Any] = []
-    monkeypatch.setattr(
-        nas.search.driver, "run_study", lambda config, *a: runs.append(config) or 0
-    )
+    # the CLI calls the face's run_study
+    monkeypatch.setattr(nas.search, "run_study", lambda config, *a: runs.append(config) or 0)
     margin = [{"metric": "exact", "above_no_answer": 5.0}]
     changed = _study_file(tiny_study, tmp_path, thresholds=margin, n_trials=9)
     code, err = _main(capsys, "study", "run", str(changed))
@@ -273,15 +269,15 @@ def test_an_accepted_change_is_recorded_and_becomes_the_basis(
     assert code == 0 and len(runs) == 1, err
     assert "accepted 2 config change(s) to study 'tiny'" in err
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'nas.db'}")
-    (record,) = study.user_attrs["config_changes"]
+    (record,) = study_record(study, CHANGES_ATTR)
     assert [c["key"] for c in record["changes"]] == [
         "thresholds[0].above_no_answer",
         "thresholds[0].min",
     ]
     assert record["changes"][1] == {"key": "thresholds[0].min", "old": 50.0, "new": None}
-    (threshold,) = study.user_attrs["config"]["thresholds"]
+    (threshold,) = config_snapshot(study)["thresholds"]
     no_answer = 50.0  # the tiny synthetic split is half unanswerable
     assert Threshold(**threshold) == Threshold("exact", no_answer + 5.0, 5.0)
-    assert "temperature" in study.user_attrs["search_space"]
+    assert "temperature" in study_record(study, SPACE_ATTR)
     code, err = _main(capsys, "study", "run", str(changed))  # the new basis: no refusal
     assert code == 0 and len(runs) == 2 and "accepted" not in err, err

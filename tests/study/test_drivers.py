@@ -196,7 +196,7 @@ def test_an_orphan_loses_the_checkpoint_a_cut_off_tell_left(
     record); another trial's checkpoint stays."""
     import json
 
-    from nas.study.artifacts import ARTIFACT_ROOT, CHECKPOINT_FILES
+    from nas.study import ARTIFACT_ROOT, CHECKPOINT_FILES
 
     study = new_study(tiny_study, url_for(kind, tmp_path))
     root = tmp_path / "artifacts"
