@@ -145,7 +145,7 @@ def measure(task: Task, folder: Path, checkpoint: Path | None, seeds: list[int])
         for arm, settings in ARMS.items():
             params = {**student, **TRAINING, **settings}
             log(f"{task.name}: seed {seed}, {arm}")
-            metrics = run_trial(with_seed(prepared, seed), params)
+            metrics = run_trial(with_seed(prepared, seed), prepared.space.trial_params(params))
             scores[arm].append(metrics.task[metric])
             size = metrics.params
             log(f"{task.name}: seed {seed}, {arm}: {metric} {metrics.task[metric]:.4f}")

@@ -40,8 +40,8 @@ import optuna
 from _common import log
 
 from nas.config import SamplerConfig, StudyConfig, load_study
+from nas.params import StudentShape
 from nas.search_space import SearchSpace, load_search_space
-from nas.students.build import StudentShape
 from nas.students.cost import parameter_count
 from nas.study.lifecycle import make_sampler, open_study, tell_complete
 from nas.study.storage import open_storage
@@ -117,7 +117,7 @@ def plain_loop(config: StudyConfig, params: list[dict[str, Any]], out: Path) -> 
     times = []
     for i, p in enumerate(params):
         start = time.perf_counter()
-        run_trial(prepared, p, out / f"trial-{i}")
+        run_trial(prepared, prepared.space.trial_params(p), out / f"trial-{i}")
         times.append(time.perf_counter() - start)
     return times
 

@@ -33,6 +33,7 @@ import torch
 from _common import log
 
 from nas.config import load_study
+from nas.params import TrainingRecipe
 from nas.students.build import build_student, count_parameters, hidden_importance
 from nas.students.calibration import ActivationStats, calibration_stats
 from nas.students.sources import EMB, SourceModel, layer_prefix, load_source
@@ -190,7 +191,8 @@ def measure(folder: Path, checkpoint: Path, quick: bool, targets: list[dict[str,
             sizes[label] = count_parameters(model)
             shapes[label] = "{n_layers}L {hidden_size}w {n_heads}h {ffn_dim}f".format(**shape)
             training = dataclasses.replace(config.training, seed=seed)
-            train(model, train_f, None, TRAINING, training, "classification", pad)
+            recipe = TrainingRecipe(**TRAINING, temperature=1.0)  # hard labels: T unused
+            train(model, train_f, recipe, training, "classification", pad, seed=seed)
             logits = predict(model, eval_f, "classification", pad, 128, device)
             accuracy = task.evaluate(splits.eval, eval_f, logits, data)["accuracy"]
             scores.setdefault(label, []).append(float(accuracy))

@@ -205,16 +205,61 @@ class StudyConfig:
     source_file: str = ""  # set by the loader: the YAML this came from
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
 
-    def resolve(self, path: str | None, hub_ok: bool = True) -> str | None:
-        """A path from the config, made relative to the study file.
+    def __post_init__(self) -> None:
+        # Not a field: the snapshot a study stores (dataclasses.asdict) keeps the paths as
+        # written, so drift detection and from_snapshot see what the user wrote.
+        object.__setattr__(self, "_paths", StudyPaths.of(self))
 
-        With ``hub_ok``, a value that looks like a hub name (``org/name``, not an existing path)
-        passes through. ``{cache_dir}`` in a value stands for the study's cache folder.
-        """
-        if path is None:
-            return None
-        path = path.replace("{cache_dir}", self.cache_dir)
-        return resolve_path(path, self.source_file, hub_ok)
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickled (a Ray worker's copy): the paths are resolved again where the files are,
+        as the worker sees them (a teacher the driver trained since exists now)."""
+        self.__dict__.update(state)
+        object.__setattr__(self, "_paths", StudyPaths.of(self))
+
+    @property
+    def paths(self) -> StudyPaths:
+        """The config's path settings, resolved once when the config was built."""
+        paths: StudyPaths = self.__dict__["_paths"]
+        return paths
+
+
+@dataclass(frozen=True)
+class StudyPaths:
+    """Every path setting of a study, resolved against the study file's folder.
+
+    ``{cache_dir}`` in a value stands for the study's cache folder. A checkpoint setting that
+    looks like a hub name (``org/name``, not an existing path, see :func:`resolve_path`) passes
+    through as it is; data files are always paths.
+    """
+
+    search_space: str  # the search space file
+    student_source: str  # folder or hub name
+    teacher: str  # teacher.path: folder or hub name
+    teacher_init: str | None  # teacher.train.init: folder or hub name; None without one
+    train_file: str | None  # data.*_file: files (DataError names the missing one at load)
+    eval_file: str | None
+    test_file: str | None
+
+    @classmethod
+    def of(cls, config: StudyConfig) -> StudyPaths:
+        def path(value: str, hub_ok: bool = True) -> str:
+            value = value.replace("{cache_dir}", config.cache_dir)
+            return resolve_path(value, config.source_file, hub_ok)
+
+        def file(value: str | None) -> str | None:
+            return None if value is None else path(value, hub_ok=False)
+
+        train = config.teacher.train
+        init = None if train is None or train.init is None else path(train.init)
+        return cls(
+            search_space=path(config.search_space),
+            student_source=path(config.student_source),
+            teacher=path(config.teacher.path),
+            teacher_init=init,
+            train_file=file(config.data.train_file),
+            eval_file=file(config.data.eval_file),
+            test_file=file(config.data.test_file),
+        )
 
 
 def resolve_path(value: str, source_file: str, hub_ok: bool = True) -> str:

@@ -1,5 +1,8 @@
 """Search spaces: the only reader of ``search_spaces/*.yaml`` and the only caller of
-``trial.suggest_*``. Cross-parameter rules live here, in :func:`check_params`.
+``trial.suggest_*``. The rules a parameter obeys whatever the space says live in
+:func:`check_params`, which applies the shape's own rules (integers, heads that divide the hidden
+size: :mod:`nas.params`) and each parameter's bounds; :meth:`SearchSpace.trial_params` turns
+checked params into the typed :class:`nas.params.TrialParams` a trial runs.
 
 Each parameter is written in Optuna's distribution format, either the short form
 
@@ -34,26 +37,19 @@ from optuna.distributions import (
 
 from nas.config import shown
 from nas.errors import ConfigError, InvalidConfig
+from nas.params import (
+    INT_PARAMS,
+    PARAM_NAMES,
+    TrialParams,
+    check_heads_divide,
+    check_integer,
+    integral,
+)
 from nas.safe_yaml import load_yaml
 
 if TYPE_CHECKING:
     from nas.config import StudyConfig
 
-PARAM_NAMES = (
-    "n_layers",
-    "n_heads",
-    "hidden_size",
-    "ffn_dim",
-    "temperature",
-    "alpha",
-    "learning_rate",
-    "warmup_ratio",
-    "weight_decay",
-    "batch_size",
-    "epochs",
-)
-# Parameters that must be integers whatever distribution gives them.
-INT_PARAMS = ("n_layers", "n_heads", "hidden_size", "ffn_dim", "batch_size")
 # Closed ranges each parameter must stay in, whatever the search space says.
 _BOUNDS: dict[str, tuple[float, float]] = {
     "n_layers": (1, 48),
@@ -79,7 +75,10 @@ class SearchSpace:
     source_file: str = ""
 
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
-        """Sample every parameter on ``trial``; raises InvalidConfig when a rule is broken."""
+        """Sample every parameter on ``trial``; raises InvalidConfig when a rule is broken.
+
+        The flat mapping Optuna records (and Ray carries to a worker, which builds the typed
+        value with :meth:`trial_params`)."""
         params = {name: _suggest(trial, name, d) for name, d in self.distributions.items()}
         check_params(params)
         return params
@@ -103,9 +102,7 @@ class SearchSpace:
             )
         clean = {}
         for name, dist in self.distributions.items():
-            value = params[name]
-            if name in INT_PARAMS and isinstance(value, float) and value.is_integer():
-                value = int(value)
+            value = integral(params[name]) if name in INT_PARAMS else params[name]
             number = isinstance(value, int | float) and not isinstance(value, bool)
             if not isinstance(dist, CategoricalDistribution) and not number:
                 raise InvalidConfig(
@@ -121,26 +118,26 @@ class SearchSpace:
         check_params(clean)
         return clean
 
+    def trial_params(self, params: Mapping[str, Any], where: str = "params") -> TrialParams:
+        """The typed value of params that lie in this space (see :meth:`validate`)."""
+        return TrialParams.from_params(self.validate(params, where))
+
 
 def check_params(params: Mapping[str, Any]) -> None:
-    """The cross-parameter rules of a student. Raises InvalidConfig with the fix."""
+    """The rules of the params given (any subset): integers, bounds, heads that divide the
+    hidden size. Raises InvalidConfig with the fix."""
     for name, (low, high) in _BOUNDS.items():
         if name not in params:
             continue
         value = params[name]
-        if name in INT_PARAMS and (isinstance(value, bool) or not isinstance(value, int)):
-            raise InvalidConfig(f"{name} = {shown(value)} must be an integer")
+        if name in INT_PARAMS:
+            check_integer(name, value)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidConfig(f"{name} = {shown(value)} must be a number, unquoted")
         if not low <= value <= high:  # NaN too
             raise InvalidConfig(f"{name} = {shown(value)} must lie in [{low}, {high}]")
-    heads, hidden = params.get("n_heads"), params.get("hidden_size")
-    if heads is not None and hidden is not None and hidden % heads:
-        divisors = [d for d in range(1, min(hidden, 64) + 1) if hidden % d == 0]
-        raise InvalidConfig(
-            f"n_heads = {heads} does not divide hidden_size = {hidden}; "
-            f"choose n_heads among {divisors} or a hidden_size that {heads} divides"
-        )
+    if "n_heads" in params and "hidden_size" in params:
+        check_heads_divide(params["n_heads"], params["hidden_size"])
 
 
 def study_space(config: StudyConfig) -> SearchSpace:
@@ -148,7 +145,7 @@ def study_space(config: StudyConfig) -> SearchSpace:
 
     Cheap (two YAML files, no data, no teacher): commands call it before anything expensive.
     """
-    space = load_search_space(config.resolve(config.search_space) or config.search_space)
+    space = load_search_space(config.paths.search_space)
     if config.baseline:
         space.validate(config.baseline, where=f"{config.source_file}: baseline")
     return space

@@ -20,7 +20,7 @@ def test_every_shipped_study_loads_with_its_space_and_baseline(path: Path) -> No
     config = load_study(path)
     assert isinstance(config, StudyConfig)
     assert config.name == path.stem
-    space = load_search_space(config.resolve(config.search_space) or "")
+    space = load_search_space(config.paths.search_space)
     if config.baseline is not None:
         space.validate(config.baseline, where=f"{path}: baseline")
 
@@ -84,13 +84,29 @@ def test_missing_and_invalid_yaml(tmp_path: Path) -> None:
 
 def test_paths_resolve_against_the_study_file_and_cache_dir(tmp_path: Path) -> None:
     config = load_study(write_study(tmp_path, data__train_file="data/train.json"))
-    assert config.resolve(config.data.train_file, hub_ok=False) == str(
-        tmp_path / "data" / "train.json"
-    )
-    assert config.resolve("distilbert-base-uncased") == "distilbert-base-uncased"
+    assert config.paths.train_file == str(tmp_path / "data" / "train.json")
+    assert config.paths.eval_file is None and config.paths.teacher_init is None
+    assert config.paths.student_source == config.paths.teacher  # the quickstart's own teacher
     assert Path(config.cache_dir).is_absolute()
-    teacher = config.resolve(config.teacher.path) or ""
+    teacher = config.paths.teacher
     assert teacher.startswith(config.cache_dir) and teacher.endswith("teachers/quickstart")
+    # the config keeps the values as written: the study's snapshot and drift compare those
+    assert config.data.train_file == "data/train.json"
+    assert config.teacher.path == "{cache_dir}/teachers/quickstart"
+
+
+def test_hub_names_pass_through_and_paths_follow_replace_and_pickle(tmp_path: Path) -> None:
+    import dataclasses
+    import pickle
+
+    config = load_study(write_study(tmp_path, student_source="distilbert-base-uncased"))
+    assert config.paths.student_source == "distilbert-base-uncased"
+    (tmp_path / "distilbert-base-uncased").mkdir()  # now a folder beside the study file
+    assert pickle.loads(pickle.dumps(config)).paths.student_source == str(
+        tmp_path / "distilbert-base-uncased"
+    )
+    moved = dataclasses.replace(config, cache_dir=str(tmp_path / "elsewhere"))
+    assert moved.paths.teacher == str(tmp_path / "elsewhere" / "teachers" / "quickstart")
 
 
 def test_scientific_notation_without_dot_is_a_float(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import optuna
 import pytest
 
 from nas.errors import ConfigError, InvalidConfig
+from nas.params import StudentShape, TrialParams
 from nas.search_space import PARAM_NAMES, check_params, load_search_space
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,6 +37,9 @@ def test_every_shipped_space_loads_and_samples(path: Path) -> None:
         params = space.suggest(study.ask())
         assert params["hidden_size"] % params["n_heads"] == 0
         assert space.validate(params) == params
+        typed = space.trial_params(params)
+        assert typed.as_dict() == params  # Optuna's names and values, types included
+        assert list(typed.as_dict()) == list(PARAM_NAMES)
 
 
 def test_optuna_json_form_and_fixed_values(tmp_path: Path) -> None:
@@ -141,7 +145,8 @@ def test_cross_parameter_rule_names_the_fix() -> None:
     with pytest.raises(InvalidConfig) as info:
         check_params({"n_heads": 5, "hidden_size": 768})
     assert "n_heads = 5 does not divide hidden_size = 768" in str(info.value)
-    assert "12" in str(info.value)
+    suggested = str(info.value).rsplit("such as ", 1)[1].split(", ")
+    assert suggested == ["3", "4", "6", "8"]  # the head counts nearest 5 that divide 768
     with pytest.raises(InvalidConfig, match="must lie in"):
         check_params({"alpha": 1.5})
     with pytest.raises(InvalidConfig, match="must be an integer"):
@@ -182,3 +187,35 @@ def test_the_mysql_limit_is_the_real_servers(name: str) -> None:
     big = CategoricalDistribution(list(range(64, 64 + 6 * 10_000, 6)))
     with pytest.raises(StorageInternalError):
         study.ask({"ffn_dim_wide": big})
+
+
+def test_trial_params_are_typed_and_every_field_is_required() -> None:
+    space = load_search_space(BASE)
+    good = {
+        n: d.choices[0] if hasattr(d, "choices") else d.low for n, d in space.distributions.items()
+    }
+    good.update(n_heads=2, hidden_size=32)
+    typed = space.trial_params({**good, "batch_size": float(good["batch_size"])})
+    assert typed.shape == StudentShape(good["n_layers"], 2, 32, good["ffn_dim"])
+    assert typed.recipe.alpha == good["alpha"] and type(typed.recipe.batch_size) is int
+    with pytest.raises(InvalidConfig, match="missing alpha"):
+        space.trial_params({k: v for k, v in good.items() if k != "alpha"})
+    with pytest.raises(InvalidConfig, match=r"missing \['seed'\]|unknown \['seed'\]"):
+        TrialParams.from_params({**good, "seed": 1})
+
+
+def test_the_shape_rules_have_one_message_wherever_they_are_checked() -> None:
+    """check_params (a search space, --params) and StudentShape (a built student) share them."""
+    shape = {"n_layers": 2, "n_heads": 5, "hidden_size": 768, "ffn_dim": 64}
+    messages = []
+    for check in (check_params, StudentShape.from_params):
+        with pytest.raises(InvalidConfig) as info:
+            check(shape)
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]
+    messages = []
+    for check in (check_params, StudentShape.from_params):
+        with pytest.raises(InvalidConfig) as info:
+            check({**shape, "n_heads": 4, "n_layers": 2.5})
+        messages.append(str(info.value))
+    assert messages[0] == messages[1] and "n_layers = 2.5 must be an integer" in messages[0]

@@ -10,6 +10,8 @@ from typing import Any
 from nas.cli._common import command, parse_params, progress
 from nas.errors import NasError
 
+BATCH_SIZE = 32  # the estimate's batch without --batch-size or a batch_size in --params
+
 
 def register(commands: Any) -> None:
     student = command(
@@ -65,7 +67,7 @@ def register(commands: Any) -> None:
         "nas.json); the folder must not exist",
     )
     student.add_argument(
-        "--batch-size", type=int, metavar="N", help="default: params' batch_size or 32"
+        "--batch-size", type=int, metavar="N", help=f"default: params' batch_size or {BATCH_SIZE}"
     )
     student.add_argument(
         "--seq-len", type=int, default=384, metavar="N", help="tokens per feature (384)"
@@ -119,11 +121,21 @@ def _write(out: Path, model: Any, source_name: str, record: dict[str, Any]) -> N
     write_folder_atomically(out, write)
 
 
+def _batch_size(args: argparse.Namespace, params: dict[str, Any]) -> int:
+    """The estimate's batch: --batch-size, else the batch_size of --params (optional here:
+    only the shape is needed), else :data:`BATCH_SIZE`, as --help says."""
+    if args.batch_size:
+        return int(args.batch_size)
+    if "batch_size" in params:
+        return int(params["batch_size"])
+    return BATCH_SIZE
+
+
 def student_command(args: argparse.Namespace) -> int:
     import nas
+    from nas.params import StudentShape
     from nas.search_space import check_params
     from nas.students import (
-        StudentShape,
         build_student,
         count_parameters,
         describe_student,
@@ -157,7 +169,7 @@ def student_command(args: argparse.Namespace) -> int:
         }
         _write(args.out, model, args.source, record)
         progress(f"wrote the sliced, untrained student to {args.out}")
-    batch = args.batch_size or int(params.get("batch_size", 32))
+    batch = _batch_size(args, params)
     memory = estimate_training_memory(
         shape,
         source.vocab_size,

@@ -44,7 +44,7 @@ def train_command(args: argparse.Namespace) -> int:
     from nas.trial import train_teacher
 
     config = load_study(args.study)
-    out = args.out or Path(config.resolve(config.teacher.path) or config.teacher.path)
+    out = args.out or Path(config.paths.teacher)
     if out.exists() and not args.force:
         raise NasError(f"{out} exists; pass --force to replace it or --out for another folder")
     metrics = train_teacher(config, out, progress)

@@ -61,13 +61,15 @@ def run_command(args: argparse.Namespace) -> int:
     given = parse_params(args.params)
     # Checked before prepare: bad params train no teacher and write nothing.
     space = study_space(config)
-    params = space.validate({**(config.baseline or {}), **given}, where=f"--params {args.params}")
+    params = space.trial_params(
+        {**(config.baseline or {}), **given}, where=f"--params {args.params}"
+    )
     from nas.trial import prepare, run_trial  # heavy imports only when needed
 
     sink = quiet if args.quiet else progress
     prepared = prepare(config, sink)
     metrics = run_trial(prepared, params, args.out, sink, {"trial": "cli"})
-    result = {"study": config.name, "params": params, **metrics.as_dict()}
+    result = {"study": config.name, "params": params.as_dict(), **metrics.as_dict()}
     if args.out is not None:
         result["checkpoint"] = str(args.out)
     print(json.dumps(result, indent=2))

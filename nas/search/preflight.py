@@ -22,8 +22,9 @@ import torch
 
 from nas.config import ResourcesConfig, StudyConfig
 from nas.errors import InvalidConfig, PredictedOutOfMemory
+from nas.params import TrialParams
 from nas.progress import human_bytes
-from nas.students import MemoryEstimate, StudentShape, estimate_training_memory
+from nas.students import MemoryEstimate, estimate_training_memory
 from nas.study import BUDGET, ESTIMATE
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ class Budget:
 
 
 def trial_estimate(
-    prepared: Prepared, params: Mapping[str, Any], device_type: str, bf16: bool
+    prepared: Prepared, params: TrialParams, device_type: str, bf16: bool
 ) -> MemoryEstimate:
     """Estimated memory of one training step of the student ``params`` describe.
 
@@ -53,12 +54,12 @@ def trial_estimate(
     source = load_source(prepared.source)  # cached per process; build_student reads it too
     cuda = device_type == "cuda"
     return estimate_training_memory(
-        StudentShape.from_params(params),
+        params.shape,
         source.vocab_size,
         source.max_positions,
         prepared.task.kind,
         prepared.num_labels,
-        min(int(params["batch_size"]), len(prepared.train_features)),
+        min(params.recipe.batch_size, len(prepared.train_features)),
         int(prepared.train_features.lengths().max()),
         amp=bf16,
         attention="sdpa" if cuda else "eager",
@@ -113,8 +114,10 @@ class DriverPreflight:
         self.bf16 = cuda and config.training.bf16 != "off"
 
     def check(self, params: Mapping[str, Any]) -> tuple[dict[str, int], str | None]:
-        """The memory attributes of the trial, and why it must not run (None: it may)."""
-        estimate = trial_estimate(self.prepared, params, self.device_type, self.bf16)
+        """The memory attributes of the trial of sampled ``params`` (the flat mapping the
+        driver hands to Ray), and why it must not run (None: it may)."""
+        typed = self.prepared.space.trial_params(params)
+        estimate = trial_estimate(self.prepared, typed, self.device_type, self.bf16)
         attrs = {ESTIMATE: estimate.total, BUDGET: self.budget.bytes}
         try:
             check_fits(estimate, self.budget)

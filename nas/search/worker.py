@@ -77,12 +77,13 @@ def _train_and_store(
     from nas.search.preflight import check_fits, trial_estimate, worker_budget
     from nas.trial import prepare, resolve_device, run_trial, use_bf16
 
-    number, params = int(ray_config["number"]), ray_config["params"]
+    number = int(ray_config["number"])
     key = config.source_file + config.name
     if key not in _PREPARED:
         _PREPARED.clear()
         _PREPARED[key] = prepare(config)
     prepared = _PREPARED[key]
+    params = prepared.space.trial_params(ray_config["params"])  # Ray carries the plain dict
     device = resolve_device(config.training.device)
     estimate = trial_estimate(prepared, params, device.type, use_bf16(config.training, device))
     memory[ESTIMATE] = estimate.total

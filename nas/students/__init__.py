@@ -6,7 +6,6 @@ No Optuna, no Ray: a student can be built and costed without a study.
 """
 
 from nas.students.build import (
-    StudentShape,
     build_student,
     count_parameters,
     ranking_description,
@@ -28,7 +27,6 @@ from nas.students.sources import (
 __all__ = [
     "ActivationStats",
     "MemoryEstimate",
-    "StudentShape",
     "build_student",
     "calibration_stats",
     "count_parameters",

@@ -2,7 +2,8 @@
 
 A student is a plain ``DistilBertForQuestionAnswering`` or ``DistilBertForSequenceClassification``
 (an exported student loads with ``AutoModel*.from_pretrained``, no custom code). It can have any
-layer count, hidden size, head count dividing the hidden size and FFN size. Its weights are:
+layer count, hidden size, head count dividing the hidden size and FFN size
+(:class:`nas.params.StudentShape`, where those rules live). Its weights are:
 
 * **layers** mapped from the source by :func:`layer_map` (evenly spaced when fewer, source layers
   ``0..L-1`` then fresh layers when more);
@@ -38,8 +39,6 @@ Reading checkpoints and mapping their names lives in :mod:`nas.students.sources`
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from nas.errors import InvalidConfig
+from nas.params import StudentShape
 from nas.students.sources import (
     EMB,
     NORMS,
@@ -62,70 +62,7 @@ if TYPE_CHECKING:
     from nas.students.calibration import ActivationStats
 
 
-SHAPE_KEYS = ("n_layers", "n_heads", "hidden_size", "ffn_dim")
 TASK_KINDS = ("qa", "classification")
-
-
-def _as_int(key: str, value: Any) -> int:
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        return int(value)
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    raise InvalidConfig(f"{key}={value!r} is not an integer; sample {key} as an int")
-
-
-def _divisors_near(number: int, target: int, count: int = 4) -> list[int]:
-    divisors = [d for d in range(1, number + 1) if number % d == 0 and number // d >= 8]
-    nearest = sorted(divisors, key=lambda d: abs(math.log(d / target)))  # ratio distance
-    return sorted(nearest[:count]) or [1]
-
-
-@dataclass(frozen=True)
-class StudentShape:
-    """The searched architecture of a DistilBERT student."""
-
-    n_layers: int
-    n_heads: int
-    hidden_size: int
-    ffn_dim: int
-
-    def __post_init__(self) -> None:
-        for key in SHAPE_KEYS:
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidConfig(
-                    f"{key}={value!r} must be an integer >= 1; fix the search space"
-                )
-        if self.hidden_size % self.n_heads:
-            near = ", ".join(map(str, _divisors_near(self.hidden_size, self.n_heads)))
-            raise InvalidConfig(
-                f"n_heads={self.n_heads} does not divide hidden_size={self.hidden_size}; "
-                f"pick a divisor such as {near}"
-            )
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.n_heads
-
-    @classmethod
-    def from_config(cls, config: Any) -> StudentShape:
-        """The shape of a built student, from its ``DistilBertConfig``."""
-        return cls(config.n_layers, config.n_heads, config.dim, config.hidden_dim)
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> StudentShape:
-        """Read the shape from sampled trial parameters; other keys (learning rate...) are ignored.
-
-        Raises:
-            InvalidConfig: a key is missing, not an integer, < 1, or heads do not divide the size.
-        """
-        missing = [key for key in SHAPE_KEYS if key not in params]
-        if missing:
-            raise InvalidConfig(
-                f"student parameters lack {missing} (got {sorted(params)}); the search space "
-                f"must define {', '.join(SHAPE_KEYS)}"
-            )
-        return cls(**{key: _as_int(key, params[key]) for key in SHAPE_KEYS})
 
 
 # Slicing ------------------------------------------------------------------------------------

@@ -10,8 +10,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
 from nas.errors import InvalidConfig
+from nas.params import StudentShape
 from nas.progress import human_bytes
-from nas.students.build import StudentShape, check_task
+from nas.students.build import check_task
 
 ATTENTION_KINDS = ("sdpa", "eager")
 

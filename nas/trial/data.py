@@ -24,9 +24,9 @@ def resolved_data(config: StudyConfig) -> DataConfig:
     data = config.data
     changes: dict[str, Any] = {}
     for key in ("train_file", "eval_file", "test_file"):
-        value = getattr(data, key)
+        value, resolved = getattr(data, key), getattr(config.paths, key)
         if value is not None:
-            path = Path(config.resolve(value, hub_ok=False) or value)
+            path = Path(resolved)
             if not path.is_file():
                 raise DataError(
                     f"{config.source_file}: data.{key} = {value!r} -> {path} does not exist; "

@@ -27,7 +27,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -157,23 +157,53 @@ def student_logits(model: nn.Module, batch: Mapping[str, torch.Tensor], kind: Ta
 # ----------------------------------------------------------------------------- training
 
 
+class Recipe(Protocol):
+    """What :func:`train` reads of a training recipe. Both recipes nas trains with provide it:
+    a student's :class:`nas.params.TrainingRecipe` and the teacher's ``teacher.train``
+    (:class:`nas.config.TeacherTrainConfig`)."""
+
+    @property
+    def learning_rate(self) -> float: ...
+    @property
+    def weight_decay(self) -> float: ...
+    @property
+    def warmup_ratio(self) -> float: ...
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def epochs(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class Distillation:
+    """The soft targets of a student's training: the teacher's cached logits, and how they
+    weigh (a student's ``alpha`` and ``temperature``, :class:`nas.params.TrainingRecipe`)."""
+
+    logits: np.ndarray  # QA (train tokens, 2); classification (train features, labels)
+    alpha: float  # weight of the soft loss; 0 trains on the hard labels alone
+    temperature: float  # softening temperature of the KL soft loss
+
+
 def train(
     model: nn.Module,
     features: Features,
-    teacher: np.ndarray | None,
-    params: Mapping[str, Any],
+    recipe: Recipe,
     config: TrainingConfig,
     kind: TaskKind,
     pad_id: int,
+    *,
+    seed: int,
+    distill: Distillation | None = None,
     progress: Progress | None = None,
     deadline: float | None = None,
     faults: bool = False,
     on_epoch: Callable[[int], None] | None = None,
     what: str = "training",
 ) -> TrainResult:
-    """Train ``model`` in place by distillation from cached ``teacher`` logits.
+    """Train ``model`` in place by ``recipe``, seeded by ``seed`` (the study config's).
 
-    ``teacher`` None (or alpha 0) trains on hard labels only, as when fine-tuning a teacher.
+    With ``distill`` the student learns from the cached teacher logits too; without it (as when
+    fine-tuning a teacher) from the hard labels alone.
     Raises ``Diverged`` for a NaN/inf loss; out-of-memory errors propagate (see
     :func:`catch_out_of_memory`). ``faults``: a student trial, where the ``NAS_FAULT_OOM_*``
     testing aids apply. ``what`` names the work in progress (a bar on a terminal, else a line a
@@ -181,14 +211,14 @@ def train(
     the last step; the model is back in training mode when it returns.
     """
     device = resolve_device(config.device)
-    seed = int(params.get("seed", config.seed))
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    batch_size = int(params["batch_size"])
-    alpha = float(params.get("alpha", 0.0)) if teacher is not None else 0.0
-    temperature = float(params.get("temperature", 1.0))
+    batch_size = recipe.batch_size
+    teacher = None if distill is None else distill.logits
+    alpha = 0.0 if distill is None else distill.alpha
+    temperature = 1.0 if distill is None else distill.temperature  # unused at alpha 0
     per_epoch = math.ceil(len(features) / batch_size)
-    total = max(1, math.ceil(per_epoch * float(params["epochs"])))
+    total = max(1, math.ceil(per_epoch * float(recipe.epochs)))
     if config.max_steps is not None:
         total = min(total, config.max_steps)
 
@@ -196,8 +226,8 @@ def train(
         inject_oom_fault(model, "to_device")
     model.to(device)
     model.train()
-    optimizer = _optimizer(model, float(params["learning_rate"]), float(params["weight_decay"]))
-    warmup = int(total * float(params.get("warmup_ratio", 0.0)))
+    optimizer = _optimizer(model, float(recipe.learning_rate), float(recipe.weight_decay))
+    warmup = int(total * float(recipe.warmup_ratio))
     scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)
     bf16 = use_bf16(config, device)
     type_ids = accepts_type_ids(model)

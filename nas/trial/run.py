@@ -24,6 +24,7 @@ from nas.cache import write_folder_atomically
 from nas.config import DataConfig, StudyConfig
 from nas.errors import ConfigError
 from nas.feasibility import describe_thresholds, no_answer_scores, resolve_thresholds
+from nas.params import TrialParams
 from nas.search_space import SearchSpace, load_search_space
 from nas.students import (
     ActivationStats,
@@ -35,6 +36,7 @@ from nas.students import (
 from nas.tasks import Features, Splits, Task
 from nas.trial.data import encoded, load_splits
 from nas.trial.loop import (
+    Distillation,
     catch_out_of_memory,
     check_finite_logits,
     check_finite_weights,
@@ -113,7 +115,7 @@ def objective_names(config: StudyConfig, task: Task) -> list[str]:
 
 def prepare(config: StudyConfig, progress: Progress | None = None) -> Prepared:
     """Load data, tokenizer and teacher logits (computing and caching what is missing)."""
-    space = load_search_space(config.resolve(config.search_space) or config.search_space)
+    space = load_search_space(config.paths.search_space)
     task, splits, data = load_splits(config)
     no_answer = no_answer_scores(splits.eval) if task.kind == "qa" else None
     config = dataclasses.replace(config, thresholds=resolve_thresholds(config, no_answer))
@@ -123,7 +125,7 @@ def prepare(config: StudyConfig, progress: Progress | None = None) -> Prepared:
     num_labels = task.num_labels(splits)
     teacher = ensure_teacher(config, progress, (task, splits, data))
     check_teacher_labels(teacher, task.kind, splits.label_names)
-    source = config.resolve(config.student_source) or config.student_source
+    source = config.paths.student_source
     tokenizer = load_tokenizer(source, "student source")
     check_same_tokenization(load_tokenizer(teacher, "teacher"), tokenizer, teacher, source)
     cache = Path(config.cache_dir)
@@ -175,7 +177,7 @@ def prepare(config: StudyConfig, progress: Progress | None = None) -> Prepared:
 
 def run_trial(
     prepared: Prepared,
-    params: Mapping[str, Any],
+    params: TrialParams,
     out_dir: Path | None = None,
     progress: Progress | None = None,
     provenance: Mapping[str, Any] | None = None,
@@ -185,6 +187,7 @@ def run_trial(
 ) -> Metrics:
     """Build, distill, evaluate and (with ``out_dir``) save one student.
 
+    ``params`` is the typed value the search space gives (``prepared.space.trial_params``).
     ``deadline`` (a ``time.time()`` value) ends training with ``TrialTimeout`` when passed.
     ``seed`` replaces ``training.seed`` (``nas study confirm``'s re-trainings); ``score_test``
     also scores the student on the test split (``Metrics.extra["test"]``), for runs that
@@ -202,7 +205,7 @@ def run_trial(
 
 def _run_trial(
     prepared: Prepared,
-    params: Mapping[str, Any],
+    params: TrialParams,
     out_dir: Path | None,
     progress: Progress | None,
     provenance: Mapping[str, Any] | None,
@@ -211,29 +214,34 @@ def _run_trial(
     score_test: bool = False,
 ) -> Metrics:
     config, task = prepared.config, prepared.task
-    params = prepared.space.validate(params)
     if seed is not None:
         config = dataclasses.replace(
             config, training=dataclasses.replace(config.training, seed=seed)
         )
     torch.manual_seed(config.training.seed)
     model = build_student(
-        params, prepared.source, task.kind, prepared.num_labels, calibration=prepared.calibration
+        params.shape,
+        prepared.source,
+        task.kind,
+        prepared.num_labels,
+        calibration=prepared.calibration,
     )
     n_params = count_parameters(model)
     if progress:
         progress(f"student: {n_params:,} parameters")
     pad_id = _pad_id(prepared.tokenizer)
+    recipe = params.recipe
     result = train(
         model,
         prepared.train_features,
-        prepared.teacher_logits,
-        params,
+        recipe,
         config.training,
         task.kind,
         pad_id,
-        progress,
-        deadline,
+        seed=config.training.seed,
+        distill=Distillation(prepared.teacher_logits, recipe.alpha, recipe.temperature),
+        progress=progress,
+        deadline=deadline,
         faults=True,
         what="student training",
     )
@@ -303,7 +311,7 @@ def evaluate_logits(
 def save_student(
     model: torch.nn.Module,
     prepared: Prepared,
-    params: Mapping[str, Any],
+    params: TrialParams,
     metrics: Metrics,
     out_dir: Path,
     provenance: Mapping[str, Any],
@@ -317,7 +325,7 @@ def save_student(
         "teacher": prepared.teacher,
         "student_source": prepared.source,
         "data": prepared.splits.description,
-        "params": dict(params),
+        "params": params.as_dict(),
         "metrics": metrics.as_dict(),
         "python": platform.python_version(),
         "torch": torch.__version__,

@@ -244,7 +244,7 @@ def ensure_teacher(
     cache: nas does not overwrite that one, and says so. ``loaded`` is what
     ``nas.trial.data.load_splits(config)`` returned, when the caller has it.
     """
-    path = config.resolve(config.teacher.path) or config.teacher.path
+    path = config.paths.teacher
     folder = Path(path)
     if config.teacher.train is None:
         return path
@@ -284,7 +284,7 @@ def teacher_recipe(
             continue  # teachers recorded before the option existed stay current
         else:
             recipe[key] = value
-    init = (config.resolve(spec.init) or spec.init) if spec.init is not None else None
+    init = config.paths.teacher_init
     recipe["init_weights"] = checkpoint_identity(init) if init is not None else None
     if spec.init is None and not hasattr(task, "offline_tokenizer") and not spec.vocab_from_data:
         recipe["tokenizer"] = f"student_source {config.student_source}"  # see _teacher_start
@@ -363,14 +363,6 @@ def train_teacher(
     cache = Path(config.cache_dir)
     train_f = encoded(task, splits.train, tokenizer, data, cache)
     eval_f = encoded(task, splits.eval, tokenizer, data, cache)
-    params = {
-        "batch_size": spec.batch_size,
-        "epochs": spec.epochs,
-        "seed": spec.seed,
-        "learning_rate": spec.learning_rate,
-        "weight_decay": spec.weight_decay,
-        "warmup_ratio": spec.warmup_ratio,
-    }
     if progress:
         n = sum(p.numel() for p in model.parameters())
         progress(
@@ -389,15 +381,15 @@ def train_teacher(
     def fit() -> None:
         inject_teacher_oom_fault("train")
         on_epoch = (lambda epoch: best.offer(epoch, score(), model)) if spec.keep_best else None
-        train(
+        train(  # on the hard labels: the teacher has no teacher
             model,
             train_f,
-            None,
-            params,
+            spec,
             config.training,
             task.kind,
             pad_id,
-            progress,
+            seed=spec.seed,
+            progress=progress,
             on_epoch=on_epoch,
             what="teacher training",
         )
@@ -501,7 +493,8 @@ def _teacher_start(
         extra["label2id"] = {name: i for i, name in enumerate(label_names)}
     torch.manual_seed(spec.seed)  # the random init (and any new head) is part of the recipe
     if spec.init is not None:
-        init = config.resolve(spec.init) or spec.init
+        init = config.paths.teacher_init
+        assert init is not None  # set exactly when spec.init is
         tokenizer = load_tokenizer(init, "teacher.train.init")
         try:
             model = model_class(task.kind).from_pretrained(init, **extra)
@@ -514,7 +507,7 @@ def _teacher_start(
     if tokenizer is None and spec.vocab_from_data:
         tokenizer = build_tokenizer(frequent_words(_texts(train_examples), spec.vocab_from_data))
     if tokenizer is None:
-        source = config.resolve(config.student_source) or config.student_source
+        source = config.paths.student_source
         tokenizer = load_tokenizer(source, "student source (tokenizer for the new teacher)")
     allowed = set(BertConfig().to_dict())
     unknown = sorted(set(spec.arch) - allowed)

@@ -156,7 +156,7 @@ def test_oom_fault_injection_raises_a_real_cuda_oom(squad_study: Path) -> None:
     os.environ["NAS_FAULT_OOM_ABOVE_PARAMS"] = "1000"
     try:
         with pytest.raises(OutOfMemory) as info:
-            run_trial(prepared, STUDENT)
+            run_trial(prepared, prepared.space.trial_params(STUDENT))
     finally:
         del os.environ["NAS_FAULT_OOM_ABOVE_PARAMS"]
     assert "CUDA out of memory" in str(info.value)
@@ -166,22 +166,25 @@ def test_oom_fault_injection_raises_a_real_cuda_oom(squad_study: Path) -> None:
 def test_nan_loss_is_diverged(squad_study: Path) -> None:
     from nas.config import load_study
     from nas.errors import Diverged
+    from nas.params import TrialParams
     from nas.students.build import build_student
-    from nas.trial.loop import train
+    from nas.trial.loop import Distillation, train
     from nas.trial.run import prepare
 
     prepared = prepare(load_study(squad_study))
     model = build_student(STUDENT, prepared.source, "qa")
     params = {**STUDENT, "learning_rate": 1.0e6, "warmup_ratio": 0.0}  # far outside any space
+    recipe = TrialParams.from_params(params).recipe  # names and types: no space to lie in
     with pytest.raises(Diverged, match=r"loss became (nan|inf)"):
         train(
             model,
             prepared.train_features,
-            prepared.teacher_logits,
-            params,
+            recipe,
             prepared.config.training,
             "qa",
             0,
+            seed=prepared.config.training.seed,
+            distill=Distillation(prepared.teacher_logits, recipe.alpha, recipe.temperature),
         )
 
 

@@ -94,7 +94,8 @@ def test_oom_predicted_trials_fail_unlaunched_and_the_study_goes_on(
 ) -> None:  # type: ignore[no-untyped-def]
     study_file = tiny_study(n_trials=6)
     prepared = prepare(load_study(study_file))
-    baseline = trial_estimate(prepared, TINY_BASELINE, "cpu", bf16=False).total
+    params = prepared.space.trial_params(TINY_BASELINE)
+    baseline = trial_estimate(prepared, params, "cpu", bf16=False).total
     budget_gb = baseline * 1.05 / 2**30  # the baseline fits; most sampled students do not
     raw = yaml.safe_load(study_file.read_text())
     raw["resources"] = {"preflight_memory": True, "gpu_memory_gb": budget_gb}

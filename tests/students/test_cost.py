@@ -11,7 +11,8 @@ import torch
 from transformers import DistilBertConfig, DistilBertForQuestionAnswering, DistilBertModel
 
 from nas.errors import InvalidConfig
-from nas.students.build import StudentShape, build_student, count_parameters
+from nas.params import StudentShape
+from nas.students.build import build_student, count_parameters
 from nas.students.cost import (
     MemoryEstimate,
     describe_student,

@@ -24,8 +24,8 @@ from transformers import (
 
 from nas.config import CalibrationConfig
 from nas.errors import CheckpointError, InvalidConfig
+from nas.params import StudentShape
 from nas.students.build import (
-    StudentShape,
     build_student,
     count_parameters,
     hidden_importance,
@@ -386,17 +386,17 @@ def test_sources_are_cached_per_path(distil_dir: Path) -> None:
 @pytest.mark.parametrize(
     ("params", "needle"),
     [
-        ({"n_layers": 2, "n_heads": 5, "hidden_size": 768, "ffn_dim": 64}, "n_heads=5"),
-        ({"n_layers": 0, "n_heads": 4, "hidden_size": 64, "ffn_dim": 64}, "n_layers=0"),
+        ({"n_layers": 2, "n_heads": 5, "hidden_size": 768, "ffn_dim": 64}, "n_heads = 5"),
+        ({"n_layers": 0, "n_heads": 4, "hidden_size": 64, "ffn_dim": 64}, "n_layers = 0"),
         ({"n_layers": 2, "n_heads": 4, "hidden_size": 64}, "ffn_dim"),
-        ({"n_layers": 2.5, "n_heads": 4, "hidden_size": 64, "ffn_dim": 64}, "n_layers=2.5"),
+        ({"n_layers": 2.5, "n_heads": 4, "hidden_size": 64, "ffn_dim": 64}, "n_layers = 2.5"),
     ],
 )
 def test_invalid_shapes_are_rejected(params: dict[str, float], needle: str) -> None:
     with pytest.raises(InvalidConfig, match=needle) as info:
         StudentShape.from_params({**params, "temperature": 2.0})
-    if needle == "n_heads=5":
-        assert "hidden_size=768" in str(info.value)
+    if needle == "n_heads = 5":
+        assert "hidden_size = 768" in str(info.value)
         suggested = str(info.value).rsplit("such as ", 1)[1].split(", ")
         assert len(suggested) == 4 and all(768 % int(h) == 0 for h in suggested)
 

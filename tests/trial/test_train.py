@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
-from nas.config import TrainingConfig
+from nas.config import TeacherTrainConfig, TrainingConfig
 from nas.errors import TrialTimeout
+from nas.params import TrainingRecipe
 from nas.tasks.base import Features
-from nas.trial.loop import batch_indices, collate, predict, train
+from nas.trial.loop import Distillation, batch_indices, collate, predict, train
 from nas.trial.losses import MASKED_LOGIT
 
-PARAMS = {
-    "batch_size": 4,
-    "epochs": 2,
-    "learning_rate": 1e-3,
-    "weight_decay": 0.01,
-    "warmup_ratio": 0.1,
-    "alpha": 0.5,
-    "temperature": 2.0,
-}
+RECIPE = TrainingRecipe(
+    temperature=2.0,
+    alpha=0.5,
+    learning_rate=1e-3,
+    warmup_ratio=0.1,
+    weight_decay=0.01,
+    batch_size=4,
+    epochs=2,
+)
 
 
 def features(n: int = 24, seed: int = 0) -> Features:
@@ -93,7 +96,8 @@ def test_training_is_deterministic_on_cpu() -> None:
     results = []
     for _ in range(2):
         m = model()
-        result = train(m, f, teacher, PARAMS, config, "classification", 0)
+        soft = Distillation(teacher, RECIPE.alpha, RECIPE.temperature)
+        result = train(m, f, RECIPE, config, "classification", 0, seed=3, distill=soft)
         results.append(
             (result.final_loss, predict(m, f, "classification", 0, 8, torch.device("cpu")))
         )
@@ -106,16 +110,17 @@ def test_training_reduces_the_loss_and_respects_max_steps() -> None:
     f = features(64)
     m = model()
     config = TrainingConfig(device="cpu", max_steps=5)
-    result = train(m, f, None, {**PARAMS, "epochs": 3}, config, "classification", 0)
+    recipe = dataclasses.replace(RECIPE, epochs=3)
+    result = train(m, f, recipe, config, "classification", 0, seed=0)
     assert result.steps == 5
     long = train(
         model(),
         f,
-        None,
-        {**PARAMS, "epochs": 30, "learning_rate": 3e-3},
+        dataclasses.replace(RECIPE, epochs=30, learning_rate=3e-3),
         TrainingConfig(device="cpu"),
         "classification",
         0,
+        seed=0,
     )
     assert long.final_loss < 0.5  # random labels of 64 features can be memorized
 
@@ -125,11 +130,11 @@ def test_deadline_in_the_past_is_a_timeout() -> None:
         train(
             model(),
             features(),
-            None,
-            PARAMS,
+            RECIPE,
             TrainingConfig(device="cpu"),
             "classification",
             0,
+            seed=0,
             deadline=0.0,
         )
 
@@ -139,16 +144,16 @@ def test_on_epoch_runs_after_each_epoch_and_the_last_step_with_a_closing_line() 
     epochs: list[int] = []
     lines: list[str] = []
     config = TrainingConfig(device="cpu")
-    params = {**PARAMS, "epochs": 2.5}  # 15 steps: epochs end at steps 6, 12 and 15
+    recipe = dataclasses.replace(RECIPE, epochs=2.5)  # 15 steps: epochs end at 6, 12 and 15
     train(
         model(),
         f,
-        None,
-        params,
+        recipe,
         config,
         "classification",
         0,
-        lines.append,
+        seed=0,
+        progress=lines.append,
         on_epoch=epochs.append,
         what="teacher training",
     )
@@ -156,3 +161,27 @@ def test_on_epoch_runs_after_each_epoch_and_the_last_step_with_a_closing_line() 
     assert len(lines) == 1  # under a minute: no line a minute, one closing line
     assert lines[0].startswith("teacher training: 15/15 steps in 0:0")
     assert "loss " in lines[0]
+
+
+def test_the_teachers_recipe_trains_as_a_students_without_distillation() -> None:
+    """train() takes either recipe: teacher.train (with its own seed) and a student's
+    TrainingRecipe of the same knobs give the same weights; distillation changes them."""
+    f = features()
+    teacher = np.random.default_rng(1).normal(size=(len(f), 3)).astype(np.float32)
+    spec = TeacherTrainConfig(
+        epochs=2, learning_rate=1e-3, batch_size=4, warmup_ratio=0.1, weight_decay=0.01, seed=5
+    )
+    config = TrainingConfig(device="cpu")
+    runs = {
+        "teacher": (spec, None, spec.seed),
+        "student": (RECIPE, None, 5),
+        "distilled": (RECIPE, Distillation(teacher, 0.5, 2.0), 5),
+        "other seed": (RECIPE, None, 6),
+    }
+    losses = {}
+    for name, (recipe, soft, seed) in runs.items():
+        result = train(model(), f, recipe, config, "classification", 0, seed=seed, distill=soft)
+        losses[name] = result.final_loss
+    assert losses["teacher"] == losses["student"]
+    assert losses["distilled"] != losses["student"]
+    assert losses["other seed"] != losses["student"]

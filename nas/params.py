@@ -1,0 +1,202 @@
+"""Trial parameters as typed values: a student's shape and its training recipe.
+
+A trial's parameters are sampled (or given with ``--params``, or as the baseline) as a flat
+mapping of the names Optuna stores (``n_layers``, ..., ``epochs``); the search space checks them
+(:meth:`nas.search_space.SearchSpace.trial_params`) and turns them into a :class:`TrialParams`,
+which is what the trial (``nas.trial.run_trial``) and the training loop read. Nothing reads the
+flat mapping with defaults: every field is required.
+
+This module is top-level, beside ``search_space.py``, rather than in ``nas/students`` or
+``nas/trial``: the search space builds these values and may import no package (see
+``tests/test_layering.py``), while ``students/`` (the shape) and ``trial/`` (the recipe) both
+read them. It imports nothing heavy (no torch, no Optuna).
+
+It is also the one home of the rules a shape obeys whatever the search space says: integer
+parameters are integers (:func:`check_integer`) and heads divide the hidden size
+(:func:`check_heads_divide`), each with one message and one piece of advice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from nas.config import shown
+from nas.errors import InvalidConfig
+
+SHAPE_KEYS = ("n_layers", "n_heads", "hidden_size", "ffn_dim")
+# Heads narrower than this are not suggested when heads do not divide the hidden size.
+MIN_SUGGESTED_HEAD_DIM = 8
+
+
+def check_integer(name: str, value: Any) -> int:
+    """The integer rule: ``value`` of the integer parameter ``name`` is an ``int`` (not a bool).
+
+    Raises:
+        InvalidConfig: naming the parameter and the value, with the fix.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidConfig(
+            f"{name} = {shown(value)} must be an integer; write a whole number, unquoted "
+            "(an int or categorical distribution in a search space)"
+        )
+    return value
+
+
+def integral(value: Any) -> Any:
+    """An integral float as its int (``3.0`` -> ``3``: JSON written by other tools); any other
+    value as it is, for :func:`check_integer` to judge."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def check_heads_divide(n_heads: int, hidden_size: int) -> None:
+    """The heads rule: ``n_heads`` divides ``hidden_size`` (each head gets an equal slice).
+
+    Raises:
+        InvalidConfig: naming both values, and the head counts near ``n_heads`` that divide
+            ``hidden_size`` with heads of at least :data:`MIN_SUGGESTED_HEAD_DIM` dimensions.
+    """
+    if hidden_size % n_heads == 0:
+        return
+    near = ", ".join(map(str, _divisors_near(hidden_size, n_heads)))
+    raise InvalidConfig(
+        f"n_heads = {n_heads} does not divide hidden_size = {hidden_size}; choose a "
+        f"hidden_size that {n_heads} divides, or n_heads such as {near}"
+    )
+
+
+def _divisors_near(number: int, target: int, count: int = 4) -> list[int]:
+    """The ``count`` divisors of ``number`` nearest ``target`` by ratio, sorted."""
+    divisors = [
+        d
+        for d in range(1, number + 1)
+        if number % d == 0 and number // d >= MIN_SUGGESTED_HEAD_DIM
+    ]
+    nearest = sorted(divisors, key=lambda d: abs(math.log(d / target)))  # ratio distance
+    return sorted(nearest[:count]) or [1]
+
+
+@dataclass(frozen=True)
+class StudentShape:
+    """The searched architecture of a DistilBERT student."""
+
+    n_layers: int  # transformer layers
+    n_heads: int  # attention heads per layer; divides hidden_size
+    hidden_size: int  # width of the residual stream (DistilBERT's `dim`)
+    ffn_dim: int  # neurons of each layer's feed-forward block (DistilBERT's `hidden_dim`)
+
+    def __post_init__(self) -> None:
+        for key in SHAPE_KEYS:
+            value = check_integer(key, getattr(self, key))
+            if value < 1:
+                raise InvalidConfig(f"{key} = {value} must be at least 1; fix the search space")
+        check_heads_divide(self.n_heads, self.hidden_size)
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.n_heads
+
+    @classmethod
+    def from_config(cls, config: Any) -> StudentShape:
+        """The shape of a built student, from its ``DistilBertConfig``."""
+        return cls(config.n_layers, config.n_heads, config.dim, config.hidden_dim)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> StudentShape:
+        """Read the shape from trial parameters; other keys (learning rate...) are ignored.
+
+        Raises:
+            InvalidConfig: a key is missing, not an integer, < 1, or heads do not divide the size.
+        """
+        missing = [key for key in SHAPE_KEYS if key not in params]
+        if missing:
+            raise InvalidConfig(
+                f"student parameters lack {missing} (got {sorted(params)}); the search space "
+                f"must define {', '.join(SHAPE_KEYS)}"
+            )
+        return cls(**{key: integral(params[key]) for key in SHAPE_KEYS})
+
+
+@dataclass(frozen=True)
+class TrainingRecipe:
+    """How one student is trained: the per-trial knobs of the loss, optimizer and schedule.
+
+    The seed is not a parameter: it is the study's ``training.seed`` (or a confirmation run's).
+    Values keep the type they were given (``epochs: 2`` stays an int) so that
+    :meth:`TrialParams.as_dict` gives back what Optuna stored.
+    """
+
+    temperature: float
+    """Softening temperature T of the KL soft loss (the loss is scaled by T**2); unused by MSE."""
+    alpha: float
+    """Weight of the soft (distillation) loss in [0, 1]; ``1 - alpha`` weighs the hard labels,
+    and 0 trains on the hard labels alone."""
+    learning_rate: float
+    """Peak learning rate of AdamW."""
+    warmup_ratio: float
+    """Fraction of the optimizer steps spent warming the learning rate up linearly from 0; it
+    then decays linearly to 0 at the last step."""
+    weight_decay: float
+    """AdamW's decoupled weight decay (biases and LayerNorm weights get none)."""
+    batch_size: int
+    """Training features per optimizer step."""
+    epochs: float
+    """Passes over the training features; fractions allowed (steps are rounded up), capped by
+    ``training.max_steps``."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type == "int":
+                check_integer(f.name, value)
+            elif isinstance(value, bool) or not isinstance(value, int | float):
+                raise InvalidConfig(f"{f.name} = {shown(value)} must be a number, unquoted")
+
+
+RECIPE_KEYS = tuple(f.name for f in dataclasses.fields(TrainingRecipe))
+# Every trial parameter, in the order a search space lists (and Optuna records) them.
+PARAM_NAMES = (*SHAPE_KEYS, *RECIPE_KEYS)
+# Parameters that must be integers whatever distribution gives them.
+INT_PARAMS = (
+    *SHAPE_KEYS,
+    *(f.name for f in dataclasses.fields(TrainingRecipe) if f.type == "int"),
+)
+
+
+@dataclass(frozen=True)
+class TrialParams:
+    """One trial's parameters, typed: what to build and how to train it."""
+
+    shape: StudentShape
+    recipe: TrainingRecipe
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> TrialParams:
+        """The typed value of a flat mapping holding exactly :data:`PARAM_NAMES`.
+
+        Checks names and types only; :meth:`nas.search_space.SearchSpace.trial_params` checks
+        the values against a search space first.
+
+        Raises:
+            InvalidConfig: a name is missing or unknown, or a value has the wrong type.
+        """
+        missing = [name for name in PARAM_NAMES if name not in params]
+        unknown = [name for name in params if name not in PARAM_NAMES]
+        if missing or unknown:
+            raise InvalidConfig(
+                f"trial parameters: missing {missing}, unknown {unknown}; a trial takes exactly "
+                f"{', '.join(PARAM_NAMES)}"
+            )
+        recipe = {name: params[name] for name in RECIPE_KEYS}
+        recipe["batch_size"] = integral(recipe["batch_size"])
+        return cls(StudentShape.from_params(params), TrainingRecipe(**recipe))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The flat mapping Optuna stores (and ``nas.json`` records), in :data:`PARAM_NAMES`
+        order."""
+        return {**dataclasses.asdict(self.shape), **dataclasses.asdict(self.recipe)}
