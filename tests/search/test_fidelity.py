@@ -18,7 +18,7 @@ from nas.feasibility import (
 )
 from nas.results.summary import front_table, summarize
 from nas.study import CONFIRMS, SEED, TEST_METRICS, confirm_name, confirmed_points
-from nas.study.record import TEACHER_KEY, TEST_KEY
+from nas.study.record import TEACHER_KEY, TEST_KEY, set_study_record
 from nas.tasks import squad_metric
 from nas.tasks.squad_io import read_squad_file, split_by_articles
 
@@ -96,9 +96,9 @@ def test_abstaining_and_nan_students_stay_off_the_front(
 
 
 def _with_test_and_confirmations(study: optuna.Study) -> None:
-    study.set_user_attr(f"{TEST_KEY}0", {"exact": 64.5})
-    study.set_user_attr(f"{TEST_KEY}2", {"exact": 61.25})
-    study.set_user_attr(TEACHER_KEY, {"selection": {"exact": 75.0}, "test": {"exact": 73.5}})
+    set_study_record(study, f"{TEST_KEY}0", {"exact": 64.5})
+    set_study_record(study, f"{TEST_KEY}2", {"exact": 61.25})
+    set_study_record(study, TEACHER_KEY, {"selection": {"exact": 75.0}, "test": {"exact": 73.5}})
     companion = optuna.create_study(
         study_name=confirm_name(study.study_name),
         storage=study._storage,
