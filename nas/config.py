@@ -179,6 +179,33 @@ class CalibrationConfig:
 
 
 @dataclass(frozen=True)
+class AugmentConfig:
+    """Tang et al. (2019) augmented copies of the training texts (``nas.trial.augment``)."""
+
+    p_mask: float = 0.1  # a word becomes the mask token
+    p_replace: float = 0.1  # a word becomes one of its `neighbours` nearest embedding tokens
+    p_ngram: float = 0.25  # a copy is cut to an n-gram of its words, n uniform in 1..5
+    copies: int = 10  # draws per example (the paper's n_iter); duplicates are dropped
+    neighbours: int = 10  # replacement candidates per word, nearest first
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """Texts the teacher labels for the students beyond the labelled training split
+    (classification only). Transfer examples train on the teacher's soft labels alone; they
+    are labelled once, cached by content, and never evaluated on."""
+
+    file: str | None = None  # unlabelled in-domain texts: .txt (one per line), .csv/.tsv/.jsonl
+    text_column: str | None = None  # the file's text column (default: sentence, text, ...)
+    text_pair_column: str | None = None  # the file's second-sentence column, for pair tasks
+    # the training split's texts beyond data.max_train_samples, without their labels
+    unlabelled_rest: bool = False
+    augment: AugmentConfig | None = None  # augmented copies; none without this key
+    augment_from: Literal["labelled", "all"] = "labelled"  # copies of these examples
+    seed: int | None = None  # the augmentation's seed; default data.seed
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     name: str
     task: str
@@ -204,6 +231,7 @@ class StudyConfig:
     trial_timeout_s: float | None = None
     source_file: str = ""  # set by the loader: the YAML this came from
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    transfer: TransferConfig | None = None  # a teacher-labelled transfer set; none by default
 
     def __post_init__(self) -> None:
         # Not a field: the snapshot a study stores (dataclasses.asdict) keeps the paths as
@@ -239,6 +267,7 @@ class StudyPaths:
     train_file: str | None  # data.*_file: files (DataError names the missing one at load)
     eval_file: str | None
     test_file: str | None
+    transfer_file: str | None  # transfer.file; None without one
 
     @classmethod
     def of(cls, config: StudyConfig) -> StudyPaths:
@@ -259,6 +288,7 @@ class StudyPaths:
             train_file=file(config.data.train_file),
             eval_file=file(config.data.eval_file),
             test_file=file(config.data.test_file),
+            transfer_file=file(None if config.transfer is None else config.transfer.file),
         )
 
 
@@ -414,6 +444,12 @@ RANGES: dict[str, Range] = {
     "calibration.n_features": _COUNT,
     "calibration.max_tokens": _COUNT,
     "calibration.seed": _SEED,
+    "transfer.seed": _SEED,
+    "transfer.augment.p_mask": _FRACTION,
+    "transfer.augment.p_replace": _FRACTION,
+    "transfer.augment.p_ngram": _FRACTION,
+    "transfer.augment.copies": _COUNT,
+    "transfer.augment.neighbours": _COUNT,
 }
 
 
@@ -430,6 +466,47 @@ def check_study(config: StudyConfig, where: str) -> None:
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}: objectives repeat a name: {shown(names)}")
     _check_resources(config.resources, where)
+    if config.transfer is not None:
+        _check_transfer(config, config.transfer, where)
+
+
+def _check_transfer(config: StudyConfig, transfer: TransferConfig, where: str) -> None:
+    """A transfer set is classification only, makes something, and its file reads as texts
+    (checked here, before any data, teacher or storage: a bad file writes nothing)."""
+    if config.task in QA_TASKS:
+        raise ConfigError(
+            f"{where}: transfer: task {config.task} is extractive QA; transfer sets are for "
+            "classification tasks only (SQuAD transfer examples are not supported): remove the "
+            "transfer section"
+        )
+    if transfer.file is None and not transfer.unlabelled_rest and transfer.augment is None:
+        raise ConfigError(
+            f"{where}: transfer makes no examples; set transfer.file, transfer.unlabelled_rest: "
+            "true or transfer.augment (e.g. augment: {copies: 10}), or remove the section"
+        )
+    if transfer.unlabelled_rest and config.data.max_train_samples is None:
+        raise ConfigError(
+            f"{where}: transfer.unlabelled_rest needs data.max_train_samples (the labelled "
+            "examples; the rest of the training split is unlabelled); set it, or drop "
+            "unlabelled_rest"
+        )
+    if transfer.augment is not None:
+        augment = transfer.augment
+        if augment.p_mask + augment.p_replace > 1.0:
+            raise ConfigError(
+                f"{where}: transfer.augment.p_mask + p_replace = "
+                f"{augment.p_mask + augment.p_replace:g} > 1; a word is masked or replaced, "
+                "never both: lower one of them"
+            )
+    if config.paths.transfer_file is not None:
+        from nas.tasks import read_texts  # reads the whole file: every error before any work
+
+        read_texts(
+            config.paths.transfer_file,
+            "transfer.file",
+            transfer.text_column,
+            transfer.text_pair_column,
+        )
 
 
 def _check_range(config: StudyConfig, key: str, allowed: Range, where: str) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 
 from nas.config import shown
 from nas.errors import InvalidConfig
+from nas.layer_plan import LAYER_MAPS
 
 SHAPE_KEYS = ("n_layers", "n_heads", "hidden_size", "ffn_dim")
 # Heads narrower than this are not suggested when heads do not divide the hidden size.
@@ -158,13 +159,69 @@ class TrainingRecipe:
                 raise InvalidConfig(f"{f.name} = {shown(value)} must be a number, unquoted")
 
 
+HIDDEN_KINDS = ("mse", "cosine")
+
+
+@dataclass(frozen=True)
+class LayerLosses:
+    """The intermediate-layer losses added to the logit loss (``nas.trial.layer_losses``).
+
+    A search space defines all of these or none (:data:`LOSS_KEYS`); none leaves a trial with
+    the logit loss alone, as every study before these losses existed, and stores no such
+    parameters. With every weight 0 the trial trains exactly as without them, on the cached
+    teacher logits; with any weight above 0 the teacher runs beside the student in every step
+    (without gradients).
+    """
+
+    hidden_weight: float
+    """Weight of the hidden-state loss between mapped layers; 0 turns it off."""
+    hidden_kind: str
+    """``mse`` (TinyBERT: MSE through a learned projection, dropped at export) or ``cosine``
+    (DistilBERT: ``1 - cos``, projected too when the widths differ)."""
+    pkd_weight: float
+    """Weight of Patient KD's loss on the normalised [CLS] states of the mapped layers but the
+    last (all of them for a 1-layer student); 0 turns it off."""
+    relation_weight: float
+    """Weight of MiniLMv2's Q-Q, K-K, V-V self-attention relation loss; 0 turns it off."""
+    relation_heads: int
+    """Relation heads of that loss; divides the teacher's and the student's widths."""
+    layer_map: str
+    """Which teacher layer each student layer learns from: ``uniform``, ``last`` or ``skip``
+    (:func:`nas.layer_plan.layer_map`)."""
+
+    def __post_init__(self) -> None:
+        for name in ("hidden_weight", "pkd_weight", "relation_weight"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+                raise InvalidConfig(f"{name} = {shown(value)} must be a number >= 0 (0: off)")
+        if check_integer("relation_heads", self.relation_heads) < 1:
+            raise InvalidConfig(f"relation_heads = {self.relation_heads} must be at least 1")
+        if self.hidden_kind not in HIDDEN_KINDS:
+            raise InvalidConfig(
+                f"hidden_kind = {shown(self.hidden_kind)}; use one of {', '.join(HIDDEN_KINDS)}"
+            )
+        if self.layer_map not in LAYER_MAPS:
+            raise InvalidConfig(
+                f"layer_map = {shown(self.layer_map)}; use one of {', '.join(LAYER_MAPS)}"
+            )
+
+    @property
+    def on(self) -> bool:
+        """Whether any of the losses has a weight above 0 (the teacher runs in the loop)."""
+        return self.hidden_weight > 0 or self.pkd_weight > 0 or self.relation_weight > 0
+
+
 RECIPE_KEYS = tuple(f.name for f in dataclasses.fields(TrainingRecipe))
-# Every trial parameter, in the order a search space lists (and Optuna records) them.
+# Every trial parameter a search space must define, in the order a search space lists (and
+# Optuna records) them.
 PARAM_NAMES = (*SHAPE_KEYS, *RECIPE_KEYS)
+# The intermediate-loss parameters: a search space defines all of them or none.
+LOSS_KEYS = tuple(f.name for f in dataclasses.fields(LayerLosses))
 # Parameters that must be integers whatever distribution gives them.
 INT_PARAMS = (
     *SHAPE_KEYS,
     *(f.name for f in dataclasses.fields(TrainingRecipe) if f.type == "int"),
+    *(f.name for f in dataclasses.fields(LayerLosses) if f.type == "int"),
 )
 
 
@@ -174,29 +231,47 @@ class TrialParams:
 
     shape: StudentShape
     recipe: TrainingRecipe
+    # None: the search space defines no intermediate losses (the logit loss alone)
+    losses: LayerLosses | None = None
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> TrialParams:
-        """The typed value of a flat mapping holding exactly :data:`PARAM_NAMES`.
+        """The typed value of a flat mapping holding exactly :data:`PARAM_NAMES`, and either
+        all of :data:`LOSS_KEYS` or none of them.
 
         Checks names and types only; :meth:`nas.search_space.SearchSpace.trial_params` checks
-        the values against a search space first.
+        the values against a search space first (a space that defines the losses requires them).
 
         Raises:
             InvalidConfig: a name is missing or unknown, or a value has the wrong type.
         """
+        allowed = (*PARAM_NAMES, *LOSS_KEYS)
         missing = [name for name in PARAM_NAMES if name not in params]
-        unknown = [name for name in params if name not in PARAM_NAMES]
+        unknown = [name for name in params if name not in allowed]
+        given = [name for name in LOSS_KEYS if name in params]
+        if given and len(given) < len(LOSS_KEYS):
+            missing += [name for name in LOSS_KEYS if name not in params]
         if missing or unknown:
             raise InvalidConfig(
                 f"trial parameters: missing {missing}, unknown {unknown}; a trial takes exactly "
-                f"{', '.join(PARAM_NAMES)}"
+                f"{', '.join(PARAM_NAMES)}, and all or none of {', '.join(LOSS_KEYS)}"
             )
         recipe = {name: params[name] for name in RECIPE_KEYS}
         recipe["batch_size"] = integral(recipe["batch_size"])
-        return cls(StudentShape.from_params(params), TrainingRecipe(**recipe))
+        losses = None
+        if given:
+            values = {name: params[name] for name in LOSS_KEYS}
+            values["relation_heads"] = integral(values["relation_heads"])
+            losses = LayerLosses(**values)
+        return cls(StudentShape.from_params(params), TrainingRecipe(**recipe), losses)
 
     def as_dict(self) -> dict[str, Any]:
         """The flat mapping Optuna stores (and ``nas.json`` records), in :data:`PARAM_NAMES`
-        order."""
-        return {**dataclasses.asdict(self.shape), **dataclasses.asdict(self.recipe)}
+        order, then :data:`LOSS_KEYS` when the space defines them."""
+        losses = {} if self.losses is None else dataclasses.asdict(self.losses)
+        return {**dataclasses.asdict(self.shape), **dataclasses.asdict(self.recipe), **losses}
+
+    @property
+    def layer_losses_on(self) -> bool:
+        """Whether an intermediate loss has a weight above 0."""
+        return self.losses is not None and self.losses.on

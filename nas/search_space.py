@@ -37,8 +37,11 @@ from optuna.distributions import (
 
 from nas.config import shown
 from nas.errors import ConfigError, InvalidConfig
+from nas.layer_plan import LAYER_MAPS, check_layer_space, planned_teacher_shape
 from nas.params import (
+    HIDDEN_KINDS,
     INT_PARAMS,
+    LOSS_KEYS,
     PARAM_NAMES,
     TrialParams,
     check_heads_divide,
@@ -63,13 +66,20 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "weight_decay": (0.0, 1.0),
     "batch_size": (1, 4096),
     "epochs": (1e-3, 1000.0),
+    "hidden_weight": (0.0, 1000.0),
+    "pkd_weight": (0.0, 1000.0),
+    "relation_weight": (0.0, 1000.0),
+    "relation_heads": (1, 128),
 }
+# The parameters that take names, and the names they take.
+_CHOICES: dict[str, tuple[str, ...]] = {"hidden_kind": HIDDEN_KINDS, "layer_map": LAYER_MAPS}
 _ENUMERATE_LIMIT = 100_000
 
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """Distributions by parameter name, in the order of :data:`PARAM_NAMES`."""
+    """Distributions by parameter name, in the order of :data:`PARAM_NAMES`, then
+    :data:`LOSS_KEYS` when the space defines the intermediate losses."""
 
     distributions: dict[str, BaseDistribution]
     source_file: str = ""
@@ -122,10 +132,37 @@ class SearchSpace:
         """The typed value of params that lie in this space (see :meth:`validate`)."""
         return TrialParams.from_params(self.validate(params, where))
 
+    def defines_layer_losses(self) -> bool:
+        """Whether the space defines the intermediate-loss parameters (:data:`LOSS_KEYS`)."""
+        return LOSS_KEYS[0] in self.distributions
+
+    def values(self, name: str) -> list[Any]:
+        """Every value parameter ``name`` can take (categorical or stepped int)."""
+        values = _finite_values(self.distributions[name])
+        if values is None:
+            raise ConfigError(
+                f"{self.source_file}: {name} must be categorical or a stepped int distribution "
+                "so that every value can be checked against the teacher"
+            )
+        return values
+
+    def can_be_positive(self, name: str) -> bool:
+        """Whether the numeric parameter ``name`` can take a value above 0."""
+        dist = self.distributions[name]
+        if isinstance(dist, CategoricalDistribution):
+            return any(isinstance(c, int | float) and c > 0 for c in dist.choices)
+        assert isinstance(dist, IntDistribution | FloatDistribution)
+        return dist.high > 0
+
 
 def check_params(params: Mapping[str, Any]) -> None:
     """The rules of the params given (any subset): integers, bounds, heads that divide the
     hidden size. Raises InvalidConfig with the fix."""
+    for name, names in _CHOICES.items():
+        if name in params and params[name] not in names:
+            raise InvalidConfig(
+                f"{name} = {shown(params[name])} must be one of {', '.join(names)}"
+            )
     for name, (low, high) in _BOUNDS.items():
         if name not in params:
             continue
@@ -148,6 +185,9 @@ def study_space(config: StudyConfig) -> SearchSpace:
     space = load_search_space(config.paths.search_space)
     if config.baseline:
         space.validate(config.baseline, where=f"{config.source_file}: baseline")
+    teacher = planned_teacher_shape(config)
+    if teacher is not None:  # a hub teacher: checked when nas.trial.prepare loads it
+        check_layer_space(space, teacher)
     return space
 
 
@@ -160,16 +200,25 @@ def load_search_space(path: str | Path) -> SearchSpace:
     raw = load_yaml(path.read_text(), where)
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping of parameter name to distribution")
-    unknown = [k for k in raw if k not in PARAM_NAMES]
+    allowed = (*PARAM_NAMES, *LOSS_KEYS)
+    unknown = [k for k in raw if k not in allowed]
     if unknown:
         raise ConfigError(
-            f"{where}: unknown parameter {shown(unknown[0])}; allowed: {', '.join(PARAM_NAMES)}"
+            f"{where}: unknown parameter {shown(unknown[0])}; allowed: {', '.join(allowed)}"
         )
     missing = [k for k in PARAM_NAMES if k not in raw]
     if missing:
         raise ConfigError(f"{where}: missing parameters {missing}; give a distribution or a value")
-    dists = {name: parse_distribution(raw[name], where, name) for name in PARAM_NAMES}
-    for name in PARAM_NAMES:
+    losses = [k for k in LOSS_KEYS if k in raw]
+    if losses and len(losses) < len(LOSS_KEYS):
+        raise ConfigError(
+            f"{where}: defines {', '.join(losses)} but not "
+            f"{', '.join(k for k in LOSS_KEYS if k not in raw)}; the intermediate losses take "
+            f"all of {', '.join(LOSS_KEYS)} (fixed values allowed, e.g. pkd_weight: 0) or none"
+        )
+    names = (*PARAM_NAMES, *LOSS_KEYS) if losses else PARAM_NAMES
+    dists = {name: parse_distribution(raw[name], where, name) for name in names}
+    for name in names:
         _check_bounds(dists[name], where, name)
     _check_combinations(dists, where)
     return SearchSpace(dists, where)
@@ -244,7 +293,11 @@ def _check_finite(low: float, high: float, spec: Any) -> None:
 
 
 def _check_bounds(dist: BaseDistribution, where: str, name: str) -> None:
-    low, high = _BOUNDS[name]
+    if name in _CHOICES and not isinstance(dist, CategoricalDistribution):
+        raise ConfigError(
+            f"{where}: {name} must be a categorical distribution or a fixed value, one of "
+            f"{', '.join(_CHOICES[name])}"
+        )
     if isinstance(dist, CategoricalDistribution):
         for choice in dist.choices:
             try:
@@ -253,6 +306,7 @@ def _check_bounds(dist: BaseDistribution, where: str, name: str) -> None:
                 raise ConfigError(f"{where}: choice {exc}") from None
         return
     assert isinstance(dist, IntDistribution | FloatDistribution)
+    low, high = _BOUNDS[name]
     if name in INT_PARAMS and isinstance(dist, FloatDistribution):
         raise ConfigError(f"{where}: {name} must be an int or categorical distribution")
     try:  # the JSON form reaches here without the short form's check

@@ -45,7 +45,8 @@ def trial_estimate(
     """Estimated memory of one training step of the student ``params`` describe.
 
     The sequence length is the longest training feature (batches are padded to their longest,
-    so the worst batch holds it); a batch holds at most every training feature. On CUDA
+    so the worst batch holds it); a batch holds at most every training feature. A teacher in
+    the loop (intermediate losses) is not counted. On CUDA
     attention is fused (sdpa) and dropout masks are bool; on CPU attention keeps its ``seq^2``
     scores and masks are float.
     """
@@ -53,14 +54,19 @@ def trial_estimate(
 
     source = load_source(prepared.source)  # cached per process; build_student reads it too
     cuda = device_type == "cuda"
+    sets = [prepared.train_features]
+    if prepared.transfer_features is not None:  # a transfer set's rows share the batches
+        sets.append(prepared.transfer_features)
+    count = sum(len(f) for f in sets)
+    longest = max(int(f.lengths().max()) for f in sets)
     return estimate_training_memory(
         params.shape,
         source.vocab_size,
         source.max_positions,
         prepared.task.kind,
         prepared.num_labels,
-        min(params.recipe.batch_size, len(prepared.train_features)),
-        int(prepared.train_features.lengths().max()),
+        min(params.recipe.batch_size, count),
+        longest,
         amp=bf16,
         attention="sdpa" if cuda else "eager",
         mask_bytes=1 if cuda else 4,

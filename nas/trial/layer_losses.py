@@ -19,73 +19,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from nas.errors import InvalidConfig
+
+# re-exported: the layer-map rule lives in nas.layer_plan; the trial reads it from here
+from nas.layer_plan import LAYER_MAPS as LAYER_MAPS
+from nas.layer_plan import LayerMap as LayerMap
+from nas.layer_plan import layer_map as layer_map
 from nas.trial.losses import MASKED_LOGIT
 
-LayerMap = Literal["uniform", "last", "skip"]
-LAYER_MAPS: tuple[LayerMap, ...] = ("uniform", "last", "skip")
 QKV = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # each (batch, seq_len, width)
 PROJECTION_INIT_STD = 0.02  # TinyBERT initialises its W_h as BERT's linear layers (std 0.02)
 
 
-# --- layer maps --------------------------------------------------------------------------------
-
-
-def layer_map(
-    kind: LayerMap, student_layers: int, teacher_layers: int, every: int | None = None
-) -> list[int]:
-    """The 0-based teacher layer that each 0-based student layer learns from.
-
-    * ``uniform`` (TinyBERT's ``g(m) = m * N / M``): student layer ``i`` <- teacher layer
-      ``ceil((i + 1) * L_T / L_S) - 1``. The last student layer always maps to the last teacher
-      layer; 12 -> 4 gives ``[2, 5, 8, 11]``, 6 -> 4 gives ``[1, 2, 4, 5]``; a student deeper
-      than the teacher repeats teacher layers (2 -> 4 gives ``[0, 0, 1, 1]``).
-    * ``last`` (PKD-Last, Sun et al. 2019): the last ``L_S`` teacher layers, ``L_T - L_S + i``.
-    * ``skip`` (PKD-Skip): every ``every``-th teacher layer from the bottom,
-      ``(i + 1) * every - 1``; ``every`` defaults to ``L_T // L_S`` (12 -> 6 gives
-      ``[1, 3, 5, 7, 9, 11]``).
-
-    PKD leaves the last student layer out (the logit loss covers it); these maps include it, and
-    PKD's own pairs are their first ``L_S - 1`` entries.
-
-    Raises:
-        InvalidConfig: an unknown kind, a depth below 1, or a map that asks for a teacher layer
-            that does not exist (``last`` or ``skip`` with a student too deep for the teacher).
-    """
-    if kind not in LAYER_MAPS:
-        raise InvalidConfig(f"layer map {kind!r} is unknown; use one of {', '.join(LAYER_MAPS)}")
-    if student_layers < 1 or teacher_layers < 1:
-        raise InvalidConfig(
-            f"layer map {kind!r}: student layers {student_layers} and teacher layers "
-            f"{teacher_layers} must both be at least 1"
-        )
-    if every is not None and kind != "skip":
-        raise InvalidConfig(f"layer map {kind!r} takes no 'every' (got {every}); only 'skip' does")
-    if kind == "uniform":
-        return [-(-(i + 1) * teacher_layers // student_layers) - 1 for i in range(student_layers)]
-    if kind == "last":
-        if student_layers > teacher_layers:
-            raise InvalidConfig(
-                f"layer map 'last': a {student_layers}-layer student asks for teacher layers "
-                f"that a {teacher_layers}-layer teacher does not have; use 'uniform' or a "
-                f"student of at most {teacher_layers} layers"
-            )
-        return [teacher_layers - student_layers + i for i in range(student_layers)]
-    step = teacher_layers // student_layers if every is None else every
-    if step < 1 or student_layers * step > teacher_layers:
-        raise InvalidConfig(
-            f"layer map 'skip' with every={step}: a {student_layers}-layer student asks for "
-            f"teacher layer {student_layers * step} (1-based) of a {teacher_layers}-layer "
-            f"teacher; use every between 1 and {max(teacher_layers // student_layers, 1)}, "
-            f"or 'uniform'"
-        )
-    return [(i + 1) * step - 1 for i in range(student_layers)]
+# --- layer maps: nas.layer_plan.layer_map (the rule the search space is checked by, too) --------
 
 
 def layer_outputs(

@@ -18,6 +18,7 @@ on any machine:
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import inspect
 import math
@@ -45,7 +46,8 @@ from nas.errors import (
 )
 from nas.progress import Ticker
 from nas.tasks import Features, TaskKind
-from nas.trial.losses import MASKED_LOGIT, distill_loss, qa_distill_loss
+from nas.trial.intermediate import LayerDistiller
+from nas.trial.losses import MASKED_LOGIT, distill_loss, mixed_distill_loss, qa_distill_loss
 
 FAULT_OOM_ENV = "NAS_FAULT_OOM_ABOVE_PARAMS"
 FAULT_OOM_AT_ENV = "NAS_FAULT_OOM_AT"
@@ -138,6 +140,13 @@ def collate(
     return batch
 
 
+def _output_logits(out: Any, kind: TaskKind) -> torch.Tensor:
+    """A model output's logits: QA ``(batch, seq_len, 2)``, classification ``(batch, labels)``."""
+    if kind == "qa":
+        return torch.stack([out.start_logits, out.end_logits], dim=-1)
+    return out.logits
+
+
 def accepts_type_ids(model: nn.Module) -> bool:
     """BERT models take segment ids; DistilBERT does not."""
     return "token_type_ids" in inspect.signature(model.forward).parameters
@@ -148,10 +157,7 @@ def student_logits(model: nn.Module, batch: Mapping[str, torch.Tensor], kind: Ta
     inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
     if "token_type_ids" in batch:
         inputs["token_type_ids"] = batch["token_type_ids"]
-    out = model(**inputs)
-    if kind == "qa":
-        return torch.stack([out.start_logits, out.end_logits], dim=-1)
-    return out.logits
+    return _output_logits(model(**inputs), kind)
 
 
 # ----------------------------------------------------------------------------- training
@@ -182,6 +188,8 @@ class Distillation:
     logits: np.ndarray  # QA (train tokens, 2); classification (train features, labels)
     alpha: float  # weight of the soft loss; 0 trains on the hard labels alone
     temperature: float  # softening temperature of the KL soft loss
+    # the intermediate-layer losses and the teacher that runs in the loop; None: logits only
+    layers: LayerDistiller | None = None
 
 
 def train(
@@ -203,7 +211,9 @@ def train(
     """Train ``model`` in place by ``recipe``, seeded by ``seed`` (the study config's).
 
     With ``distill`` the student learns from the cached teacher logits too; without it (as when
-    fine-tuning a teacher) from the hard labels alone.
+    fine-tuning a teacher) from the hard labels alone. Features labelled below 0 (a transfer
+    set's) train on the soft loss alone. With ``distill.layers`` the teacher runs beside the
+    student in every step (no gradients) and the layer losses are added.
     Raises ``Diverged`` for a NaN/inf loss; out-of-memory errors propagate (see
     :func:`catch_out_of_memory`). ``faults``: a student trial, where the ``NAS_FAULT_OOM_*``
     testing aids apply. ``what`` names the work in progress (a bar on a terminal, else a line a
@@ -217,6 +227,11 @@ def train(
     teacher = None if distill is None else distill.logits
     alpha = 0.0 if distill is None else distill.alpha
     temperature = 1.0 if distill is None else distill.temperature  # unused at alpha 0
+    layers = None if distill is None else distill.layers
+    # transfer rows (label < 0) need the soft targets whatever alpha is
+    mixed = kind == "classification" and bool((np.asarray(features.labels) < 0).any())
+    if mixed and teacher is None:
+        raise ValueError("features with transfer rows (label < 0) need the teacher's logits")
     per_epoch = math.ceil(len(features) / batch_size)
     total = max(1, math.ceil(per_epoch * float(recipe.epochs)))
     if config.max_steps is not None:
@@ -226,17 +241,20 @@ def train(
         inject_oom_fault(model, "to_device")
     model.to(device)
     model.train()
-    optimizer = _optimizer(model, float(recipe.learning_rate), float(recipe.weight_decay))
+    if layers is not None:
+        layers.to(device)
+    extra = None if layers is None else layers.projection
+    optimizer = _optimizer(model, float(recipe.learning_rate), float(recipe.weight_decay), extra)
     warmup = int(total * float(recipe.warmup_ratio))
     scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)
     bf16 = use_bf16(config, device)
     type_ids = accepts_type_ids(model)
+    # the batch carries segment ids when the student or a BERT teacher in the loop takes them
+    collate_type_ids = type_ids or (layers is not None and layers.teacher_type_ids)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
-    def loss_of(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = student_logits(model, batch, kind).float()
+    def logit_loss(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         soft = batch.get("teacher")
         if kind == "qa":
             mask = batch["attention_mask"].bool()
@@ -245,34 +263,57 @@ def train(
                 logits, soft, batch["labels"], mask, alpha, temperature, config.loss
             )
         soft = logits.detach() if soft is None else soft
+        if mixed:
+            return mixed_distill_loss(
+                logits, soft, batch["labels"], alpha, temperature, config.loss
+            )
         return distill_loss(logits, soft, batch["labels"], alpha, temperature, config.loss)
+
+    def loss_of(batch: dict[str, torch.Tensor], qkv: Any) -> torch.Tensor:
+        if layers is None:  # logits only: the student alone, as fast as without layer losses
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                logits = student_logits(model, batch, kind).float()
+            return logit_loss(logits, batch)
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        if type_ids:
+            inputs["token_type_ids"] = batch["token_type_ids"]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = model(**inputs, output_hidden_states=True)
+        logits = _output_logits(out, kind).float()
+        t_states = layers.teacher_states(batch, bf16)
+        extra_loss = layers.loss(out.hidden_states, t_states, qkv, batch["attention_mask"])
+        return logit_loss(logits, batch) + extra_loss
 
     step, samples, loss_value = 0, 0, float("nan")
     start = time.perf_counter()
     ticker = Ticker(progress, what, total, "steps")
-    for batch_index in _steps(features.lengths(), batch_size, rng, config, total):
-        batch = collate(features, batch_index, pad_id, kind, teacher if alpha else None, type_ids)
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        if faults and step == 0:
-            inject_oom_fault(model, "step")
-        loss = loss_of(batch)
-        if deadline is not None and time.time() > deadline:
-            raise TrialTimeout(f"stopped at step {step} of {total}: past the trial timeout")
-        if not torch.isfinite(loss):
-            raise Diverged(f"loss became {loss.item()} at step {step + 1} of {total}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        samples += len(batch_index)
-        loss_value = float(loss.detach())
-        ticker.update(1, f"loss {loss_value:.4f}")
-        if on_epoch and (step % per_epoch == 0 or step == total):
-            on_epoch(math.ceil(step / per_epoch))
-            model.train()
+    soft_targets = teacher if (alpha or mixed) else None
+    clipped = list(model.parameters()) + ([] if extra is None else list(extra.parameters()))
+    hooks = contextlib.nullcontext(None) if layers is None else layers.capturing(model)
+    with hooks as qkv:
+        for batch_index in _steps(features.lengths(), batch_size, rng, config, total):
+            batch = collate(features, batch_index, pad_id, kind, soft_targets, collate_type_ids)
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            if faults and step == 0:
+                inject_oom_fault(model, "step")
+            loss = loss_of(batch, qkv)
+            if deadline is not None and time.time() > deadline:
+                raise TrialTimeout(f"stopped at step {step} of {total}: past the trial timeout")
+            if not torch.isfinite(loss):
+                raise Diverged(f"loss became {loss.item()} at step {step + 1} of {total}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip > 0:
+                nn.utils.clip_grad_norm_(clipped, config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            samples += len(batch_index)
+            loss_value = float(loss.detach())
+            ticker.update(1, f"loss {loss_value:.4f}")
+            if on_epoch and (step % per_epoch == 0 or step == total):
+                on_epoch(math.ceil(step / per_epoch))
+                model.train()
     ticker.close()
     elapsed = time.perf_counter() - start
     peak, memory_kind = peak_memory_bytes(device)
@@ -296,11 +337,17 @@ def _steps(
                 return
 
 
-def _optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW; biases and LayerNorm weights get no weight decay."""
+def _optimizer(
+    model: nn.Module, lr: float, weight_decay: float, extra: nn.Module | None = None
+) -> torch.optim.AdamW:
+    """AdamW over ``model`` (and ``extra``: a layer loss's projection); biases and LayerNorm
+    weights get no weight decay."""
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
-    for name, p in model.named_parameters():
+    named = list(model.named_parameters())
+    if extra is not None:
+        named += [(f"extra.{n}", p) for n, p in extra.named_parameters()]
+    for name, p in named:
         if not p.requires_grad:
             continue
         (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)

@@ -78,6 +78,37 @@ def distill_loss(
     return alpha * soft_value + (1.0 - alpha) * hard
 
 
+def mixed_distill_loss(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    labels: torch.Tensor,
+    alpha: float,
+    temperature: float,
+    soft: SoftLoss = "kl",
+) -> torch.Tensor:
+    """:func:`distill_loss` for a batch mixing labelled rows and transfer rows (label < 0,
+    ``nas.trial.augment.UNLABELLED``): a labelled row weighs ``alpha * soft + (1 - alpha) *
+    hard``, a transfer row its soft loss alone (it has no label; at ``alpha`` 0 too). The mean
+    over the rows; a batch without transfer rows gives :func:`distill_loss`'s value.
+
+    Args:
+        student: ``(batch, classes)`` student logits.
+        teacher: ``(batch, classes)`` teacher logits.
+        labels: ``(batch,)`` gold classes, negative on transfer rows.
+    """
+    labelled = labels >= 0  # (batch,)
+    if soft == "kl":
+        log_p_student = F.log_softmax(student / temperature, dim=-1)
+        log_p_teacher = F.log_softmax(teacher / temperature, dim=-1)
+        kl = F.kl_div(log_p_student, log_p_teacher, reduction="none", log_target=True)
+        per_row = kl.sum(-1) * temperature**2  # (batch,)
+    else:
+        per_row = ((student - teacher) ** 2).mean(-1)
+    hard = F.cross_entropy(student[labelled], labels[labelled], reduction="sum")
+    weights = torch.where(labelled, alpha, 1.0).to(per_row.dtype)
+    return ((weights * per_row).sum() + (1.0 - alpha) * hard) / len(labels)
+
+
 def qa_distill_loss(
     student: torch.Tensor,
     teacher: torch.Tensor,

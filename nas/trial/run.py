@@ -22,8 +22,9 @@ import nas
 from nas import objectives
 from nas.cache import write_folder_atomically
 from nas.config import DataConfig, StudyConfig
-from nas.errors import ConfigError
+from nas.errors import ConfigError, DataError
 from nas.feasibility import describe_thresholds, no_answer_scores, resolve_thresholds
+from nas.layer_plan import check_layer_space
 from nas.params import TrialParams
 from nas.search_space import SearchSpace, load_search_space
 from nas.students import (
@@ -35,6 +36,7 @@ from nas.students import (
 )
 from nas.tasks import Features, Splits, Task
 from nas.trial.data import encoded, load_splits
+from nas.trial.intermediate import LayerDistiller
 from nas.trial.loop import (
     Distillation,
     catch_out_of_memory,
@@ -50,8 +52,11 @@ from nas.trial.teacher import (
     check_same_tokenization,
     check_teacher_labels,
     ensure_teacher,
+    load_teacher,
     load_tokenizer,
+    teacher_shape,
 )
+from nas.trial.transfer import study_transfer_set
 
 Progress = Callable[[str], None]
 
@@ -106,6 +111,18 @@ class Prepared:
     # QA: the official metrics of answering "no answer" everywhere on the selection split
     no_answer: dict[str, float] | None = None
     calibration: ActivationStats | None = None  # the source's activations: how slicing ranks
+    # the transfer set (study's `transfer:`), labels UNLABELLED, and its teacher logits
+    transfer_features: Features | None = None
+    transfer_logits: np.ndarray | None = None
+
+    def training_set(self) -> tuple[Features, np.ndarray]:
+        """What students train on: the labelled features, then the transfer set's (trained
+        on their soft labels alone), with the teacher logits of both."""
+        if self.transfer_features is None or self.transfer_logits is None:
+            return self.train_features, self.teacher_logits
+        features = concat_features(self.train_features, self.transfer_features)
+        logits = np.concatenate([self.teacher_logits, self.transfer_logits])
+        return features, logits
 
 
 def objective_names(config: StudyConfig, task: Task) -> list[str]:
@@ -125,6 +142,7 @@ def prepare(config: StudyConfig, progress: Progress | None = None) -> Prepared:
     num_labels = task.num_labels(splits)
     teacher = ensure_teacher(config, progress, (task, splits, data))
     check_teacher_labels(teacher, task.kind, splits.label_names)
+    check_layer_space(space, teacher_shape(teacher))  # before any logits, neighbours, copies
     source = config.paths.student_source
     tokenizer = load_tokenizer(source, "student source")
     check_same_tokenization(load_tokenizer(teacher, "teacher"), tokenizer, teacher, source)
@@ -147,6 +165,29 @@ def prepare(config: StudyConfig, progress: Progress | None = None) -> Prepared:
         config.training.eval_batch_size,
         progress,
     )
+    transfer_f, transfer_logits = None, None
+    if config.transfer is not None:
+        texts = study_transfer_set(config, task, splits.train, data, tokenizer, progress)
+        if not texts:
+            raise DataError(
+                f"{config.source_file}: the transfer set is empty (no unlabelled texts and no "
+                "augmented copies differ from their originals); give transfer.file, "
+                "transfer.unlabelled_rest or more transfer.augment.copies"
+            )
+        if progress:
+            progress(f"transfer set: {len(texts)} texts, labelled by the teacher once (cached)")
+        transfer_f = encoded(task, texts, tokenizer, data, cache)
+        transfer_logits = cached_logits(
+            cache,
+            teacher,
+            transfer_f,
+            task.kind,
+            num_labels,
+            _pad_id(tokenizer),
+            config.training.device,
+            config.training.eval_batch_size,
+            progress,
+        )
     calibration = calibration_stats(
         load_source(source),
         train_f,
@@ -172,6 +213,21 @@ def prepare(config: StudyConfig, progress: Progress | None = None) -> Prepared:
         space,
         no_answer=no_answer,
         calibration=calibration,
+        transfer_features=transfer_f,
+        transfer_logits=transfer_logits,
+    )
+
+
+def concat_features(first: Features, second: Features) -> Features:
+    """Classification features of ``first`` then ``second`` (one feature per example)."""
+    if first.example_index is not None or second.example_index is not None:
+        raise ValueError("concat_features joins classification features only, not QA windows")
+    starts = np.concatenate([first.starts[:-1], np.asarray(second.starts) + first.starts[-1]])
+    return Features(
+        ids=np.concatenate([first.ids, second.ids]),
+        type_ids=np.concatenate([first.type_ids, second.type_ids]),
+        starts=starts.astype(np.int64),
+        labels=np.concatenate([first.labels, second.labels]),
     )
 
 
@@ -231,15 +287,20 @@ def _run_trial(
         progress(f"student: {n_params:,} parameters")
     pad_id = _pad_id(prepared.tokenizer)
     recipe = params.recipe
+    layers = None
+    if params.losses is not None and params.losses.on:  # the teacher joins the loop
+        teacher = load_teacher(prepared.teacher, task.kind, prepared.num_labels)
+        layers = LayerDistiller(params.losses, model, teacher, prepared.teacher)
+    features, soft = prepared.training_set()
     result = train(
         model,
-        prepared.train_features,
+        features,
         recipe,
         config.training,
         task.kind,
         pad_id,
         seed=config.training.seed,
-        distill=Distillation(prepared.teacher_logits, recipe.alpha, recipe.temperature),
+        distill=Distillation(soft, recipe.alpha, recipe.temperature, layers),
         progress=progress,
         deadline=deadline,
         faults=True,

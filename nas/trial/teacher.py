@@ -35,6 +35,7 @@ from transformers import (
 from nas.cache import cached_folder, file_digest, file_lock, fingerprint, write_folder_atomically
 from nas.config import DataConfig, StudyConfig, TeacherTrainConfig
 from nas.errors import CheckpointError, ConfigError, teacher_out_of_memory
+from nas.layer_plan import TeacherShape
 from nas.tasks import Features, QAExample, Splits, Task, TaskKind, build_tokenizer, frequent_words
 from nas.trial.loop import (
     catch_out_of_memory,
@@ -80,6 +81,15 @@ def load_teacher(path: str, kind: TaskKind, num_labels: int) -> PreTrainedModel:
             "use a teacher fine-tuned on this task's label set"
         )
     return model
+
+
+def teacher_shape(path: str) -> TeacherShape:
+    """The teacher's depth, width and family, from its config (no weights loaded)."""
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise _cannot_load(path, exc) from exc
+    return TeacherShape.from_config(config.to_dict(), path)
 
 
 def load_tokenizer(path: str, role: str) -> Any:

@@ -29,12 +29,12 @@ import numpy as np
 import torch
 
 from nas.cache import cached_folder, fingerprint
-from nas.config import DataConfig
+from nas.config import DataConfig, StudyConfig
 from nas.errors import ConfigError, DataError
 from nas.progress import Sink
 from nas.students import load_source
 from nas.tasks import Task, TextExample, read_texts
-from nas.trial.augment import UNLABELLED, AugmentSettings, augment
+from nas.trial.augment import UNLABELLED, AugmentSettings, augment, cached_neighbour_table
 from nas.trial.data import examples_digest, tokenizer_digest
 
 AugmentFrom = Literal["labelled", "all"]  # which examples get augmented copies
@@ -223,3 +223,62 @@ def cached_transfer_set(
     cached_folder(folder, "texts.jsonl", build)
     with open(folder / "texts.jsonl", encoding="utf-8") as handle:
         return [TextExample(text, UNLABELLED, pair) for text, pair in map(json.loads, handle)]
+
+
+def study_transfer_set(
+    config: StudyConfig,
+    task: Task,
+    labelled: Sequence[TextExample],
+    data: DataConfig,
+    tokenizer: Any,
+    progress: Sink | None = None,
+) -> list[TextExample]:
+    """The transfer set the study's ``transfer:`` section asks for (cached by content).
+
+    Unlabelled texts come from ``transfer.file`` and, with ``transfer.unlabelled_rest``, from
+    the training split beyond the labelled ``data.max_train_samples``; augmented copies (with
+    ``transfer.augment``) use the student source's word-embedding neighbours and the seed
+    ``transfer.seed`` (default ``data.seed``).
+
+    Raises:
+        DataError: the task is not classification, or its texts do not fit the file's.
+    """
+    transfer = config.transfer
+    if transfer is None:
+        return []
+    if task.kind != "classification":
+        raise DataError(
+            f"{config.source_file}: transfer: task {task.name} is not a classification task; "
+            "transfer sets are for classification only: remove the transfer section"
+        )
+    paired = any(e.text_pair is not None for e in labelled)
+    unlabelled: list[TextExample] = []
+    if config.paths.transfer_file is not None:
+        unlabelled += unlabelled_file(
+            config.paths.transfer_file,
+            "transfer.file",
+            paired,
+            transfer.text_column,
+            transfer.text_pair_column,
+        )
+    if transfer.unlabelled_rest:
+        unlabelled += unlabelled_rest(task, data, labelled)
+    settings, table = None, None
+    if transfer.augment is not None:
+        settings = AugmentSettings(**dataclasses.asdict(transfer.augment))
+        embeddings = source_embeddings(config.paths.student_source)
+        table = cached_neighbour_table(
+            Path(config.cache_dir), embeddings, tokenizer, settings.neighbours
+        )
+    seed = config.data.seed if transfer.seed is None else transfer.seed
+    return cached_transfer_set(
+        Path(config.cache_dir),
+        labelled,
+        unlabelled,
+        settings=settings,
+        augment_from=transfer.augment_from,
+        tokenizer=tokenizer,
+        table=table,
+        seed=seed,
+        progress=progress,
+    )
