@@ -1,7 +1,8 @@
 """The Optuna side of a search: storage URLs (``storage``), the study and its tells
 (``lifecycle``), the trial attribute schema and its readers (``record``), drivers sharing a
 study (``drivers``), checkpoints in the artifact store (``artifacts``), confirmation re-runs
-(``confirm``) and config drift (``drift``).
+(``confirm``), config drift (``drift``), MO-ASHA pruning decisions (``pruning``) and warm
+starts from another study (``warm``).
 
 No torch, no Ray: a study can be opened, told and read on a machine without either.
 """
@@ -59,6 +60,16 @@ from nas.study.lifecycle import (
     with_storage_retries,
     write_config,
     write_user_attrs,
+)
+from nas.study.pruning import (
+    PruningConfig,
+    RungEntry,
+    crowding_distances,
+    decide,
+    keep_count,
+    non_dominated_fronts,
+    rank_entries,
+    violation,
 )
 from nas.study.record import (
     ARTIFACT_ROOT,
@@ -131,6 +142,14 @@ from nas.study.storage import (
 )
 
 __all__ = [
+    "PruningConfig",
+    "RungEntry",
+    "crowding_distances",
+    "decide",
+    "keep_count",
+    "non_dominated_fronts",
+    "rank_entries",
+    "violation",
     "ARTIFACT_ROOT",
     "ArtifactRoot",
     "BASELINE_TAG",
