@@ -287,10 +287,7 @@ def _run_trial(
         progress(f"student: {n_params:,} parameters")
     pad_id = _pad_id(prepared.tokenizer)
     recipe = params.recipe
-    layers = None
-    if params.losses is not None and params.losses.on:  # the teacher joins the loop
-        teacher = load_teacher(prepared.teacher, task.kind, prepared.num_labels)
-        layers = LayerDistiller(params.losses, model, teacher, prepared.teacher)
+    layers = layer_distiller(prepared, params, model)
     features, soft = prepared.training_set()
     result = train(
         model,
@@ -353,6 +350,17 @@ def _run_trial(
     if out_dir is not None:
         save_student(model, prepared, params, metrics, out_dir, provenance or {})
     return metrics
+
+
+def layer_distiller(
+    prepared: Prepared, params: TrialParams, model: torch.nn.Module
+) -> LayerDistiller | None:
+    """The trial's intermediate losses with the teacher loaded for the loop; None when every
+    weight is 0 or the space defines none (the cached-logit path: no teacher is loaded)."""
+    if params.losses is None or not params.losses.on:
+        return None
+    teacher = load_teacher(prepared.teacher, prepared.task.kind, prepared.num_labels)
+    return LayerDistiller(params.losses, model, teacher, prepared.teacher)
 
 
 def test_features(prepared: Prepared) -> Features:
