@@ -38,10 +38,14 @@ from nas.study.record import (
     DATASET,
     MESSAGE,
     NAS_VERSION,
+    PRUNE_REASON,
+    PRUNED_RUNG,
     REASON,
     TASK,
     TEACHER,
     config_snapshot,
+    rung_key,
+    rung_record,
     set_study_record,
 )
 from nas.study.storage import first_line, mask_password
@@ -197,6 +201,67 @@ def tell_failure(
     Like :func:`tell_complete`, it can be repeated whole after a storage error part-way."""
     write_user_attrs(study, trial, {REASON: reason, MESSAGE: message[:2000], **(attrs or {})})
     return study.tell(trial, state=TrialState.FAIL)
+
+
+def record_rung(
+    study: optuna.Study,
+    trial: optuna.Trial | int,
+    rung: int,
+    epoch_fraction: float,
+    values: Mapping[str, float],
+    constraints: Mapping[str, float],
+) -> FrozenTrial:
+    """Store the trial's evaluation at rung index ``rung`` (``rung:<k>``, see
+    :func:`nas.study.record.rung_record`) before its decision, so the trials deciding after it
+    rank against it. Idempotent: the same record is not written twice."""
+    record = rung_record(epoch_fraction, values, constraints)
+    return write_user_attrs(study, trial, {rung_key(rung): record})
+
+
+def tell_pruned(
+    study: optuna.Study,
+    trial: optuna.Trial | int,
+    rung: int,
+    values: Mapping[str, float],
+    reason: str,
+    *,
+    epoch_fraction: float | None = None,
+    constraints: Mapping[str, float] | None = None,
+) -> FrozenTrial:
+    """End a trial PRUNED at rung index ``rung``, with its values there and a one-line reason.
+
+    The rung record is written when ``epoch_fraction`` is given (else it must be stored
+    already, by :func:`record_rung`, with these values). Like :func:`tell_failure` it can be
+    repeated whole after a storage error part-way; a trial already PRUNED (a tell whose answer
+    was lost) is returned as stored. A PRUNED trial has no values, so it never enters the
+    front (Optuna's ``best_trials`` reads COMPLETE trials only).
+
+    Raises:
+        ValueError: no rung record to go with the values, or one with other values.
+    """
+    stored = _stored(study, trial)
+    if stored.state == TrialState.PRUNED:
+        return stored
+    record = stored.user_attrs.get(rung_key(rung))
+    if epoch_fraction is not None:
+        record = rung_record(epoch_fraction, values, constraints or {})
+    elif not isinstance(record, dict) or record.get("values") != _as_stored(dict(values)):
+        raise ValueError(
+            f"trial {stored.number}: {rung_key(rung)} does not hold {dict(values)}; "
+            "record the rung first (record_rung) or pass epoch_fraction and constraints"
+        )
+    attrs = {rung_key(rung): record, PRUNED_RUNG: rung, PRUNE_REASON: reason.splitlines()[0]}
+    write_user_attrs(study, stored.number, attrs)
+    return study.tell(stored.number, state=TrialState.PRUNED)
+
+
+def _stored(study: optuna.Study, trial: optuna.Trial | int) -> FrozenTrial:
+    storage = study._storage
+    if isinstance(trial, optuna.Trial):
+        return storage.get_trial(trial._trial_id)
+    return storage.get_trial(
+        storage.get_trial_id_from_study_id_trial_number(study._study_id, trial)
+    )
 
 
 def storage_outage(exc: BaseException) -> bool:

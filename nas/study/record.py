@@ -18,12 +18,14 @@ The short facts (task, teacher, dataset, nas version) stay user attributes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.objectives import PARAMS
+from nas.study.pruning import RungEntry, violation
 
 # ----------------------------------------------------------------- trial user attributes
 REASON = "fail_reason"  # of failed trials: oom, nan_loss, invalid_config, ...
@@ -51,6 +53,11 @@ CHECKPOINT_BYTES = "checkpoint_bytes"  # the checkpoint's total size
 CONFIRMS = "confirms"  # of a confirmation run: the trial number it re-trains
 SEED = "seed"  # of a confirmation run: its training seed
 TEST_METRICS = "test_metrics"  # of a confirmation run: its test-split metrics
+RUNG_PREFIX = "rung:"  # rung:<k> -> {"epoch_fraction", "values", "constraints"} (RUNG_KEYS)
+RUNG_KEYS = ("epoch_fraction", "values", "constraints")
+PRUNED_RUNG = "pruned_rung"  # of a PRUNED trial: the rung index it stopped at
+PRUNE_REASON = "prune_reason"  # of a PRUNED trial: the decision's one line
+WARM_START = "warm_start"  # of an enqueued warm start: "study@storage #number" it came from
 # failures whose params are queued again once, and which do not count toward the total
 RERUN_REASONS = ("orphaned", "interrupted", "artifact_write")
 # ---------------------------------------------------------------- trial system attributes
@@ -193,3 +200,83 @@ def metric_names(study: optuna.Study) -> list[str]:
 def is_feasible(trial: FrozenTrial) -> bool:
     """Whether every constraint of the trial holds (Optuna: a value <= 0 is feasible)."""
     return all(v <= 0 for v in trial.constraints.values())
+
+
+# -------------------------------------------------------------------------------- rungs
+def rung_key(rung: int) -> str:
+    """The trial user attribute of rung index ``rung`` (``rung:0`` is the first)."""
+    return f"{RUNG_PREFIX}{rung}"
+
+
+def rung_record(
+    epoch_fraction: float, values: Mapping[str, float], constraints: Mapping[str, float]
+) -> dict[str, Any]:
+    """What ``rung:<k>`` holds: the training fraction, the objective values by name and the
+    Optuna constraints (<= 0 feasible) of the study's thresholds at that point."""
+    return {
+        "epoch_fraction": float(epoch_fraction),
+        "values": {k: float(v) for k, v in values.items()},
+        "constraints": {k: float(v) for k, v in constraints.items()},
+    }
+
+
+def trial_rungs(trial: FrozenTrial) -> dict[int, dict[str, Any]]:
+    """The trial's rung records by rung index, lowest first."""
+    out = {}
+    for key, value in trial.user_attrs.items():
+        index = key.removeprefix(RUNG_PREFIX)
+        if key.startswith(RUNG_PREFIX) and index.isdigit() and isinstance(value, dict):
+            out[int(index)] = value
+    return dict(sorted(out.items()))
+
+
+def rung_records(study: optuna.Study, rung: int) -> list[RungEntry]:
+    """Every trial that reached rung index ``rung``, whatever its state now (RUNNING,
+    COMPLETE, PRUNED, FAIL), as the entries MO-ASHA ranks: values in the study's objective
+    order. A trial that failed to be re-run (:data:`RERUN_REASONS`) is left out: its copy
+    records the rung again.
+
+    Raises:
+        ValueError: a record lacks one of the study's objectives (a record of another study).
+    """
+    names = metric_names(study)
+    out = []
+    for trial in study.get_trials(deepcopy=False):
+        record = trial.user_attrs.get(rung_key(rung))
+        if not isinstance(record, dict) or _rerun(trial):
+            continue
+        values = record.get("values") or {}
+        missing = [n for n in names if n not in values]
+        if missing:
+            raise ValueError(
+                f"trial {trial.number}: {rung_key(rung)} has no value for {missing}; "
+                f"the study's objectives are {names}"
+            )
+        constraints = record.get("constraints") or {}
+        entry = RungEntry(
+            trial.number, tuple(float(values[n]) for n in names), violation(constraints)
+        )
+        out.append(entry)
+    return out
+
+
+def pruned_at(trial: FrozenTrial) -> int | None:
+    """The rung index a PRUNED trial stopped at (None for other trials)."""
+    if trial.state != TrialState.PRUNED or PRUNED_RUNG not in trial.user_attrs:
+        return None
+    return int(trial.user_attrs[PRUNED_RUNG])
+
+
+def prune_reason(trial: FrozenTrial) -> str:
+    """Why the trial was pruned (empty for a trial nas did not prune)."""
+    return str(trial.user_attrs.get(PRUNE_REASON, ""))
+
+
+def warm_source(trial: FrozenTrial) -> str | None:
+    """Where a warm-started trial's params came from (``study@storage #number``), or None."""
+    value = trial.user_attrs.get(WARM_START)
+    return str(value) if value is not None else None
+
+
+def _rerun(trial: FrozenTrial) -> bool:
+    return trial.state == TrialState.FAIL and trial.user_attrs.get(REASON) in RERUN_REASONS
