@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -271,3 +272,130 @@ def test_eval_squad_v2_cli_prints_the_official_keys(shared_data: Path, tmp_path:
     assert list(scores)[:3] == ["exact", "f1", "total"]
     assert scores["exact"] == 100.0 and scores["total"] == 6078
     assert scores["HasAns_total"] == 2910 and scores["NoAns_total"] == 3168
+
+
+# ----------------------------------------------------------------------------- transfer sets
+
+
+LAYERS_SPACE = REPO / "search_spaces" / "quickstart_layers.yaml"
+LOSSES_OFF = {
+    "hidden_weight": 0.0,
+    "hidden_kind": "mse",
+    "pkd_weight": 0.0,
+    "relation_weight": 0.0,
+    "relation_heads": 4,
+    "layer_map": "uniform",
+}
+
+
+def sst2_data(shared_data: Path) -> dict[str, Any]:
+    return {
+        "train_file": str(shared_data / "sst2" / "train.tsv"),
+        "test_file": str(shared_data / "sst2" / "dev.tsv"),
+        "eval_fraction": 0.01,
+        "max_train_samples": 400,
+        "max_eval_samples": 200,
+        "max_seq_length": 48,
+    }
+
+
+def test_sst2_trial_with_a_transfer_set_and_a_hidden_loss(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    """Real SST-2 sentences: 300 unlabelled dev sentences plus 2 augmented copies per labelled
+    example, labelled by the teacher once; the student trains on them with a hidden-state loss
+    (the teacher in the loop)."""
+    lines = (shared_data / "sst2" / "dev.tsv").read_text().splitlines()[1:301]
+    unlabelled = tmp_path / "unlabelled.txt"
+    unlabelled.write_text("".join(line.split("\t")[0] + "\n" for line in lines))
+    transfer = {"file": str(unlabelled), "augment": {"copies": 2}}
+    study = write_study(
+        tmp_path,
+        "sst2",
+        sst2_data(shared_data),
+        transfer=transfer,
+        search_space=str(LAYERS_SPACE),
+        baseline={**STUDENT, **LOSSES_OFF},
+    )
+    params = json.dumps({"hidden_weight": 1.0, "epochs": 1})
+    result = nas("trial", "run", "--study", str(study), "--params", params)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads(result.stdout)
+    texts = int(re.search(r"transfer set: (\d+) texts", result.stderr).group(1))  # type: ignore[union-attr]
+    assert 300 + 400 <= texts <= 300 + 2 * 400  # the file, then up to 2 copies per example
+    assert metrics["params"] > 0 and 0.0 <= metrics["task"]["accuracy"] <= 1.0
+    # every row trained: one epoch over the labelled and the transfer features
+    assert metrics["extra"]["train_samples"] == 400 + texts
+    assert result.stderr.count("teacher logits: one pass") == 2  # train split, transfer set
+
+
+def test_transfer_and_layer_loss_bad_input(tmp_path: Path, shared_data: Path) -> None:
+    """Each fails with one line naming the value and the fix, before any teacher trains."""
+    data = sst2_data(shared_data)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"transfer": {"file": "nope.txt"}}, "set transfer.file to an existing file"),
+        ({"transfer": {"file": str(empty)}}, "file is empty"),
+        ({"transfer": {"file": str(shared_data / "squad_v2" / "dev-v2.0.json")}}, "dev-v2.0"),
+        ({"transfer": {"augment": {"p_mask": 1.5}}}, "transfer.augment.p_mask = 1.5"),
+        ({"transfer": {}}, "transfer makes no examples"),
+    ]
+    fixed = LAYERS_SPACE.read_text()
+    for key in ("hidden_weight", "relation_weight"):  # the losses on, fixed
+        fixed = re.sub(rf"^{key}: .*$", f"{key}: 1.0", fixed, flags=re.MULTILINE)
+    on = {**LOSSES_OFF, "hidden_weight": 1.0, "relation_weight": 1.0}
+    layer_cases = [
+        (
+            fixed.replace("layer_map: uniform", "layer_map: last"),
+            {**on, "layer_map": "last"},
+            "layer_map 'last' with n_layers = 3",
+        ),
+        (
+            fixed.replace("relation_heads: 4", "relation_heads: 3"),
+            {**on, "relation_heads": 3},
+            "relation_heads = 3 does not divide",
+        ),
+    ]
+    for i, (extra, fragment) in enumerate(cases):
+        folder = tmp_path / f"case{i}"
+        folder.mkdir()
+        study = write_study(folder, "sst2", data, **extra)
+        assert_usage_error(nas("trial", "run", "--study", str(study)), fragment)
+        assert not (folder / "teacher").exists() and not (folder / "cache").exists()
+    for i, (text, baseline, fragment) in enumerate(layer_cases):
+        folder = tmp_path / f"layers{i}"
+        folder.mkdir()
+        (folder / "space.yaml").write_text(text)
+        study = write_study(
+            folder,
+            "sst2",
+            data,
+            search_space=str(folder / "space.yaml"),
+            baseline={**STUDENT, **baseline},
+        )
+        assert_usage_error(nas("trial", "run", "--study", str(study)), fragment)
+        assert not (folder / "teacher").exists()
+    # a teacher whose architecture exposes no hidden states nas can map
+    gpt = tmp_path / "gpt"
+    gpt.mkdir()
+    (gpt / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_layer": 2}))
+    folder = tmp_path / "gpt-study"
+    folder.mkdir()
+    study = write_study(
+        folder,
+        "sst2",
+        data,
+        search_space=str(LAYERS_SPACE),
+        baseline={**STUDENT, **LOSSES_OFF},
+        teacher={"path": str(gpt)},
+    )
+    assert_usage_error(nas("trial", "run", "--study", str(study)), "model_type 'gpt2'")
+
+
+def test_squad_transfer_set_is_refused(squad_study: Path, tmp_path: Path) -> None:
+    raw = yaml.safe_load(squad_study.read_text())
+    raw["transfer"] = {"augment": {"copies": 2}}
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump(raw))
+    assert_usage_error(nas("trial", "run", "--study", str(study)), "classification tasks only")
