@@ -8,7 +8,7 @@ import optuna
 import pytest
 
 from nas.errors import ConfigError, InvalidConfig
-from nas.params import StudentShape, TrialParams
+from nas.params import LOSS_KEYS, StudentShape, TrialParams
 from nas.search_space import PARAM_NAMES, check_params, load_search_space
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,7 +31,8 @@ def write_space(tmp_path: Path, **overrides: str) -> Path:
 @pytest.mark.parametrize("path", sorted((REPO / "search_spaces").glob("*.yaml")), ids=str)
 def test_every_shipped_space_loads_and_samples(path: Path) -> None:
     space = load_search_space(path)
-    assert list(space.distributions) == list(PARAM_NAMES)
+    names = [*PARAM_NAMES, *LOSS_KEYS] if space.defines_layer_losses() else list(PARAM_NAMES)
+    assert list(space.distributions) == names
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(20):
         params = space.suggest(study.ask())
@@ -39,7 +40,7 @@ def test_every_shipped_space_loads_and_samples(path: Path) -> None:
         assert space.validate(params) == params
         typed = space.trial_params(params)
         assert typed.as_dict() == params  # Optuna's names and values, types included
-        assert list(typed.as_dict()) == list(PARAM_NAMES)
+        assert list(typed.as_dict()) == names
 
 
 def test_optuna_json_form_and_fixed_values(tmp_path: Path) -> None:
@@ -219,3 +220,28 @@ def test_the_shape_rules_have_one_message_wherever_they_are_checked() -> None:
             check({**shape, "n_heads": 4, "n_layers": 2.5})
         messages.append(str(info.value))
     assert messages[0] == messages[1] and "n_layers = 2.5 must be an integer" in messages[0]
+
+
+def test_layer_losses_are_all_or_none_and_sampled_when_defined(tmp_path: Path) -> None:
+    shipped = (REPO / "search_spaces" / "quickstart_layers.yaml").read_text()
+    partial = tmp_path / "partial.yaml"
+    partial.write_text(shipped.replace("layer_map: uniform\n", ""))
+    with pytest.raises(ConfigError, match="defines hidden_weight.*but not layer_map"):
+        load_search_space(partial)
+    space = load_search_space(REPO / "search_spaces" / "quickstart_layers.yaml")
+    plain = load_search_space(REPO / "search_spaces" / "quickstart.yaml")
+    baseline = {
+        name: plain.distributions[name].choices[0]
+        if hasattr(plain.distributions[name], "choices")
+        else plain.distributions[name].low
+        for name in PARAM_NAMES
+    }  # type: ignore[attr-defined]
+    # a space without the losses: absent means off, and nothing new is stored
+    assert plain.trial_params(baseline).losses is None
+    # a space that defines them requires them: absent is not silently off
+    with pytest.raises(InvalidConfig, match="missing hidden_weight"):
+        space.validate(baseline)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(shipped.replace("layer_map: uniform", "layer_map: sideways"))
+    with pytest.raises(ConfigError, match="layer_map = 'sideways' must be one of uniform"):
+        load_search_space(bad)
