@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -73,6 +74,23 @@ def register(commands: Any) -> None:
         help="run an existing study although the study file changes what its results mean "
         "(objectives, thresholds, task, data, teacher, student source, search space, training "
         "recipe); the change is recorded in the study's config_changes attribute",
+    )
+    run.add_argument(
+        "--warm-start",
+        metavar="OTHER_STUDY",
+        help="first enqueue the feasible front of another study (same objectives), its params "
+        "mapped onto this search space; each enqueued trial names its source in warm_start",
+    )
+    run.add_argument(
+        "--warm-storage",
+        metavar="URL",
+        help="the storage of --warm-start's study (default: this study's storage)",
+    )
+    run.add_argument(
+        "--warm-top",
+        type=positive_int,
+        metavar="N",
+        help="with --warm-start: also the N best feasible trials by the first objective",
     )
     log_args(run, "no progress or trial lines: only warnings, errors and the final verdict")
     run.set_defaults(run=run_command)
@@ -187,6 +205,8 @@ def run_command(args: argparse.Namespace) -> int:
     # Bad input fails before anything is written (open_storage creates a SQLite file).
     space = study_space(config)
     check_distributions_fit(url, space.distributions, space.source_file)
+    # the other study's params, mapped and checked before data, teacher or any write
+    warm = warm_start(args, config, space, url)
     # the command's one open: an unreachable or read-only storage fails before any work
     storage = open_storage(url)
     # A re-run whose study file changes what past results mean: refused before data or teacher.
@@ -195,7 +215,13 @@ def run_command(args: argparse.Namespace) -> int:
     from nas.search import RunOptions, run_study  # heavy imports only when needed
 
     options = RunOptions(
-        url, n_trials, args.workers, args.ray_address, args.verbose, args.artifact_root
+        url,
+        n_trials,
+        args.workers,
+        args.ray_address,
+        args.verbose,
+        args.artifact_root,
+        on_open=warm,
     )
     code = run_study(config, options, storage, progress)
     study = optuna.load_study(study_name=config.name, storage=storage)
@@ -211,6 +237,57 @@ def run_command(args: argparse.Namespace) -> int:
             f"{config.name} --out report.html{same}"
         )
     return code
+
+
+def warm_start(
+    args: argparse.Namespace, config: Any, space: Any, url: str
+) -> Callable[[optuna.Study], None] | None:
+    """``--warm-start``: read and map the other study now (a missing study, or one with other
+    objectives, is one line and exit 2 before anything is written); the returned function
+    enqueues the mapped params once the study is open (``RunOptions.on_open``)."""
+    if args.warm_start is None:
+        if args.warm_storage or args.warm_top:
+            raise NasError("--warm-storage and --warm-top need --warm-start OTHER_STUDY")
+        return None
+    from nas.objectives import directions, objective_names
+    from nas.study import (
+        check_warm_objectives,
+        location,
+        mask_password,
+        open_existing,
+        plan_warm_start,
+        warm_source_trials,
+    )
+    from nas.tasks import get_task
+
+    source_url = args.warm_storage or url
+    storage = open_existing(source_url)
+    names = sorted(s.study_name for s in storage.get_all_studies())
+    if args.warm_start not in names:
+        raise NasError(
+            f"--warm-start: no study {args.warm_start!r} in {location(source_url)}; studies "
+            f"there: {', '.join(names) or 'none'} (pass --warm-storage for another database)"
+        )
+    source = optuna.load_study(study_name=args.warm_start, storage=storage)
+    label = f"{args.warm_start}@{mask_password(source_url)}"
+    ours = objective_names(config, get_task(config.task).primary_metric)
+    check_warm_objectives(source, ours, directions(config, ours), label)
+    chosen = warm_source_trials(source, args.warm_top or 0)
+    mapped = plan_warm_start(chosen, label, space.distributions, config.baseline, space.validate)
+    for line in mapped.lines:
+        progress(line)
+    progress(
+        f"warm start: {len(mapped.trials)} of {len(chosen)} trials of {label} "
+        "to enqueue (front" + (f" and top {args.warm_top})" if args.warm_top else ")")
+    )
+
+    def enqueue_warm(study: optuna.Study) -> None:
+        from nas.study import enqueue_warm_start
+
+        for line in enqueue_warm_start(study, mapped):
+            progress(line)
+
+    return enqueue_warm
 
 
 def status_command(args: argparse.Namespace) -> int:

@@ -51,6 +51,8 @@ class RunOptions:
     verbose: bool = False
     artifact_root: str | None = None  # None: the config's, then .nas/artifacts
     score_test: bool = True  # score the front on the test split when the total is reached
+    # called with the open study before any trial runs (the CLI's --warm-start enqueues there)
+    on_open: Callable[[optuna.Study], None] | None = None
 
 
 def run_study(
@@ -75,6 +77,8 @@ def run_study(
             f"trial {orphan.number} was left RUNNING by a dead driver: FAIL orphaned, "
             "its params are queued again"
         )
+    if options.on_open is not None:
+        options.on_open(study)
     done = finished_count(study)
     elsewhere = counted_trials(study) - done  # RUNNING in other drivers, which are alive
     remaining = options.n_trials - done - elsewhere

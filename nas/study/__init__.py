@@ -154,8 +154,22 @@ from nas.study.storage import (
     resolve_storage,
     schema_advice,
 )
+from nas.study.warm import (
+    WarmPlan,
+    WarmTrial,
+    check_warm_objectives,
+    enqueue_warm_start,
+    plan_warm_start,
+    warm_source_trials,
+)
 
 __all__ = [
+    "WarmPlan",
+    "WarmTrial",
+    "check_warm_objectives",
+    "enqueue_warm_start",
+    "plan_warm_start",
+    "warm_source_trials",
     "record_rung",
     "tell_pruned",
     "PRUNE_REASON",
