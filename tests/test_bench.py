@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -63,12 +64,17 @@ def test_overhead_quick_times_trials_and_every_sampler() -> None:
         assert [int(size) for size, _ in rows] == [5, 10], out
 
 
-def test_distill_gain_quick_compares_hard_labels_and_distillation() -> None:
+def test_distill_gain_quick_compares_four_arms() -> None:
     out = bench("distill_gain.py", "--quick")
     check_header(out)
     for name in ("emotion", "sst2"):
         assert len(values(rf"^{name} gain: {NUMBER} points accuracy", out)) == 1, out
+        for arm in ("distilled", r"\+ transfer set", r"\+ intermediate losses"):
+            assert len(values(rf"^{name} gain of {arm}: {NUMBER} points", out)) == 1, out
+        assert re.search(rf"^target {name}_best_distillation_gain: .*: (met|MISSED)$", out, re.M)
     assert out.count("hard labels (alpha 0.0") == 2 and out.count("distilled (alpha 0.5") == 2
+    assert out.count("+ intermediate losses (alpha 0.5, temperature 2.0, hidden_weight 1.0") == 2
+    assert re.search(r"^target best_distillation_gain_both_tasks: .*: (met|MISSED)$", out, re.M)
 
 
 def test_frontier_quick_prints_the_reference_table() -> None:
@@ -132,5 +138,7 @@ def test_full_mode_params_lie_in_the_minilm_space() -> None:
     space = load_search_space(REPO / "bench" / "minilm_space.yaml")
     space.validate(frontier.BASELINE)
     space.validate({**throughput.STUDENT, **throughput.TRAINING, "batch_size": 32})
-    for settings in distill_gain.ARMS.values():
-        space.validate({**distill_gain.STUDENT, **distill_gain.TRAINING, **settings})
+    with tempfile.TemporaryDirectory() as tmp:  # the bench's space: minilm_space + the losses
+        layered = load_search_space(distill_gain.write_space(Path(tmp), quick=False))
+    for settings, _ in distill_gain.ARMS.values():
+        layered.validate({**distill_gain.STUDENT, **distill_gain.TRAINING, **settings})
