@@ -44,9 +44,10 @@ from transformers import (
 )
 
 from nas.config import load_study
+from nas.params import TrialParams
 from nas.students.build import build_student
 from nas.trial.data import encoded, load_splits
-from nas.trial.loop import resolve_device, train, use_bf16
+from nas.trial.loop import Distillation, resolve_device, train, use_bf16
 from nas.trial.losses import distill_loss, qa_distill_loss
 from nas.trial.run import _pad_id, prepare
 from nas.trial.teacher import load_teacher, load_tokenizer
@@ -165,14 +166,16 @@ def nas_arm(config_path: str, params: dict[str, Any], grouped: bool = True) -> d
     model = _student(prepared, params)
     training = dataclasses.replace(prepared.config.training, length_grouped=grouped)
     before, cpu = _rss_mb(), _cpu_s()
+    recipe = TrialParams.from_params(params).recipe
     result = train(
         model,
         prepared.train_features,
-        prepared.teacher_logits,
-        params,
+        recipe,
         training,
         prepared.task.kind,
         _pad_id(prepared.tokenizer),
+        seed=prepared.config.training.seed,
+        distill=Distillation(prepared.teacher_logits, recipe.alpha, recipe.temperature),
     )
     return {
         "cpu_s": _cpu_s() - cpu,
@@ -341,7 +344,13 @@ def run_arm(name: str, config_path: Path, params: dict[str, Any]) -> dict[str, A
 # ----------------------------------------------------------------------------- one data set
 
 
-def measure(ds: Dataset, folder: Path, checkpoint: Path, quick: bool, device: str) -> None:
+# nas's samples/s over the Trainer's, per data set (BENCHMARKS.md's targets)
+RATIO_GOALS = {"sst2": 4.0, "squad_v2": 1.5}
+
+
+def measure(ds: Dataset, folder: Path, checkpoint: Path, quick: bool, device: str) -> float:
+    """Run every arm of ``ds`` side by side, print the table and the ratios; returns nas's
+    samples/s over the Trainer's."""
     config_path = write_config(folder, ds, checkpoint, quick, device)
     config = load_study(config_path)
     student = QUICK_STUDENT if quick else STUDENT
@@ -403,6 +412,7 @@ def measure(ds: Dataset, folder: Path, checkpoint: Path, quick: bool, device: st
     charged = hf_per / nas_per
     print(f"{ds.name} ratio with the teacher pass charged to this single run: {charged:.2f}x")
     print(flush=True)
+    return ratio
 
 
 def main() -> int:
@@ -418,22 +428,44 @@ def main() -> int:
         else:
             checkpoint = common.minilm_checkpoint("bench/throughput.py")
         student = QUICK_STUDENT if args.quick else STUDENT
-        common.header(
-            "bench/throughput.py",
-            args.quick,
-            [
-                f"teacher: {checkpoint_note} ({checkpoint}), untrained classifier/QA head "
-                "(speed does not depend on it)",
-                f"student: {student} sliced from the teacher checkpoint by nas.students.build",
-                f"loss: nas.trial.losses, alpha {TRAINING['alpha']}, T {TRAINING['temperature']}; "
-                f"device {device}" + (" (bf16 autocast in both arms)" if device == "cuda" else ""),
-            ],
-        )
-        for ds in datasets(args.quick):
-            run_folder = Path(tempfile.mkdtemp(prefix=f"{ds.name}-", dir=folder))
-            measure(ds, run_folder, checkpoint, args.quick, device)
-        common.footer()
+        with common.recorded("throughput", args.quick) as targets:
+            _run(args, folder, checkpoint, checkpoint_note, student, device, targets)
     return 0
+
+
+def _run(
+    args: Any,
+    folder: Path,
+    checkpoint: Path,
+    checkpoint_note: str,
+    student: dict[str, Any],
+    device: str,
+    targets: list[dict[str, Any]],
+) -> None:
+    common.header(
+        "bench/throughput.py",
+        args.quick,
+        [
+            f"teacher: {checkpoint_note} ({checkpoint}), untrained classifier/QA head "
+            "(speed does not depend on it)",
+            f"student: {student} sliced from the teacher checkpoint by nas.students.build",
+            f"loss: nas.trial.losses, alpha {TRAINING['alpha']}, T {TRAINING['temperature']}; "
+            f"device {device}" + (" (bf16 autocast in both arms)" if device == "cuda" else ""),
+        ],
+    )
+    for ds in datasets(args.quick):
+        run_folder = Path(tempfile.mkdtemp(prefix=f"{ds.name}-", dir=folder))
+        ratio = measure(ds, run_folder, checkpoint, args.quick, device)
+        goal = RATIO_GOALS[ds.name]
+        targets.append(
+            common.target(
+                f"{ds.name}_samples_per_s_ratio",
+                f"nas's trial loop >= {goal}x the Trainer's samples/s on {device}",
+                f"{ratio:.2f}x",
+                ratio >= goal,
+            )
+        )
+    common.footer()
 
 
 def _texts() -> list[str]:
