@@ -154,6 +154,26 @@ class SamplerConfig:
 
 
 @dataclass(frozen=True)
+class PruningConfig:
+    """The study's ``pruning:`` section: MO-ASHA over rungs of each trial's training
+    (``nas.study.pruning`` decides; ``docs/architecture.md``, "Pruning in a run").
+
+    Rung ``k`` is evaluated once the trial has taken ``ceil(rungs[k] * total_steps)`` of its
+    optimizer steps (``total_steps``: its epochs times batches per epoch, capped by
+    ``training.max_steps``); a rung that lands on the last step, or on a step an earlier rung
+    took, is skipped: the end of training is always the last evaluation.
+    """
+
+    enabled: bool = False  # off by default: every trial trains to the end
+    eta: int = 3  # reduction factor: about 1 in eta trials continues past each rung
+    # where trials are evaluated and may stop: fractions of their optimizer steps, increasing,
+    # each in (0, 1)
+    rungs: tuple[float, ...] = (1 / 9, 1 / 3)
+    min_rung: int = 0  # rungs below this index record their values but stop no trial
+    grace_trials: int = 1  # a rung stops no trial until it holds this many records
+
+
+@dataclass(frozen=True)
 class ResourcesConfig:
     """What one trial asks Ray for, and the memory pre-flight."""
 
@@ -232,6 +252,7 @@ class StudyConfig:
     source_file: str = ""  # set by the loader: the YAML this came from
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     transfer: TransferConfig | None = None  # a teacher-labelled transfer set; none by default
+    pruning: PruningConfig = field(default_factory=PruningConfig)  # MO-ASHA; off by default
 
     def __post_init__(self) -> None:
         # Not a field: the snapshot a study stores (dataclasses.asdict) keeps the paths as
@@ -450,6 +471,9 @@ RANGES: dict[str, Range] = {
     "transfer.augment.p_ngram": _FRACTION,
     "transfer.augment.copies": _COUNT,
     "transfer.augment.neighbours": _COUNT,
+    "pruning.eta": Range(2),  # 2 halves the trials at each rung, 3 keeps a third
+    "pruning.min_rung": Range(0),
+    "pruning.grace_trials": _COUNT,
 }
 
 
@@ -468,6 +492,49 @@ def check_study(config: StudyConfig, where: str) -> None:
     _check_resources(config.resources, where)
     if config.transfer is not None:
         _check_transfer(config, config.transfer, where)
+    check_pruning(config.pruning, [o.name for o in config.objectives], where)
+
+
+def check_pruning(pruning: PruningConfig, objectives: list[str], where: str) -> None:
+    """The rungs, min_rung against them, and an objective that training changes
+    (``objectives``: the study's names; empty means the defaults, which have one). The ranges
+    of eta, min_rung and grace_trials are in :data:`RANGES`."""
+    from nas.objectives import COSTS  # nas.objectives imports this module
+
+    _check_rungs(pruning.rungs, where)
+    if not 0 <= pruning.min_rung < len(pruning.rungs):
+        raise ConfigError(
+            f"{where}: pruning.min_rung = {pruning.min_rung} must be an index of "
+            f"pruning.rungs (0 to {len(pruning.rungs) - 1}); write 0 to stop from the first"
+        )
+    if pruning.enabled and objectives and all(n in COSTS for n in objectives):
+        raise ConfigError(
+            f"{where}: pruning ranks trials mid-training, but the objectives {objectives} are "
+            "costs that training does not change; add a task metric objective (e.g. "
+            "accuracy) or set pruning.enabled: false"
+        )
+
+
+def _check_rungs(rungs: tuple[float, ...], where: str) -> None:
+    if not rungs:
+        raise ConfigError(
+            f"{where}: pruning.rungs is empty; write fractions of the training, e.g. "
+            "[0.111, 0.333]"
+        )
+    for a, b in zip(rungs, rungs[1:], strict=False):
+        if b <= a:
+            raise ConfigError(
+                f"{where}: pruning.rungs {list(rungs)} must increase ({b:g} after {a:g}); "
+                "sort them and drop repeats"
+            )
+    for r in rungs:
+        if not 0 < r < 1:
+            fix = (
+                "leave 1.0 out: the end of training is always the last evaluation"
+                if r == 1
+                else "a rung is a fraction of the training length, in (0, 1)"
+            )
+            raise ConfigError(f"{where}: pruning.rungs has {r:g}; {fix}")
 
 
 def _check_transfer(config: StudyConfig, transfer: TransferConfig, where: str) -> None:

@@ -2,7 +2,8 @@
 trial that reached a rung continues, and the study's ``pruning:`` settings.
 
 Pure: plain values in, a :class:`Decision` out; no Optuna, no torch. The rung records it ranks
-are read from the study by :func:`nas.study.record.rung_records`.
+are read from the study by :func:`nas.study.record.rung_records`; the settings are
+:class:`nas.config.PruningConfig` (the study's ``pruning:`` section, checked when it loads).
 
 The rule, at rung ``r`` with ``n`` trials recorded there (the candidate included):
 
@@ -29,14 +30,11 @@ point it starts from. On the few records a rung holds, a deterministic order is 
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from nas.errors import ConfigError
-from nas.objectives import COSTS
+from nas.config import PruningConfig
 
 
 @dataclass(frozen=True)
@@ -180,133 +178,22 @@ def _check(entries: Sequence[RungEntry], directions: Sequence[str]) -> None:
 
 # ------------------------------------------------------------------------------ the config
 
-DEFAULT_RUNGS = (1 / 9, 1 / 3)
 
-
-@dataclass(frozen=True)
-class PruningConfig:
-    """The study's ``pruning:`` section: MO-ASHA over rungs of each trial's training."""
-
-    enabled: bool = False  # off by default: every trial trains to the end
-    eta: int = 3  # reduction factor: about 1 in eta trials continues past each rung
-    # where trials are evaluated and may stop, as fractions of their training length,
-    # increasing, each in (0, 1); the end of training (1.0) is always the last evaluation
-    rungs: tuple[float, ...] = DEFAULT_RUNGS
-    min_rung: int = 0  # rungs below this index record their values but stop no trial
-    grace_trials: int = 1  # a rung stops no trial until it holds this many records
-
-    @classmethod
-    def from_mapping(
-        cls, raw: Any, where: str, objective_names: Sequence[str] = ()
-    ) -> PruningConfig:
-        """Build and check a ``pruning:`` mapping; ``objective_names`` are the study's.
-
-        Raises:
-            ConfigError: an unknown key or a bad value, naming it and the fix.
-        """
-        if raw is None:
-            return cls()
-        if not isinstance(raw, Mapping):
-            raise ConfigError(f"{where}: pruning must be a mapping, e.g. {{enabled: true}}")
-        allowed = ("enabled", "eta", "rungs", "min_rung", "grace_trials")
-        unknown = [k for k in raw if k not in allowed]
-        if unknown:
-            raise ConfigError(
-                f"{where}: unknown key 'pruning.{unknown[0]}'; allowed: {', '.join(allowed)}"
-            )
-        config = cls(
-            enabled=_typed(raw, "enabled", bool, cls.enabled, where),
-            eta=_typed(raw, "eta", int, cls.eta, where),
-            rungs=tuple(_rungs(raw.get("rungs", DEFAULT_RUNGS), where)),
-            min_rung=_typed(raw, "min_rung", int, cls.min_rung, where),
-            grace_trials=_typed(raw, "grace_trials", int, cls.grace_trials, where),
+def decide_at(
+    config: PruningConfig,
+    rung: int,
+    entries: Sequence[RungEntry],
+    candidate: RungEntry,
+    directions: Sequence[str],
+) -> Decision:
+    """:func:`decide` at rung index ``rung`` with the study's ``pruning:`` eta and grace; a rung
+    below ``min_rung`` (or pruning disabled) lets every trial continue."""
+    decision = decide(entries, candidate, directions, config.eta, config.grace_trials)
+    if not config.enabled or rung < config.min_rung:
+        why = (
+            "pruning is off" if not config.enabled else f"grace: below min_rung {config.min_rung}"
         )
-        config.check(where, objective_names)
-        return config
-
-    def decide(
-        self,
-        rung: int,
-        entries: Sequence[RungEntry],
-        candidate: RungEntry,
-        directions: Sequence[str],
-    ) -> Decision:
-        """:func:`decide` at rung index ``rung`` with this config's eta and grace; a rung below
-        ``min_rung`` (or pruning disabled) lets every trial continue."""
-        decision = decide(entries, candidate, directions, self.eta, self.grace_trials)
-        if not self.enabled or rung < self.min_rung:
-            why = (
-                "pruning is off" if not self.enabled else f"grace: below min_rung {self.min_rung}"
-            )
-            return Decision(
-                True, decision.rank, decision.n, decision.keep, f"{why}; {decision.reason}"
-            )
-        return decision
-
-    def check(self, where: str, objective_names: Sequence[str] = ()) -> None:
-        """The rules across keys (also for a config built by ``nas.config``'s loader)."""
-        if self.eta < 2:
-            raise ConfigError(
-                f"{where}: pruning.eta = {self.eta} must be at least 2 (2 halves the trials at "
-                "each rung, 3 keeps a third); write e.g. eta: 3"
-            )
-        _check_rungs(self.rungs, where)
-        if not 0 <= self.min_rung < len(self.rungs):
-            raise ConfigError(
-                f"{where}: pruning.min_rung = {self.min_rung} must be an index of "
-                f"pruning.rungs (0 to {len(self.rungs) - 1}); write 0 to stop from the first"
-            )
-        if self.grace_trials < 1:
-            raise ConfigError(
-                f"{where}: pruning.grace_trials = {self.grace_trials} must be at least 1; "
-                "write 1 for no grace"
-            )
-        names = list(objective_names)
-        if self.enabled and names and all(n in COSTS for n in names):
-            raise ConfigError(
-                f"{where}: pruning ranks trials mid-training, but the objectives {names} are "
-                "costs that training does not change; add a task metric objective (e.g. "
-                "accuracy) or set pruning.enabled: false"
-            )
-
-
-def _typed(raw: Mapping[str, Any], key: str, tp: type, default: Any, where: str) -> Any:
-    value = raw.get(key, default)
-    if tp is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ConfigError(f"{where}: pruning.{key} = {value!r} must be an integer")
-    if tp is bool and not isinstance(value, bool):
-        raise ConfigError(f"{where}: pruning.{key} = {value!r} must be true or false")
-    return value
-
-
-def _rungs(value: Any, where: str) -> list[float]:
-    if not isinstance(value, list | tuple) or not value:
-        raise ConfigError(
-            f"{where}: pruning.rungs = {value!r} must be a non-empty list of training "
-            "fractions, e.g. [0.111, 0.333]"
+        return Decision(
+            True, decision.rank, decision.n, decision.keep, f"{why}; {decision.reason}"
         )
-    out = []
-    for v in value:
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-            raise ConfigError(f"{where}: pruning.rungs has {v!r}; write fractions such as 0.25")
-        out.append(float(v))
-    return out
-
-
-def _check_rungs(rungs: Sequence[float], where: str) -> None:
-    if not rungs:
-        raise ConfigError(f"{where}: pruning.rungs is empty; write e.g. [0.111, 0.333]")
-    for a, b in itertools.pairwise(rungs):
-        if b <= a:
-            raise ConfigError(
-                f"{where}: pruning.rungs {list(rungs)} must increase ({b:g} after {a:g}); "
-                "sort them and drop repeats"
-            )
-    for r in rungs:
-        if not 0 < r < 1:
-            fix = (
-                "leave 1.0 out: the end of training is always the last evaluation"
-                if r == 1
-                else "a rung is a fraction of the training length, in (0, 1)"
-            )
-            raise ConfigError(f"{where}: pruning.rungs has {r:g}; {fix}")
+    return decision

@@ -14,11 +14,13 @@ from nas.trial.loop import (
     predict,
     release_memory,
     resolve_device,
+    rung_steps,
     use_bf16,
 )
 from nas.trial.run import (
     Metrics,
     Prepared,
+    RungResult,
     evaluate_logits,
     objective_names,
     prepare,
@@ -35,6 +37,7 @@ from nas.trial.teacher import (
 __all__ = [
     "Metrics",
     "Prepared",
+    "RungResult",
     "cached_logits",
     "encoded",
     "evaluate_logits",
@@ -46,6 +49,7 @@ __all__ = [
     "predict",
     "prepare",
     "release_memory",
+    "rung_steps",
     "resolve_device",
     "run_trial",
     "test_features",

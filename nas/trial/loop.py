@@ -26,7 +26,7 @@ import os
 import resource
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -55,6 +55,8 @@ FAULT_OOM_TEACHER_ENV = "NAS_FAULT_OOM_TEACHER"
 FaultSite = Literal["step", "to_device", "eval", "latency"]
 FAULT_SITES: tuple[FaultSite, ...] = ("step", "to_device", "eval", "latency")
 Progress = Callable[[str], None]
+# on_rung(rung index, steps taken, total steps): an evaluation point of MO-ASHA pruning
+RungHook = Callable[[int, int, int], None]
 T = TypeVar("T")
 
 
@@ -206,6 +208,8 @@ def train(
     deadline: float | None = None,
     faults: bool = False,
     on_epoch: Callable[[int], None] | None = None,
+    rungs: Sequence[float] = (),
+    on_rung: RungHook | None = None,
     what: str = "training",
 ) -> TrainResult:
     """Train ``model`` in place by ``recipe``, seeded by ``seed`` (the study config's).
@@ -218,7 +222,9 @@ def train(
     :func:`catch_out_of_memory`). ``faults``: a student trial, where the ``NAS_FAULT_OOM_*``
     testing aids apply. ``what`` names the work in progress (a bar on a terminal, else a line a
     minute). ``on_epoch(n)`` runs after each whole epoch ``n`` (1, 2, ...) and after
-    the last step; the model is back in training mode when it returns.
+    the last step; the model is back in training mode when it returns. ``on_rung(k, step,
+    total)`` runs once the step of rung ``k`` is taken (:func:`rung_steps` of ``rungs``, the
+    fractions of ``pruning.rungs``), likewise; it may raise to end the training there.
     """
     device = resolve_device(config.device)
     torch.manual_seed(seed)
@@ -236,6 +242,7 @@ def train(
     total = max(1, math.ceil(per_epoch * float(recipe.epochs)))
     if config.max_steps is not None:
         total = min(total, config.max_steps)
+    at_step = {step: k for k, step in rung_steps(total, rungs).items()} if on_rung else {}
 
     if faults:
         inject_oom_fault(model, "to_device")
@@ -314,11 +321,27 @@ def train(
             if on_epoch and (step % per_epoch == 0 or step == total):
                 on_epoch(math.ceil(step / per_epoch))
                 model.train()
+            if on_rung is not None and step in at_step:
+                on_rung(at_step[step], step, total)
+                model.train()
     ticker.close()
     elapsed = time.perf_counter() - start
     peak, memory_kind = peak_memory_bytes(device)
     rate = samples / max(elapsed, 1e-9)
     return TrainResult(step, samples, elapsed, rate, loss_value, peak / 2**20, memory_kind, peak)
+
+
+def rung_steps(total: int, rungs: Sequence[float]) -> dict[int, int]:
+    """The optimizer step of each rung index, for a training of ``total`` steps: rung ``k``
+    after ``ceil(rungs[k] * total)`` steps. A rung that lands on the last step (the end of
+    training is evaluated anyway) or on a step an earlier rung took is left out, so a short
+    training has fewer rungs; their indices stay those of ``rungs``."""
+    out: dict[int, int] = {}
+    for k, fraction in enumerate(rungs):
+        step = max(1, math.ceil(fraction * total - 1e-9))  # 1/3 of 9 steps is 3, not 4
+        if step < total and step not in out.values():
+            out[k] = step
+    return out
 
 
 def _steps(

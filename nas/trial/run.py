@@ -93,6 +93,30 @@ class Metrics:
 
 
 @dataclass(frozen=True)
+class RungResult:
+    """A student's evaluation at a rung of its training (MO-ASHA pruning, ``pruning:``): what
+    the driver ranks it by. ``params`` and ``latency_ms`` do not change with training."""
+
+    rung: int  # the index in pruning.rungs
+    step: int  # optimizer steps taken
+    total_steps: int  # the trial's whole training
+    task: dict[str, float]  # the task's metrics on the selection split, as Metrics.task
+    params: int
+    latency_ms: float | None = None  # measured at the first rung when an objective
+
+    @property
+    def epoch_fraction(self) -> float:
+        """How much of its training the trial had done: steps taken over total steps."""
+        return self.step / self.total_steps
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+RungReporter = Callable[[RungResult], None]
+
+
+@dataclass(frozen=True)
 class Prepared:
     """Everything trials of one study share, loaded once per process."""
 
@@ -240,6 +264,7 @@ def run_trial(
     deadline: float | None = None,
     seed: int | None = None,
     score_test: bool = False,
+    on_rung: RungReporter | None = None,
 ) -> Metrics:
     """Build, distill, evaluate and (with ``out_dir``) save one student.
 
@@ -247,14 +272,17 @@ def run_trial(
     ``deadline`` (a ``time.time()`` value) ends training with ``TrialTimeout`` when passed.
     ``seed`` replaces ``training.seed`` (``nas study confirm``'s re-trainings); ``score_test``
     also scores the student on the test split (``Metrics.extra["test"]``), for runs that
-    nothing is selected from.
+    nothing is selected from. ``on_rung``: the student is evaluated on the selection split at
+    each of the study's ``pruning.rungs`` and the result handed to it (the Ray worker reports
+    it to the driver, which may stop the trial by raising from it); without it no rung is
+    evaluated (``nas trial run``). The rung evaluations count in ``train_time_s``.
     Out of memory anywhere in the trial (the move to the device, training, evaluation, latency)
     raises ``OutOfMemory`` once the trial's memory is released; weights or eval logits that are
     not finite raise ``Diverged``.
     """
     return catch_out_of_memory(
         lambda: _run_trial(
-            prepared, params, out_dir, progress, provenance, deadline, seed, score_test
+            prepared, params, out_dir, progress, provenance, deadline, seed, score_test, on_rung
         )
     )
 
@@ -268,6 +296,7 @@ def _run_trial(
     deadline: float | None,
     seed: int | None = None,
     score_test: bool = False,
+    on_rung: RungReporter | None = None,
 ) -> Metrics:
     config, task = prepared.config, prepared.task
     if seed is not None:
@@ -289,6 +318,7 @@ def _run_trial(
     recipe = params.recipe
     layers = layer_distiller(prepared, params, model)
     features, soft = prepared.training_set()
+    at_rung = None if on_rung is None else rung_evaluator(prepared, model, n_params, on_rung)
     result = train(
         model,
         features,
@@ -301,6 +331,8 @@ def _run_trial(
         progress=progress,
         deadline=deadline,
         faults=True,
+        rungs=config.pruning.rungs if at_rung is not None else (),
+        on_rung=at_rung,
         what="student training",
     )
     check_finite_weights(model)
@@ -350,6 +382,36 @@ def _run_trial(
     if out_dir is not None:
         save_student(model, prepared, params, metrics, out_dir, provenance or {})
     return metrics
+
+
+def rung_evaluator(
+    prepared: Prepared, model: torch.nn.Module, n_params: int, report: RungReporter
+) -> Callable[[int, int, int], None]:
+    """The loop's rung hook: score ``model`` on the selection split (as the end of the trial
+    does), then ``report`` the result; latency, when an objective, is measured once."""
+    config, task = prepared.config, prepared.task
+    device = resolve_device(config.training.device)
+    pad_id = _pad_id(prepared.tokenizer)
+    latency: list[float] = []
+
+    def at_rung(rung: int, step: int, total: int) -> None:
+        logits = predict(
+            model,
+            prepared.eval_features,
+            task.kind,
+            pad_id,
+            config.training.eval_batch_size,
+            device,
+        )
+        check_finite_logits(logits)
+        scores = evaluate_logits(prepared, prepared.splits.eval, prepared.eval_features, logits)
+        if not latency and objectives.LATENCY_MS in objective_names(config, task):
+            latency.append(
+                measure_latency(model, prepared.eval_features, task.kind, pad_id, device)
+            )
+        report(RungResult(rung, step, total, scores, n_params, latency[0] if latency else None))
+
+    return at_rung
 
 
 def layer_distiller(

@@ -6,12 +6,14 @@ import math
 
 import pytest
 
+from nas.config import StudyConfig, check_study, from_dict
 from nas.errors import ConfigError
 from nas.study import (
     PruningConfig,
     RungEntry,
     crowding_distances,
     decide,
+    decide_at,
     keep_count,
     non_dominated_fronts,
     rank_entries,
@@ -91,9 +93,9 @@ def test_grace_and_min_rung_stop_no_trial() -> None:
     assert not decide(entries, worst, MAX_MIN, eta=3).proceed
     assert decide(entries, worst, MAX_MIN, eta=3, grace_trials=4).proceed
     config = PruningConfig(enabled=True, eta=3, rungs=(0.1, 0.3), min_rung=1)
-    assert config.decide(0, entries, worst, MAX_MIN).proceed  # rung 0 < min_rung
-    assert not config.decide(1, entries, worst, MAX_MIN).proceed
-    assert PruningConfig(enabled=False).decide(1, entries, worst, MAX_MIN).proceed
+    assert decide_at(config, 0, entries, worst, MAX_MIN).proceed  # rung 0 < min_rung
+    assert not decide_at(config, 1, entries, worst, MAX_MIN).proceed
+    assert decide_at(PruningConfig(enabled=False), 1, entries, worst, MAX_MIN).proceed
 
 
 def test_rung_values_must_match_the_objectives() -> None:
@@ -106,12 +108,24 @@ def test_rung_values_must_match_the_objectives() -> None:
 # ------------------------------------------------------------------------------ the config
 
 
+def read_pruning(raw: object, where: str, objectives: list[str] | None = None) -> PruningConfig:
+    """A study file's ``pruning:`` section, read and checked as the study loader does."""
+    study = {"name": "s", "task": "sst2", "teacher": {"path": "t"}, "search_space": "x.yaml"}
+    if raw is not None:
+        study["pruning"] = raw
+    if objectives:
+        study["objectives"] = [{"name": n, "direction": "maximize"} for n in objectives]
+    config = from_dict(StudyConfig, study, where, "")
+    check_study(config, where)
+    return config.pruning
+
+
 def test_the_config_reads_a_mapping() -> None:
-    config = PruningConfig.from_mapping(
+    config = read_pruning(
         {"enabled": True, "eta": 2, "rungs": [0.25, 0.5], "min_rung": 1}, "s.yaml", ["f1"]
     )
     assert config == PruningConfig(True, 2, (0.25, 0.5), 1, 1)
-    assert PruningConfig.from_mapping(None, "s.yaml") == PruningConfig()
+    assert read_pruning(None, "s.yaml") == PruningConfig()
     assert not PruningConfig().enabled  # off by default
 
 
@@ -123,25 +137,25 @@ def test_the_config_reads_a_mapping() -> None:
         ({"rungs": [0.5, 1.5]}, "pruning.rungs has 1.5; a rung is a fraction"),
         ({"rungs": [0.5, 1.0]}, "leave 1.0 out"),
         ({"rungs": [0.0, 0.5]}, "pruning.rungs has 0;"),
-        ({"rungs": []}, "non-empty list"),
-        ({"rungs": ["half"]}, "pruning.rungs has 'half'"),
-        ({"eta": 1}, "pruning.eta = 1 must be at least 2"),
+        ({"rungs": []}, "pruning.rungs is empty"),
+        ({"rungs": ["half"]}, r"pruning.rungs\[0\] = 'half' must be a number"),
+        ({"eta": 1}, "pruning.eta = 1 must be >= 2"),
         ({"eta": 2.5}, "pruning.eta = 2.5 must be an integer"),
         ({"enabled": "yes"}, "pruning.enabled = 'yes' must be true or false"),
         ({"min_rung": 2}, r"pruning.min_rung = 2 must be an index of pruning.rungs \(0 to 1\)"),
-        ({"grace_trials": 0}, "pruning.grace_trials = 0 must be at least 1"),
+        ({"grace_trials": 0}, "pruning.grace_trials = 0 must be positive"),
         ({"etta": 3}, "unknown key 'pruning.etta'; allowed: enabled, eta"),
-        ([0.1], "pruning must be a mapping"),
+        ([0.1], "'pruning' must be a mapping"),
     ],
 )
 def test_bad_pruning_config_names_the_value_and_the_fix(raw: object, message: str) -> None:
     with pytest.raises(ConfigError, match=f"^s.yaml: .*{message}"):
-        PruningConfig.from_mapping(raw, "s.yaml", ["accuracy", "params"])
+        read_pruning(raw, "s.yaml", ["accuracy", "params"])
 
 
 def test_pruning_needs_an_objective_training_changes() -> None:
     with pytest.raises(ConfigError, match=r"objectives \['latency_ms'\] are costs"):
-        PruningConfig.from_mapping({"enabled": True}, "s.yaml", ["latency_ms"])
+        read_pruning({"enabled": True}, "s.yaml", ["latency_ms"])
     # off, or with a task metric among the objectives, it is fine
-    PruningConfig.from_mapping({"enabled": False}, "s.yaml", ["latency_ms"])
-    PruningConfig.from_mapping({"enabled": True}, "s.yaml", ["accuracy", "latency_ms"])
+    read_pruning({"enabled": False}, "s.yaml", ["latency_ms"])
+    read_pruning({"enabled": True}, "s.yaml", ["accuracy", "latency_ms"])

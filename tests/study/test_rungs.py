@@ -14,6 +14,7 @@ from nas.study import (
     PRUNED_RUNG,
     REASON,
     PruningConfig,
+    decide_at,
     front_rows,
     open_storage,
     prune_reason,
@@ -121,5 +122,5 @@ def test_the_decision_on_stored_records(tmp_path: Path) -> None:
     trials = [_at_rung(study, 0.95 - 0.03 * i, 10.0 + i) for i in range(9)]
     config = PruningConfig(enabled=True, eta=3)
     entries = rung_records(study, 0)
-    kept = [e.number for e in entries if config.decide(0, entries, e, DIRECTIONS).proceed]
+    kept = [e.number for e in entries if decide_at(config, 0, entries, e, DIRECTIONS).proceed]
     assert kept == [t.number for t in trials[:3]]
