@@ -171,7 +171,7 @@ def test_trials_spread_over_both_nodes_with_token_auth(
     assert all(t.user_attrs["checkpoint_files"] for t in trials)
 
     # the token is required: the same run without it is a one-line error naming the fix
-    no_token = {k: v for k, v in cluster.env.items() if k != "RAY_AUTH_TOKEN"}
+    no_token: dict[str, str | None] = {**cluster.env, "RAY_AUTH_TOKEN": None}
     again = tiny_study(name="again", n_trials=1)
     result = run_nas(
         "study",
@@ -184,7 +184,7 @@ def test_trials_spread_over_both_nodes_with_token_auth(
         env=no_token,
     )
     assert_usage_error(result, cluster.address, "RAY_AUTH_TOKEN", "RAY_AUTH_MODE=token")
-    no_mode = {k: v for k, v in cluster.env.items() if k != "RAY_AUTH_MODE"}
+    no_mode: dict[str, str | None] = {**cluster.env, "RAY_AUTH_MODE": None}
     result = run_nas(
         "study",
         "run",

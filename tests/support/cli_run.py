@@ -11,10 +11,16 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def run_nas(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 900
+    *args: str,
+    env: dict[str, str | None] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 900,
 ) -> subprocess.CompletedProcess[str]:
-    """``python -m nas ARGS`` with hub access off; output captured as text."""
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env or {})}
+    """``python -m nas ARGS`` with hub access off; output captured as text. ``env`` adds to this
+    process's environment; a value of None removes the variable (Ray's in-process ``ray.init``
+    sets RAY_AUTH_MODE here, so a test that needs it absent must say so)."""
+    merged = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env or {})}
+    full_env = {key: value for key, value in merged.items() if value is not None}
     return subprocess.run(
         [sys.executable, "-m", "nas", *args],
         capture_output=True,
