@@ -1,6 +1,7 @@
 """What a student is and what it costs: slicing a pretrained DistilBERT/BERT source into a
 stock DistilBERT student (``build``), loading sources (``sources``), the activations slicing
-ranks by (``calibration``), exact parameter counts and memory estimates (``cost``).
+ranks by (``calibration``), exact parameter counts and memory estimates (``cost``), and the
+small non-transformer families bilstm / cnn / bow (``families``).
 
 No Optuna, no Ray: a student can be built and costed without a study.
 """
@@ -20,19 +21,43 @@ from nas.students.cost import (
     estimate_training_memory,
     student_report,
 )
+from nas.students.families import (
+    BiLSTMShape,
+    BowShape,
+    CNNShape,
+    FamilyModel,
+    FamilyShape,
+    build_family,
+    count_family_parameters,
+    family_shape,
+    load_family,
+    pca_reduce,
+    save_family,
+)
 from nas.students.sources import (
     load_source,
 )
 
 __all__ = [
     "ActivationStats",
+    "BiLSTMShape",
+    "BowShape",
+    "CNNShape",
+    "FamilyModel",
+    "FamilyShape",
     "MemoryEstimate",
+    "build_family",
     "build_student",
     "calibration_stats",
+    "count_family_parameters",
     "count_parameters",
     "describe_student",
     "estimate_training_memory",
+    "family_shape",
+    "load_family",
     "load_source",
+    "pca_reduce",
     "ranking_description",
+    "save_family",
     "student_report",
 ]
