@@ -19,6 +19,7 @@ from ray.tune.search import Searcher
 
 from nas.config import StudyConfig
 from nas.errors import ArtifactRootFailed, InvalidConfig, NasError, StorageUnreachable
+from nas.objectives import LATENCY_MS, PARAMS
 from nas.results import memory_summary
 from nas.search.preflight import DriverPreflight
 from nas.search.worker import ArtifactWriteError
@@ -47,9 +48,11 @@ from nas.study import (
     TEST_METRICS,
     TRAIN_TIME,
     ArtifactRoot,
+    RungEntry,
     StoredFile,
     ask_within,
     constraint_values,
+    decide_at,
     drop_artifacts,
     failure_message,
     finished_count,
@@ -57,14 +60,20 @@ from nas.study import (
     is_feasible,
     open_store,
     parse_root,
+    prune_reason,
+    pruned_at,
     record_files,
+    record_rung,
     remove_files,
     requeue,
+    rung_records,
     storage_label,
     storage_outage,
     stored_trial,
     tell_complete,
     tell_failure,
+    tell_pruned,
+    violation,
     with_storage_retries,
     write_user_attrs,
 )
@@ -106,6 +115,7 @@ class StudySearcher(Searcher):
         self.live: dict[str, optuna.Trial] = {}
         self.overdue: dict[str, str] = {}  # Ray trial id -> why the driver stopped its worker
         self.lost: NasError | None = None  # set when an outcome cannot be recorded
+        self.pruned: dict[str, Pruned] = {}  # Ray trial id -> the rung it was stopped at
 
     def __getstate__(self) -> dict[str, Any]:
         """What Ray pickles into its experiment folder (tuner.pkl): no study, no trials, no
@@ -115,6 +125,7 @@ class StudySearcher(Searcher):
         state.update(
             study=None,
             live={},
+            pruned={},
             preflight=None,
             config=dataclasses.replace(self.config, storage=None),
         )
@@ -152,6 +163,45 @@ class StudySearcher(Searcher):
             }
         return Searcher.FINISHED  # type: ignore[return-value]  # Ray's documented sentinel
 
+    def on_rung(self, trial_id: str, payload: str) -> bool:
+        """A rung's evaluation arrived (JSON of ``nas.trial.RungResult``): record it on the
+        trial, then rank it against every trial that reached the rung (MO-ASHA,
+        ``nas.study.decide_at``). Returns whether the trial continues; on False the scheduler
+        stops it and :meth:`on_trial_complete` tells the study PRUNED. Nobody waits for the
+        rung to fill. A rung that cannot be recorded or decided lets the trial continue."""
+        trial = self.live.get(trial_id)
+        if trial is None or self.lost is not None or trial_id in self.overdue:
+            return True
+        report = json.loads(payload)
+        rung, fraction = int(report["rung"]), report["step"] / report["total_steps"]
+        what = f"trial {trial.number} at rung {rung}"
+        try:
+            values = rung_values(self.objective_names, report)
+            constraints = constraint_values(self.config, report["task"])
+
+            def record() -> list[RungEntry]:
+                record_rung(self.study, trial, rung, fraction, values, constraints)
+                return rung_records(self.study, rung)
+
+            entries = with_storage_retries(record, self.study, what, self.printer)
+            candidate = RungEntry(
+                trial.number,
+                tuple(values[n] for n in self.objective_names),
+                violation(constraints),
+            )
+            directions = [d.name.lower() for d in self.study.directions]
+            decision = decide_at(self.config.pruning, rung, entries, candidate, directions)
+        except StorageUnreachable as exc:
+            self.lost = exc  # the run stops (StopWhenLost); the trial stays RUNNING
+            return True
+        except Exception as exc:  # noqa: BLE001 - a rung is advice: the trial trains on
+            self.printer(f"{what}: not ranked ({type(exc).__name__}: {str(exc)[:200]})")
+            return True
+        if decision.proceed:
+            return True
+        self.pruned[trial_id] = Pruned(rung, fraction, values, constraints, decision.reason)
+        return False
+
     def stop_overdue(self, trial_id: str, message: str) -> None:
         """The driver is stopping the trial's worker (past its deadline): it fails as timeout."""
         self.overdue[trial_id] = message
@@ -162,6 +212,9 @@ class StudySearcher(Searcher):
         trial = self.live.get(trial_id)
         if trial is None or self.lost is not None:
             return  # not ours, or the storage is gone: the trial stays RUNNING
+        if trial_id in self.pruned:
+            self._tell_pruned(trial_id, trial)
+            return
         outcome = _outcome(result, error)
         if trial_id in self.overdue and outcome["status"] != "ok":
             outcome = {"status": "fail", "reason": "timeout", "message": self.overdue[trial_id]}
@@ -232,12 +285,44 @@ class StudySearcher(Searcher):
         except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:
             return self._settled(trial, outcome, exc)
 
+    def _tell_pruned(self, trial_id: str, trial: optuna.Trial) -> None:
+        """End a trial the scheduler stopped at a rung as PRUNED (retried through outages;
+        without the storage it stays RUNNING, and the next driver re-runs it)."""
+        stop = self.pruned[trial_id]
+
+        def tell() -> optuna.trial.FrozenTrial:
+            return tell_pruned(
+                self.study,
+                trial,
+                stop.rung,
+                stop.values,
+                stop.reason,
+                epoch_fraction=stop.epoch_fraction,
+                constraints=stop.constraints,
+            )
+
+        frozen: optuna.trial.FrozenTrial | None
+        try:
+            frozen = with_storage_retries(tell, self.study, f"trial {trial.number}", self.printer)
+        except StorageUnreachable as exc:
+            self.lost = exc
+            return
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:
+            frozen = self._settled(trial, {"status": "pruned"}, exc)  # another driver ended it
+        del self.live[trial_id]
+        del self.pruned[trial_id]
+        if frozen is not None:
+            self._print(frozen)
+
     def fail_live(self, reason: str, message: str) -> None:
         """End every trial still running (Ctrl-C, SIGTERM, driver shutdown) as FAIL ``reason``.
         Without the storage they stay RUNNING, and the next driver re-queues them."""
         if self.lost is not None:
             return
         failed = {"status": "fail", "reason": reason, "message": message}
+        for trial_id in list(self.pruned):  # stopped at a rung: PRUNED, not re-run
+            if trial_id in self.live:
+                self._tell_pruned(trial_id, self.live[trial_id])
         for trial_id in list(self.live):
             trial = self.live.pop(trial_id)
             try:
@@ -344,6 +429,40 @@ class StudySearcher(Searcher):
         self.printer(line)
 
 
+@dataclasses.dataclass(frozen=True)
+class Pruned:
+    """Where and why the driver stopped a trial, until the study is told."""
+
+    rung: int
+    epoch_fraction: float
+    values: dict[str, float]  # the objective values at the rung, by name
+    constraints: dict[str, float]
+    reason: str
+
+
+def rung_values(objective_names: list[str], report: dict[str, Any]) -> dict[str, float]:
+    """The objective values of a rung's report (``nas.trial.RungResult.as_dict()``) by name:
+    the task's metrics, the parameter count, the latency.
+
+    Raises:
+        KeyError: an objective the report does not hold; ValueError: a non-finite value.
+    """
+    values = {}
+    for name in objective_names:
+        if name == PARAMS:
+            value = float(report["params"])
+        elif name == LATENCY_MS:
+            if report.get("latency_ms") is None:
+                raise KeyError("latency_ms was not measured at the rung")
+            value = float(report["latency_ms"])
+        else:
+            value = float(report["task"][name])
+        if not math.isfinite(value):
+            raise ValueError(f"{name} = {value} at the rung")
+        values[name] = value
+    return values
+
+
 def _files(outcome: dict[str, Any]) -> list[StoredFile]:
     return [StoredFile(**f) for f in outcome.get("artifacts", [])]
 
@@ -375,6 +494,10 @@ def trial_line(trial: optuna.trial.FrozenTrial, objective_names: list[str], coun
         )
         state = "COMPLETE" if is_feasible(trial) else "COMPLETE infeasible"
         return f"[{count}] trial {trial.number}{tag}: {shape} {vals} {state}{memory}"
+    rung = pruned_at(trial)
+    if trial.state == optuna.trial.TrialState.PRUNED:
+        where = f" at rung {rung}" if rung is not None else ""
+        return f"[{count}] trial {trial.number}{tag}: {shape} PRUNED{where}: {prune_reason(trial)}"
     reason = trial.user_attrs.get(REASON, "?")
     message = failure_message(trial, limit=100)
     return f"[{count}] trial {trial.number}{tag}: {shape} FAIL {reason}: {message}{memory}"

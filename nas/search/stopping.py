@@ -7,6 +7,8 @@ and a run whose storage is gone.
 - :class:`TrialDeadlines` is a Ray Tune scheduler that stops the worker of a trial running past
   ``trial_timeout_s`` plus a grace. The worker checks the deadline only inside its training
   loop; a worker hung anywhere else never reaches that check.
+- :class:`TrialDeadlines` also stops a trial MO-ASHA prunes at a rung (pruning on): the
+  searcher records the rung and decides, the scheduler returns STOP.
 - :class:`StopWhenLost` ends the run once the searcher cannot record outcomes any more.
 """
 
@@ -21,10 +23,11 @@ from typing import Any
 
 import ray
 from ray.tune.experiment import Trial
-from ray.tune.schedulers import FIFOScheduler
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.stopper import Stopper
 
 from nas.search.searcher import StudySearcher
+from nas.search.worker import RUNG_RESULT
 
 EXIT_TERMINATED = 128 + signal.SIGTERM  # 143, what a shell reports for a SIGTERM'd process
 DEADLINE_GRACE_MIN_S = 10.0  # the driver's limit is the timeout plus max(this, half of it)
@@ -107,6 +110,17 @@ class TrialDeadlines(FIFOScheduler):
             ray.kill(actor)
             stopped.append(trial.trial_id)
         return stopped
+
+    def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
+        """A rung's evaluation (pruning on) goes to the searcher first, which records it and
+        decides (MO-ASHA); stop means STOP here. Tune asks the scheduler before the searcher
+        (``TuneController._process_trial_result``) and, on STOP, calls the searcher's
+        ``on_trial_complete`` with this result, not its ``on_trial_result``."""
+        payload = result.get(RUNG_RESULT)
+        if payload is not None and not self.searcher.on_rung(trial.trial_id, payload):
+            return str(TrialScheduler.STOP)
+        decision: str = super().on_trial_result(tune_controller, trial, result)
+        return decision
 
     def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict) -> None:
         self.started.pop(trial.trial_id, None)

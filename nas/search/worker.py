@@ -30,12 +30,35 @@ from nas.study import (
 )
 
 _PREPARED: dict[str, Any] = {}  # per worker process: the study's data, loaded once
+RUNG_RESULT = "nas_rung"  # a rung's evaluation (JSON of nas.trial.RungResult), with pruning on
 
 
 # Testing aid: a worker that hangs after preparing, before its training loop (whose deadline
 # check it never reaches), so that only the driver's deadline (nas.search.stopping) can end the
 # trial.
 FAULT_HANG_ENV = "NAS_FAULT_HANG"
+
+
+class StoppedAtRung(Exception):
+    """The driver stopped the trial at a rung (MO-ASHA): Ray ends the ``tune.report`` call
+    with ``SystemExit``, turned into this so the trial unwinds (its temporary checkpoint folder
+    removed) and the worker reports nothing more; the driver tells the study PRUNED."""
+
+
+def report_rung(result: Any) -> None:
+    """Hand a rung's evaluation (a ``nas.trial.RungResult``) to the driver, which decides; Ray
+    blocks here until it does, and raises ``SystemExit`` when the decision is stop."""
+    from ray import tune
+
+    # Tune requires the searcher's metric in every result: the outcome, should this be the
+    # last result of a trial that was not stopped (it never is: an outcome always follows)
+    unfinished = {"status": "fail", "reason": "error", "message": "no outcome after a rung"}
+    try:
+        tune.report(
+            {RUNG_RESULT: json.dumps(result.as_dict()), "nas_outcome": json.dumps(unfinished)}
+        )
+    except SystemExit:
+        raise StoppedAtRung(f"stopped at rung {result.rung}") from None
 
 
 class ArtifactWriteError(TrialError):
@@ -56,6 +79,8 @@ def trainable(ray_config: dict[str, Any], study_config: StudyConfig) -> None:
     outcome: dict[str, Any]
     try:
         outcome = _train_and_store(ray_config, study_config, memory)
+    except StoppedAtRung:
+        outcome = {"status": "stopped"}
     except (TrialError, InvalidConfig) as exc:
         reason = exc.reason if isinstance(exc, TrialError) else "invalid_config"
         outcome = {"status": "fail", "reason": reason, "message": str(exc)}
@@ -66,6 +91,8 @@ def trainable(ray_config: dict[str, Any], study_config: StudyConfig) -> None:
         outcome = {"status": "fail", "reason": "error", "message": f"{exc!r}\n{tail}"}
     if outcome["status"] != "ok":  # the handler has ended: the failed trial's frames are gone
         release_memory()  # so the next trial on this worker (or GPU) gets the memory back
+    if outcome["status"] == "stopped":
+        return  # pruned: Ray takes no result after a stop (the driver tells the study)
     outcome.update(memory, **_placement())
     tune.report({"nas_outcome": json.dumps(outcome, default=str)})
 
@@ -105,6 +132,7 @@ def _train_and_store(
             deadline=None if deadline is None else time.time() + deadline,
             seed=ray_config.get("seed"),
             score_test=bool(ray_config.get("score_test")),
+            on_rung=report_rung if config.pruning.enabled else None,
         )
         memory[PEAK] = metrics.peak_memory_bytes
         files = _write_checkpoint(root, folder)

@@ -58,9 +58,13 @@ def _start_ticks(pid: int) -> str | None:
     return fields[19] if len(fields) > 19 else None
 
 
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)  # count toward n_trials
+
+
 def finished_count(study: optuna.Study) -> int:
-    """Trials that count toward n_trials: COMPLETE and FAIL, except orphans (they re-run)."""
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
+    """Trials that count toward n_trials: COMPLETE, PRUNED (stopped at a rung: never re-run)
+    and FAIL, except orphans (they re-run)."""
+    trials = study.get_trials(deepcopy=False, states=FINISHED)
     return sum(1 for t in trials if not _reruns(t))
 
 
@@ -72,7 +76,7 @@ def counted_trials(study: optuna.Study) -> int:
     D - 1 drivers may have read a lower count and still be about to ask, at most one trial each
     (a driver asks one at a time). A study ends with at most n_trials + D - 1 counted trials.
     """
-    states = (TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING)
+    states = (*FINISHED, TrialState.RUNNING)
     return sum(1 for t in study.get_trials(deepcopy=False, states=states) if not _reruns(t))
 
 
