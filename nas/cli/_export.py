@@ -11,6 +11,8 @@ from typing import Any
 from nas.cli._common import command, storage_arg
 from nas.errors import NasError
 
+ONNX_NAME, ONNX_OPSET = "model.onnx", 20  # nas.students.ONNX_FILE/OPSET (help text: no torch)
+
 
 def register(commands: Any) -> None:
     export = command(
@@ -24,9 +26,12 @@ def register(commands: Any) -> None:
         "as nas does; local paths read <local>/NAME); OUT/index.json and OUT/index.csv list "
         "them. A chosen infeasible trial is exported with a warning. Every file is checked "
         "against the size and sha256 recorded when it was stored. OUT is written whole or not "
-        "at all.",
+        "at all. --onnx adds model.onnx (logits, or start/end logits for QA; dynamic batch and "
+        "sequence axes) to each folder, checked against PyTorch with onnxruntime, and an "
+        "onnxruntime snippet to each card.",
         examples=[
             "nas export quickstart --out frontier/",
+            "nas export sst2 --out deploy/ --onnx",
             "nas export quickstart --trials 3,7 --out picked/ --force",
         ],
     )
@@ -60,6 +65,12 @@ def register(commands: Any) -> None:
         "once the new one is done; never the current folder, one above it, or the study's "
         "storage or checkpoint folders",
     )
+    export.add_argument(
+        "--onnx",
+        action="store_true",
+        help=f"also write {ONNX_NAME} (opset {ONNX_OPSET}) in each folder, checked against "
+        "PyTorch (needs the onnx extra: pip install 'nas-distill[onnx]')",
+    )
     export.set_defaults(run=export_command)
 
 
@@ -83,6 +94,7 @@ def export_command(args: argparse.Namespace) -> int:
         raise NasError(
             f"--out {args.out} exists; choose a new folder, or pass --force to replace it"
         )
+    convert = _onnx_convert() if args.onnx else None
     study = load_named_study(args)
     url = resolve_storage(args.storage)  # the URL load_named_study opened
     trials = select_trials(study, numbers)
@@ -106,10 +118,22 @@ def export_command(args: argparse.Namespace) -> int:
     replacing = os.path.lexists(args.out)  # --force: export_trials checks it is an export
     if replacing:
         print(f"replacing the previous nas export in {args.out} once the new one is complete")
-    rows = export_trials(study, trials, args.out, root, url, force=args.force)
+    rows = export_trials(study, trials, args.out, root, url, force=args.force, convert=convert)
     folders = ", ".join(str(row["folder"]) for row in rows)
-    print(f"exported {len(rows)} trial(s) of study {study.study_name} to {args.out}: {folders}")
+    onnx = f" (each with {ONNX_NAME})" if convert else ""
+    print(
+        f"exported {len(rows)} trial(s) of study {study.study_name} to {args.out}: {folders}{onnx}"
+    )
     return 0
+
+
+def _onnx_convert() -> Any:
+    """``--onnx``: the conversion export_trials runs in each trial folder; the onnx extra is
+    checked first, so a missing package is one line before anything is read or written."""
+    from nas.students import check_onnx_available, export_onnx
+
+    check_onnx_available()
+    return lambda folder: export_onnx(folder, where=f"--onnx: {folder.name}").record()
 
 
 def _missed(trial: Any) -> str:

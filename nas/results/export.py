@@ -10,7 +10,9 @@ trials in ``OUT/index.json`` and ``OUT/index.csv``. Every copied file is checked
 size and sha256 recorded when it was stored (``nas.study.artifacts.verify_folder``). Everything is
 built in a temporary folder beside ``OUT`` and renamed into place: a failed export (a missing
 or changed file among them) leaves nothing behind, and ``force`` replaces an existing ``OUT``
-only once the new one is complete.
+only once the new one is complete. ``nas.json`` and ``index.json`` list each folder's other
+files with their size and sha256, an ONNX graph written by ``convert`` (``nas export --onnx``)
+included.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -55,6 +57,7 @@ from nas.study import (
     TEACHER,
     ArtifactRoot,
     config_snapshot,
+    digest,
     front_rows,
     is_baseline,
     is_feasible,
@@ -69,6 +72,9 @@ from nas.study import (
 MODEL_CARD = "README.md"
 INDEX_JSON = "index.json"
 INDEX_CSV = "index.csv"
+# A conversion run in each trial folder before its nas.json and card are written (the CLI's
+# --onnx: nas.students.export_onnx); it adds one file and returns its record for nas.json.
+Convert = Callable[[Path], Mapping[str, Any]]
 
 
 class ExportError(NasError):
@@ -85,6 +91,8 @@ class _Context:
     exported_at: str  # ISO 8601, UTC
     out: Path  # the destination as the user named it, for the load snippet
     stores: dict[str, Any]  # artifact root URL -> its open store
+    convert: Convert | None = None  # e.g. the ONNX export; None: the checkpoint files only
+    files: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # for the index
 
 
 def resolve_artifact_root(
@@ -159,6 +167,7 @@ def export_trials(
     artifact_root: ArtifactRoot | str | Path | None,
     storage_url: str,
     force: bool = False,
+    convert: Convert | None = None,
 ) -> list[dict[str, Any]]:
     """Write ``out/trial-<n>/`` for each trial, and ``out/index.json`` and ``out/index.csv``.
 
@@ -170,6 +179,9 @@ def export_trials(
             each trial recorded it (see :func:`resolve_artifact_root`).
         storage_url: The study's storage, recorded with its password masked.
         force: Replace an existing ``out`` (only once the new export is complete).
+        convert: Run in each trial folder once its checkpoint files are in place; it writes
+            one more file (``model.onnx``) and returns its record, kept as ``nas.json``'s
+            ``"onnx"``. Its error fails the whole export (nothing is written).
 
     Returns:
         The index rows, one per trial.
@@ -189,7 +201,7 @@ def export_trials(
     if root is not None and not isinstance(root, ArtifactRoot):
         root = parse_root(root)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    context = _Context(study, root, mask_password(storage_url), now, Path(out), {})
+    context = _Context(study, root, mask_password(storage_url), now, Path(out), {}, convert)
     return _build_and_move(context, trials, final)
 
 
@@ -225,6 +237,10 @@ def _export_trial(context: _Context, trial: FrozenTrial, into: Path) -> dict[str
     length, length_from = max_length(data, has_data, config)
     if length is not None:
         record["export_changes"] += _set_max_length(folder, length, where, root)
+    onnx = dict(context.convert(folder)) if context.convert is not None else None
+    if onnx is not None:
+        record["onnx"] = onnx
+    record["files"] = context.files[folder.name] = folder_files(folder)
     source = record.get("student_source")
     facts = CardFacts(
         model_class=model_class(config),
@@ -236,11 +252,24 @@ def _export_trial(context: _Context, trial: FrozenTrial, into: Path) -> dict[str
         label_names=labels,
         max_length=length,
         max_length_from=length_from,
+        onnx=str(onnx["file"]) if onnx is not None else None,
     )
     record = redact_paths(record)
     (folder / PROVENANCE).write_text(json.dumps(record, indent=2, default=str) + "\n")
     (folder / MODEL_CARD).write_text(model_card(record, facts))
     return index_row(context.study, trial)
+
+
+def folder_files(folder: Path) -> dict[str, dict[str, Any]]:
+    """Every file of an exported folder but ``nas.json`` and ``README.md`` (written after,
+    from this listing): name -> size and sha256."""
+    out = {}
+    for path in sorted(folder.iterdir()):
+        if path.name not in (PROVENANCE, MODEL_CARD) and path.is_file():
+            with open(path, "rb") as handle:
+                sha256, size = digest(handle)
+            out[path.name] = {"size": size, "sha256": sha256}
+    return out
 
 
 def _snippet_path(out: Path, name: str) -> str:
@@ -456,6 +485,8 @@ def _write_index(context: _Context, rows: Sequence[Mapping[str, Any]], into: Pat
             zip(metric_names(study), [d.name.lower() for d in study.directions], strict=True)
         ),
         "trials": list(rows),
+        # trial folder -> file -> size and sha256 (nas.json and README.md left out)
+        "files": context.files,
     }
     (into / INDEX_JSON).write_text(json.dumps(index, indent=2, default=str) + "\n")
     columns = list(dict.fromkeys(key for row in rows for key in row))

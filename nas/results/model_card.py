@@ -63,6 +63,7 @@ class CardFacts:
     label_names: tuple[str, ...]  # classification labels in logit order; () if unknown
     max_length: int | None  # the tokenizer's model_max_length as exported
     max_length_from: str  # where that length comes from, in words
+    onnx: str | None = None  # the folder's ONNX graph file (nas export --onnx), or None
 
 
 def model_card(record: Mapping[str, Any], facts: CardFacts) -> str:
@@ -243,8 +244,30 @@ def _usage(facts: CardFacts) -> list[str]:
         code = _classifier_snippet(facts)
     else:
         how, code = "", _load_snippet(facts)
-    return ["## How to use", "", *([how, ""] if how else []), length, "",
-            "```python", *code, "```", ""]  # fmt: skip
+    lines = ["## How to use", "", *([how, ""] if how else []), length, "",
+             "```python", *code, "```", ""]  # fmt: skip
+    return lines + _onnx_usage(facts)
+
+
+def _onnx_usage(facts: CardFacts) -> list[str]:
+    """The same decision with onnxruntime on the folder's ONNX graph: no torch, no nas."""
+    if facts.onnx is None or facts.model_class not in (QA_CLASS, CLASSIFIER_CLASS):
+        return []
+    qa = facts.model_class == QA_CLASS
+    outputs = "`start_logits` and `end_logits` (batch, sequence)" if qa else "`logits`"
+    code = _qa_snippet(facts, facts.onnx) if qa else _classifier_snippet(facts, facts.onnx)
+    return [
+        "### With onnxruntime",
+        "",
+        f"`{facts.onnx}` takes `input_ids` and `attention_mask` (int64, batch and sequence "
+        f"axes dynamic) and returns {outputs}. It needs `pip install onnxruntime "
+        "transformers` (the tokenizer) and no torch; it decides as the snippet above.",
+        "",
+        "```python",
+        *code,
+        "```",
+        "",
+    ]
 
 
 def _load_snippet(facts: CardFacts) -> list[str]:
@@ -261,20 +284,37 @@ def _model_line(facts: CardFacts) -> str:
     return f'MODEL = "{facts.path}"  # {where} (or its hub id once uploaded)'
 
 
-def _qa_snippet(facts: CardFacts) -> list[str]:
+def _qa_snippet(facts: CardFacts, onnx: str | None = None) -> list[str]:
+    """The decode as nas scores; ``onnx``: the graph file, run with onnxruntime."""
     d = facts.data
     question, context = QA_EXAMPLE
+    if onnx is None:
+        imports = ["import torch", f"from transformers import {QA_CLASS}, AutoTokenizer"]
+        load = [f"model = {QA_CLASS}.from_pretrained(MODEL).eval()"]
+        run = [
+            "    with torch.no_grad():",
+            "        out = model(input_ids=enc['input_ids'],",
+            "                    attention_mask=enc['attention_mask'])",
+            "    start_logits, end_logits = out.start_logits.numpy(), out.end_logits.numpy()",
+        ]
+    else:
+        imports = ["import onnxruntime", "from transformers import AutoTokenizer"]
+        load = [f"session = onnxruntime.InferenceSession(f'{{MODEL}}/{onnx}')"]
+        run = [
+            "    inputs = {k: enc[k].astype(np.int64) for k in ('input_ids', 'attention_mask')}",
+            "    start_logits, end_logits = session.run(['start_logits', 'end_logits'], inputs)",
+        ]
+    tensors = "'pt'" if onnx is None else "'np'"
     return [
         "import numpy as np",
-        "import torch",
-        f"from transformers import {QA_CLASS}, AutoTokenizer",
+        *imports,
         "",
         _model_line(facts),
         f"MAX_LENGTH, STRIDE = {d['max_seq_length']}, {d['doc_stride']}  # windows as nas scored",
         f"N_BEST, MAX_ANSWER = {d['n_best']}, {d['max_answer_length']}  # candidates, span tokens",
         f"THRESHOLD = {NULL_SCORE_THRESHOLD}  # no answer when null score - best span > this",
         "tokenizer = AutoTokenizer.from_pretrained(MODEL)",
-        f"model = {QA_CLASS}.from_pretrained(MODEL).eval()",
+        *load,
         "specials = tokenizer.num_special_tokens_to_add(pair=True)",
         f"MAX_QUERY = min({d['max_query_length']}, MAX_LENGTH - specials - STRIDE - 1)",
         "",
@@ -287,14 +327,13 @@ def _qa_snippet(facts: CardFacts) -> list[str]:
         "        question = question[: q['offset_mapping'][MAX_QUERY - 1][1]]",
         "    enc = tokenizer(question, context, truncation='only_second', max_length=MAX_LENGTH,",
         "                    stride=STRIDE, return_overflowing_tokens=True, padding=True,",
-        "                    return_offsets_mapping=True, return_tensors='pt')",
-        "    with torch.no_grad():",
-        "        out = model(input_ids=enc['input_ids'], attention_mask=enc['attention_mask'])",
+        f"                    return_offsets_mapping=True, return_tensors={tensors})",
+        *run,
         "    null, best, span = np.inf, -np.inf, (0, 0)",
         "    for w in range(len(enc['input_ids'])):",
         "        n = int(enc['attention_mask'][w].sum())  # the window's tokens, no padding",
-        "        start = out.start_logits[w, :n].double().numpy()",
-        "        end = out.end_logits[w, :n].double().numpy()",
+        "        start = start_logits[w, :n].astype(np.float64)",
+        "        end = end_logits[w, :n].astype(np.float64)",
         "        offsets = enc['offset_mapping'][w].tolist()",
         "        in_context = [s == 1 for s in enc.sequence_ids(w)]",
         "        null = min(null, start[0] + end[0])",
@@ -315,24 +354,45 @@ def _qa_snippet(facts: CardFacts) -> list[str]:
     ]
 
 
-def _classifier_snippet(facts: CardFacts) -> list[str]:
+def _classifier_snippet(facts: CardFacts, onnx: str | None = None) -> list[str]:
+    """Truncate as nas did, take the top logit's label; ``onnx``: with onnxruntime."""
+    if onnx is None:
+        imports = ["import torch", f"from transformers import {CLASSIFIER_CLASS}, AutoTokenizer"]
+        load = [f"model = {CLASSIFIER_CLASS}.from_pretrained(MODEL).eval()"]
+        tensors = "'pt'"
+        run = [
+            "    with torch.no_grad():",
+            "        logits = model(input_ids=enc['input_ids'],",
+            "                       attention_mask=enc['attention_mask'])",
+            "    return model.config.id2label[int(logits.logits[0].argmax())]",
+        ]
+    else:
+        imports = ["import numpy as np", "import onnxruntime",
+                   "from transformers import AutoConfig, AutoTokenizer"]  # fmt: skip
+        load = [
+            f"session = onnxruntime.InferenceSession(f'{{MODEL}}/{onnx}')",
+            "id2label = AutoConfig.from_pretrained(MODEL).id2label",
+        ]
+        tensors = "'np'"
+        run = [
+            "    inputs = {k: enc[k].astype(np.int64) for k in ('input_ids', 'attention_mask')}",
+            "    [logits] = session.run(['logits'], inputs)",
+            "    return id2label[int(logits[0].argmax())]",
+        ]
     return [
-        "import torch",
-        f"from transformers import {CLASSIFIER_CLASS}, AutoTokenizer",
+        *imports,
         "",
         _model_line(facts),
         f"MAX_LENGTH = {facts.data['max_seq_length']}  # nas truncated inputs to this",
         "tokenizer = AutoTokenizer.from_pretrained(MODEL)",
-        f"model = {CLASSIFIER_CLASS}.from_pretrained(MODEL).eval()",
+        *load,
         "",
         "",
         "def classify(text, text_pair=None):",
         '    """The label name of the top logit."""',
         "    enc = tokenizer(text, text_pair, truncation=True, max_length=MAX_LENGTH,",
-        "                    return_tensors='pt')",
-        "    with torch.no_grad():",
-        "        logits = model(input_ids=enc['input_ids'], attention_mask=enc['attention_mask'])",
-        "    return model.config.id2label[int(logits.logits[0].argmax())]",
+        f"                    return_tensors={tensors})",
+        *run,
         "",
         "",
         f"TEXT = {TEXT_EXAMPLE!r}",

@@ -1,7 +1,8 @@
 """What a student is and what it costs: slicing a pretrained DistilBERT/BERT source into a
 stock DistilBERT student (``build``), loading sources (``sources``), the activations slicing
 ranks by (``calibration``), exact parameter counts and memory estimates (``cost``), and the
-small non-transformer families bilstm / cnn / bow (``families``).
+small non-transformer families bilstm / cnn / bow (``families``); a saved student as an ONNX
+graph (``onnx``).
 
 No Optuna, no Ray: a student can be built and costed without a study.
 """
@@ -34,11 +35,21 @@ from nas.students.families import (
     pca_reduce,
     save_family,
 )
+from nas.students.onnx import (
+    ONNX_FILE,
+    OPSET,
+    OnnxExportError,
+    OnnxGraph,
+    check_onnx_available,
+    export_onnx,
+)
 from nas.students.sources import (
     load_source,
 )
 
 __all__ = [
+    "ONNX_FILE",
+    "OPSET",
     "ActivationStats",
     "BiLSTMShape",
     "BowShape",
@@ -46,13 +57,17 @@ __all__ = [
     "FamilyModel",
     "FamilyShape",
     "MemoryEstimate",
+    "OnnxExportError",
+    "OnnxGraph",
     "build_family",
     "build_student",
     "calibration_stats",
+    "check_onnx_available",
     "count_family_parameters",
     "count_parameters",
     "describe_student",
     "estimate_training_memory",
+    "export_onnx",
     "family_shape",
     "load_family",
     "load_source",
