@@ -1,8 +1,8 @@
 """What a student is and what it costs: slicing a pretrained DistilBERT/BERT source into a
 stock DistilBERT student (``build``), loading sources (``sources``), the activations slicing
 ranks by (``calibration``), exact parameter counts and memory estimates (``cost``), and the
-small non-transformer families bilstm / cnn / bow (``families``); a saved student as an ONNX
-graph (``onnx``).
+small non-transformer families bilstm / cnn / bow (``families``), vocabulary pruning
+(``vocab``); a saved student as an ONNX graph (``onnx``).
 
 No Optuna, no Ray: a student can be built and costed without a study.
 """
@@ -46,6 +46,15 @@ from nas.students.onnx import (
 from nas.students.sources import (
     load_source,
 )
+from nas.students.vocab import (
+    PrunedVocab,
+    UnknownCount,
+    diverging_texts,
+    prune_embeddings,
+    prune_vocabulary,
+    save_pruned_tokenizer,
+    unknown_count,
+)
 
 __all__ = [
     "ONNX_FILE",
@@ -59,6 +68,8 @@ __all__ = [
     "MemoryEstimate",
     "OnnxExportError",
     "OnnxGraph",
+    "PrunedVocab",
+    "UnknownCount",
     "build_family",
     "build_student",
     "calibration_stats",
@@ -66,13 +77,18 @@ __all__ = [
     "count_family_parameters",
     "count_parameters",
     "describe_student",
+    "diverging_texts",
     "estimate_training_memory",
     "export_onnx",
     "family_shape",
     "load_family",
     "load_source",
     "pca_reduce",
+    "prune_embeddings",
+    "prune_vocabulary",
     "ranking_description",
     "save_family",
+    "save_pruned_tokenizer",
     "student_report",
+    "unknown_count",
 ]
