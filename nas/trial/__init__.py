@@ -1,6 +1,7 @@
 """One trial, end to end: data (``data``), the teacher and its cached logits (``teacher``), the
 training loop and inference (``loop``), the distillation losses (``losses``), and the trial
-itself (``run``: ``prepare`` once per process, ``run_trial`` per trial).
+itself (``run``: ``prepare`` once per process, ``run_trial`` per trial); the teacher's
+word-order sensitivity (``wos``).
 
 No Optuna, no Ray: ``nas trial run`` and the Ray worker call the same ``run_trial``.
 """
@@ -33,11 +34,18 @@ from nas.trial.teacher import (
     model_class,
     train_teacher,
 )
+from nas.trial.wos import (
+    WordOrderSensitivity,
+    suggest_family,
+    teacher_wos,
+    word_order_sensitivity,
+)
 
 __all__ = [
     "Metrics",
     "Prepared",
     "RungResult",
+    "WordOrderSensitivity",
     "cached_logits",
     "encoded",
     "evaluate_logits",
@@ -49,10 +57,13 @@ __all__ = [
     "predict",
     "prepare",
     "release_memory",
-    "rung_steps",
     "resolve_device",
     "run_trial",
+    "rung_steps",
+    "suggest_family",
+    "teacher_wos",
     "test_features",
     "train_teacher",
     "use_bf16",
+    "word_order_sensitivity",
 ]

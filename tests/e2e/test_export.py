@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
@@ -355,12 +356,13 @@ def card_of(folder: Path):  # type: ignore[no-untyped-def]
     return ModelCard((folder / "README.md").read_text())
 
 
-def snippet(folder: Path) -> str:
-    """The python code block of the folder's model card."""
+def snippet(folder: Path, which: int = 0) -> str:
+    """A python code block of the folder's model card: 0 the transformers one, 1 the
+    onnxruntime one (there only when the folder has model.onnx)."""
     text = (folder / "README.md").read_text()
     blocks = re.findall(r"^```python\n(.*?)^```$", text, re.S | re.M)
-    assert len(blocks) == 1, text
-    return blocks[0]
+    assert len(blocks) == 1 + (folder / "model.onnx").is_file(), text
+    return blocks[which]
 
 
 def local_texts(out: Path) -> list[str]:
@@ -463,14 +465,34 @@ print("RESULTS", json.dumps(results))
 def test_card_snippets_decide_as_nas_does(
     searched: Searched, tmp_path: Path, tiny_tokenizer_dir: Path
 ) -> None:
-    """The snippet of a QA card and of a classification card, run as written in a subprocess,
-    give nas's own answers, no-answer probabilities and labels for the same inputs."""
+    """The snippets of a QA card and of a classification card (transformers, and onnxruntime on
+    the exported model.onnx), run as written in a subprocess, give nas's own answers,
+    no-answer probabilities and labels for the same inputs."""
+    from nas.students import export_onnx
+
+    def onnx(folder: Path) -> dict:
+        return export_onnx(folder).record()
+
     qa_out, clf_out = tmp_path / "qa", tmp_path / "clf-out"
     study = searched.study()
-    export_trials(study, select_trials(study, [0]), qa_out, None, searched.url)
+    export_trials(study, select_trials(study, [0]), qa_out, None, searched.url, convert=onnx)
     (tmp_path / "clf").mkdir()
     clf_study, clf_url = stored_classifier(tmp_path / "clf", tiny_tokenizer_dir)
-    export_trials(clf_study, clf_study.trials, clf_out, None, clf_url)
+    export_trials(clf_study, clf_study.trials, clf_out, None, clf_url, convert=onnx)
+    for out in (qa_out, clf_out):  # model.onnx listed with its digest in nas.json and index
+        digest = hashlib.sha256((out / "trial-0" / "model.onnx").read_bytes()).hexdigest()
+        record = json.loads((out / "trial-0" / "nas.json").read_text())
+        index = json.loads((out / "index.json").read_text())
+        assert record["files"]["model.onnx"]["sha256"] == digest
+        assert index["files"]["trial-0"] == record["files"]
+        assert set(record["files"]) == {p.name for p in (out / "trial-0").iterdir()} - {
+            "nas.json",
+            "README.md",
+        }
+        assert record["onnx"]["opset"] == 20 and record["onnx"]["max_abs_diff_vs_torch"] <= 1e-4
+        code = snippet(out / "trial-0", 1)
+        assert "onnxruntime.InferenceSession" in code
+        assert "import torch" not in code and "nas" not in re.findall(r"import (\w+)", code)
     qa_examples, nas_qa, forced_qa = _nas_qa(searched, qa_out / "trial-0")
     texts = [TEXT_EXAMPLE, "good film", "a bad movie", "i feel joy", "what is it"]
     nas_labels = _nas_labels(clf_out / "trial-0", texts)
@@ -481,6 +503,7 @@ def test_card_snippets_decide_as_nas_does(
         {"cwd": str(clf_out), "code": snippet(clf_out / "trial-0"), "function": "classify",
          "inputs": [(t,) for t in texts], "forced": []},
     ]  # fmt: skip
+    runs += [{**run, "code": snippet(Path(run["cwd"]) / "trial-0", 1)} for run in runs]
     (tmp_path / "runs.json").write_text(json.dumps(runs))
     (tmp_path / "driver.py").write_text(_DRIVER)
     done = subprocess.run(
@@ -489,19 +512,21 @@ def test_card_snippets_decide_as_nas_does(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
-    qa, labels = json.loads(lines[-1].removeprefix("RESULTS "))
+    results = json.loads(lines[-1].removeprefix("RESULTS "))
     n = len(qa_examples)
-    for example, (text, diff), (forced, _) in zip(qa_examples, qa[:n], qa[n:], strict=True):
-        answer, na_prob = nas_qa[example.id]
-        assert text == answer, example
-        assert 1 / (1 + math.exp(-diff)) == pytest.approx(na_prob, abs=1e-5)
-        assert forced == forced_qa[example.id], example
+    for qa, labels in (results[:2], results[2:]):  # transformers, then onnxruntime
+        for example, (text, diff), (forced, _) in zip(qa_examples, qa[:n], qa[n:], strict=True):
+            answer, na_prob = nas_qa[example.id]
+            assert text == answer, example
+            assert 1 / (1 + math.exp(-diff)) == pytest.approx(na_prob, abs=1e-5)
+            assert forced == forced_qa[example.id], example
+        assert labels == nas_labels
     assert any(forced_qa.values()), "the forced decode should give spans to compare"
-    assert labels == nas_labels
     # the snippets' own examples: the first is the card's QA example, as nas answers it
     card_answer = nas_qa["card"][0]
-    assert lines[0].startswith(f"answer: {card_answer!r}" if card_answer else "answer: no answer")
-    assert lines[1] == f"label: {nas_labels[0]}"
+    for qa_line, label_line in (lines[0:2], lines[2:4]):
+        shown = f"answer: {card_answer!r}" if card_answer else "answer: no answer"
+        assert qa_line.startswith(shown) and label_line == f"label: {nas_labels[0]}"
 
 
 def _nas_qa(searched: Searched, folder: Path):  # type: ignore[no-untyped-def]
