@@ -124,3 +124,19 @@ def test_export_onnx_of_a_damaged_student_exits_2_and_writes_nothing(tmp_path: P
 def test_the_record_is_json(classifier_dir: Path) -> None:
     record = export_onnx(classifier_dir).record()
     assert json.loads(json.dumps(record)) == record
+
+
+def test_a_missing_onnx_extra_names_the_install(
+    monkeypatch: pytest.MonkeyPatch, classifier_dir: Path
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else real(name)
+    )
+    with pytest.raises(
+        OnnxExportError, match=r"needs onnxscript .*pip install 'nas-distill\[onnx\]'"
+    ):
+        export_onnx(classifier_dir)
+    assert not (classifier_dir / ONNX_FILE).exists()
