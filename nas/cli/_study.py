@@ -291,7 +291,7 @@ def warm_start(
 
 
 def status_command(args: argparse.Namespace) -> int:
-    from nas.results import front_text, memory_report, summarize
+    from nas.results import front_text, memory_report, rung_counts, rung_lines, summarize
     from nas.study import failure_reasons, state_counts
 
     study = load_named_study(args)
@@ -306,6 +306,9 @@ def status_command(args: argparse.Namespace) -> int:
             "directions": [d.name.lower() for d in study.directions],
             "states": state_counts(study),
             "failures": failure_reasons(study),
+            "rungs": {
+                str(k): {"reached": r, "pruned": p} for k, (r, p) in rung_counts(study).items()
+            },
             **front_record(summarize(study)),
         }
         print(json.dumps(record, indent=2))
@@ -319,6 +322,10 @@ def status_command(args: argparse.Namespace) -> int:
     reasons = failure_reasons(study)
     if reasons:
         print("failures: " + ", ".join(f"{r} {n}" for r, n in sorted(reasons.items())))
+    rungs = rung_lines(study)
+    if rungs:
+        print("pruning (MO-ASHA):")
+        print("\n".join(rungs))
     for line in memory_report(study):
         print(line)
     print(front_text(summarize(study)))

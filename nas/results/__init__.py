@@ -27,6 +27,8 @@ from nas.results.report import (
 from nas.results.summary import (
     front_record,
     front_text,
+    rung_counts,
+    rung_lines,
     summarize,
 )
 from nas.results.verdict import (
@@ -44,6 +46,8 @@ __all__ = [
     "memory_summary",
     "publish",
     "resolve_artifact_root",
+    "rung_counts",
+    "rung_lines",
     "select_trials",
     "serve",
     "summarize",

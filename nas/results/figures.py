@@ -116,6 +116,20 @@ def front_figure(summary: Summary) -> go.Figure:
                 hovertemplate="%{text}<extra></extra>",
             )
         )
+    pruned = [r for r in summary.rows if r.standing == "pruned" and metric in r.rung_values]
+    if pruned:  # at the values of the rung they stopped at: not comparable with final ones
+        fig.add_trace(
+            go.Scatter(
+                x=[r.rung_values[PARAMS] / 1e6 for r in pruned],
+                y=[r.rung_values[metric] for r in pruned],
+                mode="markers",
+                marker={"color": "#9467bd", "size": 8, "symbol": "triangle-down-open"},
+                name=f"pruned (at its rung): {len(pruned)}",
+                text=[f"trial {r.number}: {r.reason}<br>{r.message}" for r in pruned],
+                customdata=[r.number for r in pruned],
+                hovertemplate="%{text}<extra></extra>",
+            )
+        )
     base = [r for r in summary.rows if r.baseline and r.state == "COMPLETE"]
     fig.add_trace(
         go.Scatter(

@@ -48,7 +48,8 @@ table { border-collapse: collapse; font-size: 0.85em; }
 td, th { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
 th { background: #f4f4f4; } td.l, th.l { text-align: left; }
 tr.front td { background: #fdecea; } tr.failed td { color: #a00; }
-tr.infeasible td { color: #777; } pre { background: #f8f8f8; padding: 1em; overflow-x: auto; }
+tr.infeasible td { color: #777; } tr.pruned td { color: #6a3d9a; }
+pre { background: #f8f8f8; padding: 1em; overflow-x: auto; }
 .meta td { text-align: left; }
 .scroll { overflow-x: auto; max-width: 100%; }
 #trials td { max-width: 28em; overflow-wrap: anywhere; }

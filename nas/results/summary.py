@@ -30,8 +30,11 @@ from nas.study import (
     metric_names,
     named_constraints,
     no_answer_record,
+    prune_reason,
+    pruned_at,
     teacher_scores,
     test_scores,
+    trial_rungs,
 )
 
 
@@ -41,14 +44,16 @@ class TrialRow:
 
     number: int
     state: str  # COMPLETE, FAIL, RUNNING, WAITING, PRUNED
-    standing: str  # front, dominated, infeasible, failed, running, waiting
+    standing: str  # front, dominated, infeasible, pruned, failed, running, waiting
     values: dict[str, float]
     params: dict[str, Any]
     constraints: dict[str, float]
     baseline: bool
-    reason: str = ""  # failure reason (oom, nan_loss, ...) of a FAIL trial
-    message: str = ""
+    reason: str = ""  # failure reason (oom, nan_loss, ...) of a FAIL trial; "rung k" if PRUNED
+    message: str = ""  # a PRUNED trial's: its values at the rung and the decision
     duration_s: float | None = None
+    # a PRUNED trial's objective values at the rung it stopped at (it has no final values)
+    rung_values: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -144,10 +149,53 @@ def _row(t: FrozenTrial, names: list[str], front: set[int]) -> TrialRow:
         params=dict(t.params),
         constraints=constraints,
         baseline=is_baseline(t),
-        reason=failure_reason(t) if t.state == TrialState.FAIL else "",
-        message=failure_message(t),
+        reason=failure_reason(t) if t.state == TrialState.FAIL else _pruned_reason(t),
+        message=_pruned_message(t) if t.state == TrialState.PRUNED else failure_message(t),
         duration_s=duration,
+        rung_values=_pruned_values(t),
     )
+
+
+def _pruned_values(t: FrozenTrial) -> dict[str, float]:
+    rung = pruned_at(t)
+    record = trial_rungs(t).get(rung, {}) if rung is not None else {}
+    return {k: float(v) for k, v in (record.get("values") or {}).items()}
+
+
+def _pruned_reason(t: FrozenTrial) -> str:
+    rung = pruned_at(t)
+    return "" if rung is None else f"pruned at rung {rung}"
+
+
+def _pruned_message(t: FrozenTrial) -> str:
+    """A PRUNED trial's values at its rung, then why it stopped."""
+    rung = pruned_at(t)
+    record = trial_rungs(t).get(rung, {}) if rung is not None else {}
+    values = ", ".join(f"{k} {v:.4g}" for k, v in (record.get("values") or {}).items())
+    fraction = record.get("epoch_fraction")
+    where = f"after {fraction:.0%} of training: {values}; " if fraction is not None else ""
+    return where + prune_reason(t)
+
+
+def rung_counts(study: optuna.Study) -> dict[int, tuple[int, int]]:
+    """Rung index -> (trials that reached it, trials pruned there), for the rungs any trial
+    recorded (empty when the study never pruned)."""
+    counts: dict[int, list[int]] = {}
+    for t in study.get_trials(deepcopy=False):
+        for rung in trial_rungs(t):
+            counts.setdefault(rung, [0, 0])[0] += 1
+        stopped = pruned_at(t)
+        if stopped is not None:
+            counts.setdefault(stopped, [0, 0])[1] += 1
+    return {k: (v[0], v[1]) for k, v in sorted(counts.items())}
+
+
+def rung_lines(study: optuna.Study) -> list[str]:
+    """``nas study status``'s lines for pruning: one per rung, reached and pruned there."""
+    return [
+        f"  rung {k}: reached by {reached}, pruned at rung {k}: {pruned}"
+        for k, (reached, pruned) in rung_counts(study).items()
+    ]
 
 
 # ------------------------------------------------------------------------------ text forms

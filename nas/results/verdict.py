@@ -38,7 +38,10 @@ def counts_line(summary: Summary) -> str:
     if summary.failures:
         reasons = ", ".join(f"{r} {n}" for r, n in sorted(summary.failures.items()))
         parts.append(f"{sum(summary.failures.values())} failed ({reasons})")
-    others = len(summary.rows) - feasible - summary.count("infeasible") - summary.count("failed")
+    if summary.count("pruned"):
+        parts.append(f"{summary.count('pruned')} pruned")
+    settled = feasible + sum(summary.count(s) for s in ("infeasible", "failed", "pruned"))
+    others = len(summary.rows) - settled
     if others:
         parts.append(f"{others} running or waiting")
     return f"{len(summary.rows)} trials: " + ", ".join(parts)

@@ -42,7 +42,8 @@ FAULT_HANG_ENV = "NAS_FAULT_HANG"
 class StoppedAtRung(Exception):
     """The driver stopped the trial at a rung (MO-ASHA): Ray ends the ``tune.report`` call
     with ``SystemExit``, turned into this so the trial unwinds (its temporary checkpoint folder
-    removed) and the worker reports nothing more; the driver tells the study PRUNED."""
+    removed, its memory released); :func:`trainable` then exits the thread with ``SystemExit(0)``
+    and reports nothing more; the driver tells the study PRUNED."""
 
 
 def report_rung(result: Any) -> None:
@@ -92,7 +93,10 @@ def trainable(ray_config: dict[str, Any], study_config: StudyConfig) -> None:
     if outcome["status"] != "ok":  # the handler has ended: the failed trial's frames are gone
         release_memory()  # so the next trial on this worker (or GPU) gets the memory back
     if outcome["status"] == "stopped":
-        return  # pruned: Ray takes no result after a stop (the driver tells the study)
+        # pruned (the driver tells the study): end the thread as Ray's own stop does. A return
+        # would make Ray's wrapper report a last result, which nobody reads after a stop: the
+        # thread would block, and the actor could not be reused for the next trial
+        raise SystemExit(0)
     outcome.update(memory, **_placement())
     tune.report({"nas_outcome": json.dumps(outcome, default=str)})
 
