@@ -45,6 +45,8 @@ FREE_KEYS = (
     "training.log_every",
     "objectives",
     "thresholds",
+    # pruning stops future trials early; the trials already finished keep their values
+    "pruning",
 )
 # Mappings whose keys are the user's (BertConfig fields), not the config's: a key added there is
 # a change. A key the config gained in a newer nas is missing from older snapshots, and is not.

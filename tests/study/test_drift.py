@@ -90,6 +90,7 @@ def test_the_same_file_and_free_keys_are_no_change(stored: Basis, tmp_path: Path
         "training.log_every": 7,
         "reference_point": {"exact": 30},
         "baseline": {"n_layers": 1},
+        "pruning.enabled": True,
     }
     for dotted, value in free.items():
         new = Basis(_edited(tmp_path, _set(dotted, value)), OBJECTIVES, _space())
