@@ -63,12 +63,7 @@ def read_examples(path: str | Path, data: Any = None, key: str = "data.train_fil
         DataError: the file is missing, empty, in an unknown format or lacks a column.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found; set {key} to an existing file")
-    try:
-        content = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc}); save the file as UTF-8") from exc
+    content = _read_utf8(path, key)
     first = next((line for line in content.splitlines() if line.strip()), None)
     if first is None:
         raise DataError(f"{path}: file is empty; expected labelled examples")
@@ -296,12 +291,7 @@ def read_texts(
         DataError: the file is missing, not UTF-8, empty, in another format or lacks a column.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found; set {key} to an existing file")
-    try:
-        content = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc}); save the file as UTF-8") from exc
+    content = _read_utf8(path, key)
     lines = [line.strip() for line in content.splitlines() if line.strip()]
     if not lines:
         raise DataError(f"{path}: file is empty; expected one text per line or a text column")
@@ -367,3 +357,13 @@ def _text_column(
     if found is None:
         raise DataError(f"{path} has columns {list(header)}; set {key} to one of them")
     return found
+
+
+def _read_utf8(path: Path, key: str) -> str:
+    """The text of ``path`` (a BOM dropped); missing or not UTF-8 is a DataError naming ``key``."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found; set {key} to an existing file")
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc}); save the file as UTF-8") from exc
