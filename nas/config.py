@@ -737,9 +737,10 @@ def _scalar(tp: Any, value: Any, where: str, key: str) -> Any:
 
 
 def from_snapshot(snapshot: Any, where: str) -> StudyConfig:
-    """The :class:`StudyConfig` a study stored when it was created (``user_attrs["config"]``),
-    so commands that take a study name (``nas study front --test``, ``nas study confirm``) can
-    prepare its data and teacher without the YAML."""
+    """The :class:`StudyConfig` a study stored when it was created (the ``nas:config`` system
+    attribute, or the ``config`` user attribute of an older study), so commands that take a study
+    name (``nas study front --test``, ``nas study confirm``) can prepare its data and teacher
+    without the YAML."""
     if not isinstance(snapshot, dict):
         raise ConfigError(f"{where} stores no nas config; was it made by nas study run?")
     return from_dict(StudyConfig, snapshot, where, "")

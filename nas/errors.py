@@ -2,8 +2,8 @@
 exits with their ``exit_code`` (2: bad input).
 
 Trial outcomes that are not user mistakes (``OutOfMemory``, ``Diverged``) are raised by the
-objective and mapped to trial states by the runner. This module imports no torch:
-:func:`is_out_of_memory` knows torch's errors by class name and message.
+trial (``nas.trial``) and mapped to trial states by the Ray worker and searcher. This module
+imports no torch: :func:`is_out_of_memory` knows torch's errors by class name and message.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Several ``nas study run`` processes (on one machine or many) may drive the same study. They
 coordinate only through the storage, with steps that are atomic there: creating the study
-(``study.open_study``), ending a RUNNING trial (:func:`_claim_failure`) and Optuna's own
+(``lifecycle.open_study``), ending a RUNNING trial (:func:`_claim_failure`) and Optuna's own
 popping of a WAITING trial. See docs/architecture.md, "Several drivers on one study".
 """
 

@@ -1,7 +1,8 @@
 """One trial: (study config, params) -> a trained, evaluated, saved student and its Metrics.
 
 This module knows neither Ray nor Optuna. It raises typed errors (``OutOfMemory``,
-``Diverged``, ``InvalidConfig``) that the runner maps to trial states.
+``Diverged``, ``InvalidConfig``) that the Ray worker and searcher (``nas.search``) map to trial
+states.
 """
 
 from __future__ import annotations
