@@ -339,17 +339,7 @@ def _run_trial(
     check_finite_weights(model)
     device = resolve_device(config.training.device)
     start = time.perf_counter()
-    logits = predict(
-        model,
-        prepared.eval_features,
-        task.kind,
-        pad_id,
-        config.training.eval_batch_size,
-        device,
-        faults=True,
-    )
-    check_finite_logits(logits)
-    scores = task.evaluate(prepared.splits.eval, prepared.eval_features, logits, prepared.data)
+    scores = score_selection(prepared, model, pad_id, device, faults=True)
     eval_time = time.perf_counter() - start
     latency = None
     if objectives.LATENCY_MS in objective_names(config, task):
@@ -396,16 +386,7 @@ def rung_evaluator(
     latency: list[float] = []
 
     def at_rung(rung: int, step: int, total: int) -> None:
-        logits = predict(
-            model,
-            prepared.eval_features,
-            task.kind,
-            pad_id,
-            config.training.eval_batch_size,
-            device,
-        )
-        check_finite_logits(logits)
-        scores = evaluate_logits(prepared, prepared.splits.eval, prepared.eval_features, logits)
+        scores = score_selection(prepared, model, pad_id, device)
         if not latency and objectives.LATENCY_MS in objective_names(config, task):
             latency.append(
                 measure_latency(model, prepared.eval_features, task.kind, pad_id, device)
@@ -430,6 +411,29 @@ def test_features(prepared: Prepared) -> Features:
     """The test split, tokenized and cached like the others; only scoring the front reads it."""
     cache = Path(prepared.config.cache_dir)
     return encoded(prepared.task, prepared.splits.test, prepared.tokenizer, prepared.data, cache)
+
+
+def score_selection(
+    prepared: Prepared,
+    model: torch.nn.Module,
+    pad_id: int,
+    device: torch.device,
+    faults: bool = False,
+) -> dict[str, float]:
+    """``model``'s metrics on the selection split (the end of a trial and each rung); NaN or
+    inf logits raise ``Diverged``. ``faults``: the test fault injection may fire here."""
+    config = prepared.config
+    logits = predict(
+        model,
+        prepared.eval_features,
+        prepared.task.kind,
+        pad_id,
+        config.training.eval_batch_size,
+        device,
+        faults=faults,
+    )
+    check_finite_logits(logits)
+    return evaluate_logits(prepared, prepared.splits.eval, prepared.eval_features, logits)
 
 
 def evaluate_logits(
