@@ -24,120 +24,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from nas.errors import CheckpointError, InvalidConfig
+from nas.family_shapes import (
+    BiLSTMShape,
+    BowShape,
+    CNNShape,
+    FamilyShape,
+    check_positive,
+    family_shape,
+)
 
 CONFIG_FILE = "nas_family.json"
 WEIGHTS_FILE = "model.safetensors"
-POOLINGS = ("last", "max", "mean")
-
-
-def _positive(family: str, **values: int) -> None:
-    for name, value in values.items():
-        if not isinstance(value, int) or value < 1:
-            raise InvalidConfig(f"{family}: {name}={value!r} must be a positive integer")
-
-
-def _check_dropout(family: str, dropout: float) -> None:
-    if not 0.0 <= dropout < 1.0:
-        raise InvalidConfig(f"{family}: dropout={dropout!r} must be in [0, 1)")
-
-
-@dataclass(frozen=True)
-class BiLSTMShape:
-    """Tang et al. (2019): embedding, bidirectional LSTMs, pooling, a ReLU layer, classifier."""
-
-    family: ClassVar[str] = "bilstm"
-    embedding_dim: int
-    """Width E of the token embeddings."""
-    hidden_size: int
-    """LSTM hidden size per direction; the pooled vector has twice this width."""
-    n_layers: int = 1
-    """Stacked bidirectional LSTM layers, 1 or 2."""
-    pooling: str = "last"
-    """``last``: Tang et al.'s concatenated final states (forward at the last real token,
-    backward at the first); ``max`` / ``mean``: over the non-padding positions."""
-    fc_dim: int = 256
-    """Width of the ReLU layer between the pooled vector and the classifier."""
-    dropout: float = 0.1
-    """Dropout on the pooled vector and after the ReLU layer (training only)."""
-
-    def __post_init__(self) -> None:
-        _positive("bilstm", embedding_dim=self.embedding_dim, hidden_size=self.hidden_size)
-        _positive("bilstm", fc_dim=self.fc_dim)
-        if self.n_layers not in (1, 2):
-            raise InvalidConfig(f"bilstm: n_layers={self.n_layers!r} must be 1 or 2")
-        if self.pooling not in POOLINGS:
-            raise InvalidConfig(f"bilstm: pooling={self.pooling!r}; allowed: {POOLINGS}")
-        _check_dropout("bilstm", self.dropout)
-
-
-@dataclass(frozen=True)
-class CNNShape:
-    """Kim (2014): convolutions of several widths, ReLU, max-over-time pooling, classifier."""
-
-    family: ClassVar[str] = "cnn"
-    embedding_dim: int
-    """Width E of the token embeddings."""
-    filter_widths: tuple[int, ...] = (3, 4, 5)
-    """Window widths in tokens, one convolution each."""
-    n_filters: int = 100
-    """Filters per width; the pooled vector has ``len(filter_widths) * n_filters`` features."""
-    dropout: float = 0.5
-    """Dropout on the pooled vector (Kim's 0.5)."""
-
-    def __post_init__(self) -> None:
-        _positive("cnn", embedding_dim=self.embedding_dim, n_filters=self.n_filters)
-        widths = tuple(self.filter_widths)
-        if not widths or any(not isinstance(w, int) or w < 1 for w in widths):
-            raise InvalidConfig(
-                f"cnn: filter_widths={self.filter_widths!r} must be positive integers, e.g. "
-                "[3, 4, 5]"
-            )
-        object.__setattr__(self, "filter_widths", widths)  # a YAML list becomes a tuple
-        _check_dropout("cnn", self.dropout)
-
-
-@dataclass(frozen=True)
-class BowShape:
-    """FastText / MLP: the mean of the token embeddings, an optional hidden layer, classifier."""
-
-    family: ClassVar[str] = "bow"
-    embedding_dim: int
-    """Width E of the token embeddings."""
-    hidden_dim: int = 0
-    """Width of one ReLU hidden layer; 0: the classifier reads the mean embedding directly."""
-    dropout: float = 0.0
-    """Dropout on the mean embedding and the hidden layer (training only)."""
-
-    def __post_init__(self) -> None:
-        _positive("bow", embedding_dim=self.embedding_dim)
-        if not isinstance(self.hidden_dim, int) or self.hidden_dim < 0:
-            raise InvalidConfig(f"bow: hidden_dim={self.hidden_dim!r} must be an integer >= 0")
-        _check_dropout("bow", self.dropout)
-
-
-FamilyShape = BiLSTMShape | CNNShape | BowShape
-SHAPES: dict[str, type[Any]] = {s.family: s for s in (BiLSTMShape, CNNShape, BowShape)}
-
-
-def family_shape(family: str, values: dict[str, Any]) -> FamilyShape:
-    """The shape of ``family`` from plain values; unknown families or keys are errors."""
-    if family not in SHAPES:
-        raise InvalidConfig(f"family={family!r} is not one of {sorted(SHAPES)}")
-    cls = SHAPES[family]
-    allowed = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(values) - set(allowed))
-    if unknown:
-        raise InvalidConfig(f"{family}: unknown parameter {unknown[0]!r}; allowed: {allowed}")
-    shape: FamilyShape = cls(**values)
-    return shape
 
 
 # Masked pooling ----------------------------------------------------------------------------
@@ -172,7 +75,7 @@ class FamilyModel(nn.Module):
 
     def __init__(self, shape: FamilyShape, vocab_size: int, num_labels: int) -> None:
         super().__init__()
-        _positive(shape.family, vocab_size=vocab_size, num_labels=num_labels)
+        check_positive(shape.family, vocab_size=vocab_size, num_labels=num_labels)
         self.shape = shape
         self.vocab_size = vocab_size
         self.num_labels = num_labels
