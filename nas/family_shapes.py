@@ -27,6 +27,15 @@ def check_positive(family: str, **values: int) -> None:
             raise InvalidConfig(f"{family}: {name}={value!r} must be a positive integer")
 
 
+def parse_widths(value: Any) -> tuple[Any, ...]:
+    """CNN filter widths from a tuple, a list (YAML) or a string ``"3,4,5"`` (how a search
+    space writes a choice of widths: Optuna's categorical choices are scalars)."""
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",")]
+        return tuple(int(p) if p.isdigit() else p for p in parts)
+    return tuple(value) if isinstance(value, list | tuple) else (value,)
+
+
 def _check_dropout(family: str, dropout: float) -> None:
     if not 0.0 <= dropout < 1.0:
         raise InvalidConfig(f"{family}: dropout={dropout!r} must be in [0, 1)")
@@ -77,7 +86,7 @@ class CNNShape:
 
     def __post_init__(self) -> None:
         check_positive("cnn", embedding_dim=self.embedding_dim, n_filters=self.n_filters)
-        widths = tuple(self.filter_widths)
+        widths = parse_widths(self.filter_widths)
         if not widths or any(not isinstance(w, int) or w < 1 for w in widths):
             raise InvalidConfig(
                 f"cnn: filter_widths={self.filter_widths!r} must be positive integers, e.g. "
@@ -121,3 +130,17 @@ def family_shape(family: str, values: dict[str, Any]) -> FamilyShape:
         raise InvalidConfig(f"{family}: unknown parameter {unknown[0]!r}; allowed: {allowed}")
     shape: FamilyShape = cls(**values)
     return shape
+
+
+def shape_fields(family: str) -> tuple[str, ...]:
+    """The shape parameters of the non-transformer ``family``, in declaration order."""
+    return tuple(f.name for f in dataclasses.fields(SHAPES[family]))
+
+
+def flat_shape(shape: FamilyShape) -> dict[str, Any]:
+    """``shape`` as the plain values a search space and Optuna record: CNN widths as
+    ``"3,4,5"``."""
+    values = dataclasses.asdict(shape)
+    if "filter_widths" in values:
+        values["filter_widths"] = ",".join(map(str, values["filter_widths"]))
+    return values

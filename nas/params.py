@@ -26,6 +26,14 @@ from typing import Any
 
 from nas.config import shown
 from nas.errors import InvalidConfig
+from nas.family_shapes import (
+    EMBEDDING_INITS,
+    FAMILIES,
+    FamilyShape,
+    family_shape,
+    flat_shape,
+    shape_fields,
+)
 from nas.layer_plan import LAYER_MAPS
 
 SHAPE_KEYS = ("n_layers", "n_heads", "hidden_size", "ffn_dim")
@@ -225,27 +233,112 @@ INT_PARAMS = (
 )
 
 
+# The student family a search space may search (absent: ``distilbert``, every study before the
+# families existed) and the vocabulary size K (absent: the source's vocabulary, unpruned).
+FAMILY_KEY = "family"
+VOCAB_KEY = "vocab_size"
+# How a non-transformer family's embeddings start, and whether training may change them; every
+# such family's section of a search space defines both.
+EMBEDDING_KEYS = ("embeddings", "freeze_embeddings")
+# What a family's section may override of the shared parameters (the recipe, the vocabulary).
+OVERRIDABLE = (*RECIPE_KEYS, VOCAB_KEY)
+
+
+def family_param(family: str, key: str) -> str:
+    """The name Optuna records for ``key`` of ``family``'s section: ``bilstm.hidden_size``."""
+    return f"{family}.{key}"
+
+
+def section_keys(family: str) -> tuple[str, ...]:
+    """The keys a non-transformer ``family``'s section must define: its shape, then how its
+    embeddings start."""
+    return (*shape_fields(family), *EMBEDDING_KEYS)
+
+
+def _family_of(params: Mapping[str, Any]) -> str:
+    family = params.get(FAMILY_KEY, "distilbert")
+    if family not in FAMILIES:
+        raise InvalidConfig(f"{FAMILY_KEY} = {shown(family)}; use one of {', '.join(FAMILIES)}")
+    return str(family)
+
+
+def param_family(name: str) -> str | None:
+    """The family a parameter belongs to (``bilstm.hidden_size``: bilstm; ``n_layers`` and the
+    layer losses: distilbert), or None for the shared ones (the recipe, ``vocab_size``)."""
+    if name in (*SHAPE_KEYS, *LOSS_KEYS):
+        return "distilbert"
+    return name.split(".", 1)[0] if "." in name else None
+
+
+def check_one_family(params: Mapping[str, Any], family: str) -> None:
+    """A parameter of another family than ``family`` is an error naming both."""
+    for name in params:
+        owner = param_family(name)
+        if owner is not None and owner != family:
+            raise InvalidConfig(
+                f"{name} is a parameter of family {owner}, but {FAMILY_KEY} = {family}; drop "
+                f"{name} or set {FAMILY_KEY}: {owner}"
+            )
+
+
+def params_over(base: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    """``given`` over ``base`` (``--params`` over the baseline): when ``given`` names another
+    family, only ``base``'s shared parameters carry over, not its family's own."""
+    family = given.get(FAMILY_KEY, base.get(FAMILY_KEY, "distilbert"))
+    kept = {k: v for k, v in base.items() if param_family(k) in (None, family)}
+    return {**kept, **given}
+
+
 @dataclass(frozen=True)
 class TrialParams:
     """One trial's parameters, typed: what to build and how to train it."""
 
-    shape: StudentShape
+    shape: StudentShape | FamilyShape
+    """A DistilBERT student's shape, or a ``bilstm`` / ``cnn`` / ``bow`` student's."""
     recipe: TrainingRecipe
-    # None: the search space defines no intermediate losses (the logit loss alone)
+    # None: the search space defines no intermediate losses (the logit loss alone); DistilBERT
+    # students only
     losses: LayerLosses | None = None
+    vocab_size: int | None = None
+    """Keep the K most frequent WordPiece tokens (``nas.students.vocab``); None or 0: the
+    source's whole vocabulary."""
+    embeddings: str = "source"
+    """Non-transformer families: ``source`` (the student source's word embeddings reduced by
+    PCA) or ``random``."""
+    freeze_embeddings: bool = False
+    """Non-transformer families: keep the embeddings fixed in training."""
+    named: tuple[str, ...] = ()
+    """The names Optuna recorded beyond the shape and recipe: ``family`` when the space has
+    it, and the shared keys the family's section overrode (``bilstm.learning_rate``)."""
+
+    @property
+    def family(self) -> str:
+        return "distilbert" if isinstance(self.shape, StudentShape) else self.shape.family
+
+    @property
+    def pruned_vocab(self) -> int | None:
+        """K when the vocabulary is pruned, else None."""
+        return self.vocab_size or None
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> TrialParams:
-        """The typed value of a flat mapping holding exactly :data:`PARAM_NAMES`, and either
-        all of :data:`LOSS_KEYS` or none of them.
+        """The typed value of a flat mapping as a search space records it: for ``distilbert``
+        exactly :data:`PARAM_NAMES`, and either all of :data:`LOSS_KEYS` or none of them; for
+        another family its section's keys (``bilstm.hidden_size``) and the recipe; ``family``
+        and ``vocab_size`` when the space has them.
 
         Checks names and types only; :meth:`nas.search_space.SearchSpace.trial_params` checks
         the values against a search space first (a space that defines the losses requires them).
 
         Raises:
-            InvalidConfig: a name is missing or unknown, or a value has the wrong type.
+            InvalidConfig: a name is missing or unknown, belongs to another family, or a value
+                has the wrong type.
         """
-        allowed = (*PARAM_NAMES, *LOSS_KEYS)
+        family = _family_of(params)
+        check_one_family(params, family)
+        if family != "distilbert":
+            return cls._family_params(params, family)
+        allowed = (*PARAM_NAMES, *LOSS_KEYS, FAMILY_KEY, VOCAB_KEY)
         missing = [name for name in PARAM_NAMES if name not in params]
         unknown = [name for name in params if name not in allowed]
         given = [name for name in LOSS_KEYS if name in params]
@@ -256,22 +349,103 @@ class TrialParams:
                 f"trial parameters: missing {missing}, unknown {unknown}; a trial takes exactly "
                 f"{', '.join(PARAM_NAMES)}, and all or none of {', '.join(LOSS_KEYS)}"
             )
-        recipe = {name: params[name] for name in RECIPE_KEYS}
-        recipe["batch_size"] = integral(recipe["batch_size"])
         losses = None
         if given:
             values = {name: params[name] for name in LOSS_KEYS}
             values["relation_heads"] = integral(values["relation_heads"])
             losses = LayerLosses(**values)
-        return cls(StudentShape.from_params(params), TrainingRecipe(**recipe), losses)
+        return cls(
+            StudentShape.from_params(params),
+            _recipe({name: params[name] for name in RECIPE_KEYS}),
+            losses,
+            vocab_size=_vocab(params.get(VOCAB_KEY)),
+            named=tuple(name for name in (FAMILY_KEY, VOCAB_KEY) if name in params),
+        )
+
+    @classmethod
+    def _family_params(cls, params: Mapping[str, Any], family: str) -> TrialParams:
+        prefix = family + "."
+        own = {name[len(prefix) :]: v for name, v in params.items() if name.startswith(prefix)}
+        required = section_keys(family)
+        allowed = (*required, *OVERRIDABLE)
+        missing = [family_param(family, k) for k in required if k not in own]
+        missing += [k for k in RECIPE_KEYS if k not in params and k not in own]
+        unknown = [family_param(family, k) for k in own if k not in allowed]
+        unknown += [
+            name
+            for name in params
+            if not name.startswith(prefix) and name not in (*OVERRIDABLE, FAMILY_KEY)
+        ]
+        if missing or unknown:
+            raise InvalidConfig(
+                f"trial parameters of family {family}: missing {missing}, unknown {unknown}; "
+                f"it takes {', '.join(family_param(family, k) for k in required)} and "
+                f"{', '.join(RECIPE_KEYS)} (each may be given as {prefix}NAME)"
+            )
+        shape_values = {k: integral(own[k]) for k in shape_fields(family)}
+        shape = family_shape(family, shape_values)
+        overrides = tuple(k for k in OVERRIDABLE if k in own)
+        recipe = _recipe({k: own[k] if k in own else params[k] for k in RECIPE_KEYS})
+        vocab = own[VOCAB_KEY] if VOCAB_KEY in own else params.get(VOCAB_KEY)
+        embeddings, freeze = own["embeddings"], own["freeze_embeddings"]
+        if embeddings not in EMBEDDING_INITS:
+            raise InvalidConfig(
+                f"{family_param(family, 'embeddings')} = {shown(embeddings)}; use one of "
+                f"{', '.join(EMBEDDING_INITS)}"
+            )
+        if not isinstance(freeze, bool):
+            raise InvalidConfig(
+                f"{family_param(family, 'freeze_embeddings')} = {shown(freeze)} must be true "
+                "or false"
+            )
+        named = (FAMILY_KEY,) + tuple(family_param(family, k) for k in overrides)
+        if VOCAB_KEY in params and VOCAB_KEY not in own:
+            named += (VOCAB_KEY,)
+        return cls(shape, recipe, None, _vocab(vocab), embeddings, freeze, named)
 
     def as_dict(self) -> dict[str, Any]:
-        """The flat mapping Optuna stores (and ``nas.json`` records), in :data:`PARAM_NAMES`
-        order, then :data:`LOSS_KEYS` when the space defines them."""
-        losses = {} if self.losses is None else dataclasses.asdict(self.losses)
-        return {**dataclasses.asdict(self.shape), **dataclasses.asdict(self.recipe), **losses}
+        """The flat mapping Optuna stores (and ``nas.json`` records): the inverse of
+        :meth:`from_params`."""
+        family = self.family
+        out: dict[str, Any] = {FAMILY_KEY: family} if FAMILY_KEY in self.named else {}
+        recipe = dataclasses.asdict(self.recipe)
+        values: dict[str, Any] = {**recipe, VOCAB_KEY: self.vocab_size}
+        if isinstance(self.shape, StudentShape):
+            out.update(dataclasses.asdict(self.shape))
+            out.update(recipe)
+        else:
+            own = {**flat_shape(self.shape), "embeddings": self.embeddings}
+            own["freeze_embeddings"] = self.freeze_embeddings
+            out.update({family_param(family, k): v for k, v in own.items()})
+            for key, value in recipe.items():
+                name = family_param(family, key)
+                out[name if name in self.named else key] = value
+        if VOCAB_KEY in self.named:
+            out[VOCAB_KEY] = values[VOCAB_KEY]
+        elif family_param(family, VOCAB_KEY) in self.named:
+            out[family_param(family, VOCAB_KEY)] = values[VOCAB_KEY]
+        if self.losses is not None:
+            out.update(dataclasses.asdict(self.losses))
+        return out
 
     @property
     def layer_losses_on(self) -> bool:
         """Whether an intermediate loss has a weight above 0."""
         return self.losses is not None and self.losses.on
+
+
+def _recipe(values: dict[str, Any]) -> TrainingRecipe:
+    values["batch_size"] = integral(values["batch_size"])
+    return TrainingRecipe(**values)
+
+
+def _vocab(value: Any) -> int | None:
+    if value is None:
+        return None
+    value = check_integer(VOCAB_KEY, integral(value))
+    if value < 0:
+        raise InvalidConfig(
+            f"{VOCAB_KEY} = {value} must be 0 (the whole vocabulary) or the number of tokens "
+            "to keep"
+        )
+    return value

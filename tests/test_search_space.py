@@ -31,16 +31,23 @@ def write_space(tmp_path: Path, **overrides: str) -> Path:
 @pytest.mark.parametrize("path", sorted((REPO / "search_spaces").glob("*.yaml")), ids=str)
 def test_every_shipped_space_loads_and_samples(path: Path) -> None:
     space = load_search_space(path)
-    names = [*PARAM_NAMES, *LOSS_KEYS] if space.defines_layer_losses() else list(PARAM_NAMES)
-    assert list(space.distributions) == names
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    for _ in range(20):
+    seen = set()
+    for _ in range(40):
         params = space.suggest(study.ask())
-        assert params["hidden_size"] % params["n_heads"] == 0
+        family = params.get("family", "distilbert")
+        seen.add(family)
+        head = ["family"] if "family" in space.distributions else []
+        assert list(params) == [*head, *space.names_for(family)]
+        if family == "distilbert":
+            names = [*PARAM_NAMES, *LOSS_KEYS] if space.defines_layer_losses() else PARAM_NAMES
+            assert [n for n in params if n not in ("family", "vocab_size")] == list(names)
+            assert params["hidden_size"] % params["n_heads"] == 0
         assert space.validate(params) == params
         typed = space.trial_params(params)
+        assert typed.family == family
         assert typed.as_dict() == params  # Optuna's names and values, types included
-        assert list(typed.as_dict()) == names
+    assert seen == set(space.family_choices())  # every family is reachable
 
 
 def test_optuna_json_form_and_fixed_values(tmp_path: Path) -> None:

@@ -53,6 +53,7 @@ def register(commands: Any) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from nas.params import params_over
     from nas.search_space import study_space
 
     if args.out is not None and args.out.exists():
@@ -62,7 +63,7 @@ def run_command(args: argparse.Namespace) -> int:
     # Checked before prepare: bad params train no teacher and write nothing.
     space = study_space(config)
     params = space.trial_params(
-        {**(config.baseline or {}), **given}, where=f"--params {args.params}"
+        params_over(config.baseline or {}, given), where=f"--params {args.params}"
     )
     from nas.trial import prepare, run_trial  # heavy imports only when needed
 

@@ -81,7 +81,7 @@ def score_front(
         t for t in (trials if trials is not None else front_rows(study)) if t.number not in done
     ]
     for i, trial in enumerate(todo, start=1):
-        metrics = _score_trial(study, trial, prepared, features, artifact_root)
+        metrics = _score_trial(study, trial, prepared, artifact_root)
         set_study_record(study, f"{TEST_KEY}{trial.number}", metrics)
         done[trial.number] = metrics
         printer(
@@ -134,22 +134,13 @@ def _score_trial(
     study: optuna.Study,
     trial: FrozenTrial,
     prepared: Any,
-    features: Any,
     artifact_root: str | None,
 ) -> dict[str, float]:
     from nas.results import download_checkpoint
-    from nas.trial import evaluate_logits, model_class, predict, resolve_device
+    from nas.trial import score_checkpoint
 
     with tempfile.TemporaryDirectory(prefix=f"nas-test-{trial.number}-") as tmp:
         folder = Path(tmp)
         download_checkpoint(study, trial, folder, artifact_root)
-        model = model_class(prepared.task.kind).from_pretrained(str(folder))
-        logits = predict(
-            model,
-            features,
-            prepared.task.kind,
-            int(prepared.tokenizer.pad_token_id or 0),
-            prepared.config.training.eval_batch_size,
-            resolve_device(prepared.config.training.device),
-        )
-    return evaluate_logits(prepared, prepared.splits.test, features, logits)
+        # the folder's own tokenizer: a student that pruned its vocabulary reads other ids
+        return score_checkpoint(prepared, folder, prepared.splits.test)

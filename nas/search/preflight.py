@@ -22,9 +22,9 @@ import torch
 
 from nas.config import ResourcesConfig, StudyConfig
 from nas.errors import InvalidConfig, PredictedOutOfMemory
-from nas.params import TrialParams
+from nas.params import StudentShape, TrialParams
 from nas.progress import human_bytes
-from nas.students import MemoryEstimate, estimate_training_memory
+from nas.students import MemoryEstimate, estimate_family_memory, estimate_training_memory
 from nas.study import BUDGET, ESTIMATE
 
 if TYPE_CHECKING:
@@ -59,13 +59,19 @@ def trial_estimate(
         sets.append(prepared.transfer_features)
     count = sum(len(f) for f in sets)
     longest = max(int(f.lengths().max()) for f in sets)
+    batch = min(params.recipe.batch_size, count)
+    vocab = params.pruned_vocab or source.vocab_size  # pruning keeps at most K rows
+    if not isinstance(params.shape, StudentShape):
+        return estimate_family_memory(
+            params.shape, vocab, prepared.num_labels, batch, longest, amp=bf16
+        )
     return estimate_training_memory(
         params.shape,
-        source.vocab_size,
+        vocab,
         source.max_positions,
         prepared.task.kind,
         prepared.num_labels,
-        min(params.recipe.batch_size, count),
+        batch,
         longest,
         amp=bf16,
         attention="sdpa" if cuda else "eager",

@@ -2,11 +2,17 @@
 stock DistilBERT student (``build``), loading sources (``sources``), the activations slicing
 ranks by (``calibration``), exact parameter counts and memory estimates (``cost``), and the
 small non-transformer families bilstm / cnn / bow (``families``), vocabulary pruning
-(``vocab``); a saved student as an ONNX graph (``onnx``).
+(``vocab``), a trial's student of any family (``assemble``); a saved student as an ONNX graph
+(``onnx``).
 
 No Optuna, no Ray: a student can be built and costed without a study.
 """
 
+from nas.students.assemble import (
+    build_trial_student,
+    prune_student_vocab,
+    save_trial_student,
+)
 from nas.students.build import (
     build_student,
     count_parameters,
@@ -19,6 +25,7 @@ from nas.students.calibration import (
 from nas.students.cost import (
     MemoryEstimate,
     describe_student,
+    estimate_family_memory,
     estimate_training_memory,
     student_report,
 )
@@ -31,6 +38,7 @@ from nas.students.families import (
     build_family,
     count_family_parameters,
     family_shape,
+    is_family_folder,
     load_family,
     pca_reduce,
     save_family,
@@ -49,7 +57,9 @@ from nas.students.sources import (
 from nas.students.vocab import (
     PrunedVocab,
     UnknownCount,
+    check_vocabulary_size,
     diverging_texts,
+    prune_counts,
     prune_embeddings,
     prune_vocabulary,
     save_pruned_tokenizer,
@@ -72,23 +82,30 @@ __all__ = [
     "UnknownCount",
     "build_family",
     "build_student",
+    "build_trial_student",
     "calibration_stats",
     "check_onnx_available",
+    "check_vocabulary_size",
     "count_family_parameters",
     "count_parameters",
     "describe_student",
     "diverging_texts",
+    "estimate_family_memory",
     "estimate_training_memory",
     "export_onnx",
     "family_shape",
+    "is_family_folder",
     "load_family",
     "load_source",
     "pca_reduce",
+    "prune_counts",
     "prune_embeddings",
+    "prune_student_vocab",
     "prune_vocabulary",
     "ranking_description",
     "save_family",
     "save_pruned_tokenizer",
+    "save_trial_student",
     "student_report",
     "unknown_count",
 ]

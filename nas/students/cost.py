@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
 from nas.errors import InvalidConfig
+from nas.family_shapes import BiLSTMShape, CNNShape, FamilyShape
 from nas.params import StudentShape
 from nas.progress import human_bytes
 from nas.students.build import check_task
@@ -159,6 +160,40 @@ def estimate_training_memory(
         gradients=params * bytes_per_param,
         optimizer=2 * params * bytes_per_param,
         activations=activations,
+    )
+
+
+def estimate_family_memory(
+    shape: FamilyShape,
+    vocab_size: int,
+    num_labels: int,
+    batch_size: int,
+    seq_len: int,
+    bytes_per_param: int = 4,
+    amp: bool = False,
+) -> MemoryEstimate:
+    """Estimate one AdamW step of a ``bilstm`` / ``cnn`` / ``bow`` student. An estimate, not a
+    bound: weights, gradients and AdamW state from the exact count (frozen embeddings are
+    counted as trained, an over-estimate); activations per token of ``T = batch * seq_len``:
+    the embedding output ``E``, plus for a BiLSTM each layer and direction's four gates, cell
+    and hidden state (``6H``), for a CNN each width's convolution output and its ReLU
+    (``2 F``), for bag-of-words nothing more (the mean is per sequence), at ``e`` bytes (2
+    under ``amp``).
+    """
+    from nas.students.families import count_family_parameters
+
+    params = count_family_parameters(shape, vocab_size, num_labels)
+    e = 2 if amp else bytes_per_param
+    per_token = shape.embedding_dim
+    if isinstance(shape, BiLSTMShape):
+        per_token += shape.n_layers * 2 * 6 * shape.hidden_size
+    elif isinstance(shape, CNNShape):
+        per_token += len(shape.filter_widths) * 2 * shape.n_filters
+    return MemoryEstimate(
+        weights=params * bytes_per_param + (2 * params if amp else 0),
+        gradients=params * bytes_per_param,
+        optimizer=2 * params * bytes_per_param,
+        activations=batch_size * seq_len * per_token * e,
     )
 
 

@@ -288,6 +288,11 @@ def save_family(model: FamilyModel, folder: Path) -> None:
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
 
 
+def is_family_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds a student :func:`save_family` wrote (not a Hugging Face one)."""
+    return (folder / CONFIG_FILE).is_file()
+
+
 def load_family(folder: Path) -> FamilyModel:
     """The model :func:`save_family` wrote to ``folder``, in eval mode.
 

@@ -71,16 +71,32 @@ def prune_vocabulary(tokenizer: Any, texts: Sequence[str], size: int) -> PrunedV
         InvalidConfig: ``size`` larger than the tokenizer's vocabulary or smaller than its
             special tokens, or no ``[UNK]`` token to map the rest to.
     """
+    check_vocabulary_size(tokenizer, size)
+    return prune_counts(tokenizer, token_counts(tokenizer, texts), size)
+
+
+def check_vocabulary_size(tokenizer: Any, size: int, where: str = "vocabulary size") -> None:
+    """``size`` tokens can be kept of ``tokenizer``'s: at least its special tokens, at most all
+    of them, and it has an ``[UNK]`` for the rest. Raises InvalidConfig with the range."""
     vocab = len(tokenizer)
-    specials = sorted(set(tokenizer.all_special_ids))
+    specials = set(tokenizer.all_special_ids)
     if tokenizer.unk_token_id is None:
         raise InvalidConfig("the tokenizer has no unknown token; vocabulary pruning needs [UNK]")
     if not len(specials) <= size <= vocab:
         raise InvalidConfig(
-            f"vocabulary size {size} must lie between the tokenizer's {len(specials)} special "
-            f"tokens and its {vocab} tokens; choose a size in [{len(specials)}, {vocab}]"
+            f"{where} {size} must lie between the tokenizer's {len(specials)} special "
+            f"tokens and its {vocab} tokens; choose a size in [{len(specials)}, {vocab}] "
+            "(or 0: the whole vocabulary)"
         )
-    counts = token_counts(tokenizer, texts)
+
+
+def prune_counts(tokenizer: Any, counts: np.ndarray, size: int) -> PrunedVocab:
+    """:func:`prune_vocabulary` from token ``counts`` ``(vocab,)`` already made (for example
+    from the ids of tokenized features)."""
+    check_vocabulary_size(tokenizer, size)
+    vocab = len(tokenizer)
+    specials = sorted(set(tokenizer.all_special_ids))
+    counts = np.array(counts, dtype=np.int64, copy=True)
     counts[specials] = -1  # kept anyway, not ranked
     order = np.lexsort((np.arange(vocab), -counts))  # most frequent first, then lower id
     frequent = [int(i) for i in order[: size - len(specials)] if counts[i] > 0]

@@ -1,11 +1,16 @@
 """One trial, end to end: data (``data``), the teacher and its cached logits (``teacher``), the
 training loop and inference (``loop``), the distillation losses (``losses``), and the trial
-itself (``run``: ``prepare`` once per process, ``run_trial`` per trial); the teacher's
-word-order sensitivity (``wos``).
+itself (``run``: ``prepare`` once per process, ``run_trial`` per trial), what a student reads
+(``student_inputs``: its tokenizer and features, a pruned vocabulary's), a saved student scored
+from its folder (``checkpoint``); the teacher's word-order sensitivity (``wos``).
 
 No Optuna, no Ray: ``nas trial run`` and the Ray worker call the same ``run_trial``.
 """
 
+from nas.trial.checkpoint import (
+    load_trial_student,
+    score_checkpoint,
+)
 from nas.trial.data import (
     encoded,
     load_splits,
@@ -51,6 +56,7 @@ __all__ = [
     "evaluate_logits",
     "load_splits",
     "load_tokenizer",
+    "load_trial_student",
     "model_class",
     "objective_names",
     "peak_memory_bytes",
@@ -60,6 +66,7 @@ __all__ = [
     "resolve_device",
     "run_trial",
     "rung_steps",
+    "score_checkpoint",
     "suggest_family",
     "teacher_wos",
     "test_features",

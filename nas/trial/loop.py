@@ -143,7 +143,10 @@ def collate(
 
 
 def _output_logits(out: Any, kind: TaskKind) -> torch.Tensor:
-    """A model output's logits: QA ``(batch, seq_len, 2)``, classification ``(batch, labels)``."""
+    """A model output's logits: QA ``(batch, seq_len, 2)``, classification ``(batch, labels)``
+    (the non-transformer families return that tensor itself)."""
+    if isinstance(out, torch.Tensor):
+        return out
     if kind == "qa":
         return torch.stack([out.start_logits, out.end_logits], dim=-1)
     return out.logits

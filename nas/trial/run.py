@@ -30,10 +30,12 @@ from nas.params import TrialParams
 from nas.search_space import SearchSpace, load_search_space
 from nas.students import (
     ActivationStats,
-    build_student,
+    build_trial_student,
     calibration_stats,
+    check_vocabulary_size,
     count_parameters,
     load_source,
+    save_trial_student,
 )
 from nas.tasks import Features, Splits, Task
 from nas.trial.data import encoded, load_splits
@@ -48,6 +50,7 @@ from nas.trial.loop import (
     resolve_device,
     train,
 )
+from nas.trial.student_inputs import StudentInputs, student_inputs
 from nas.trial.teacher import (
     cached_logits,
     check_same_tokenization,
@@ -139,13 +142,18 @@ class Prepared:
     # the transfer set (study's `transfer:`), labels UNLABELLED, and its teacher logits
     transfer_features: Features | None = None
     transfer_logits: np.ndarray | None = None
+    transfer_examples: list[Any] | None = None  # the transfer set's texts (re-tokenized when a
+    # student prunes its vocabulary)
 
-    def training_set(self) -> tuple[Features, np.ndarray]:
+    def training_set(self, inputs: StudentInputs | None = None) -> tuple[Features, np.ndarray]:
         """What students train on: the labelled features, then the transfer set's (trained
-        on their soft labels alone), with the teacher logits of both."""
-        if self.transfer_features is None or self.transfer_logits is None:
-            return self.train_features, self.teacher_logits
-        features = concat_features(self.train_features, self.transfer_features)
+        on their soft labels alone), with the teacher logits of both; ``inputs``: a student's
+        own tokenization of the same examples (a pruned vocabulary)."""
+        train = self.train_features if inputs is None else inputs.train
+        transfer = self.transfer_features if inputs is None else inputs.transfer
+        if transfer is None or self.transfer_logits is None:
+            return train, self.teacher_logits
+        features = concat_features(train, transfer)
         logits = np.concatenate([self.teacher_logits, self.transfer_logits])
         return features, logits
 
@@ -165,11 +173,16 @@ def prepare(config: StudyConfig, progress: Progress | None = None) -> Prepared:
     if progress:
         progress(describe_thresholds(config.thresholds, no_answer))
     num_labels = task.num_labels(splits)
+    source = config.paths.student_source
+    # checked before the teacher trains, unless the source is made by that training
+    tokenizer = load_tokenizer(source, "student source") if Path(source).exists() else None
+    check_student_space(config, space, task, tokenizer)
     teacher = ensure_teacher(config, progress, (task, splits, data))
     check_teacher_labels(teacher, task.kind, splits.label_names)
     check_layer_space(space, teacher_shape(teacher))  # before any logits, neighbours, copies
-    source = config.paths.student_source
-    tokenizer = load_tokenizer(source, "student source")
+    if tokenizer is None:
+        tokenizer = load_tokenizer(source, "student source")
+        check_student_space(config, space, task, tokenizer)
     check_same_tokenization(load_tokenizer(teacher, "teacher"), tokenizer, teacher, source)
     cache = Path(config.cache_dir)
     if progress:
@@ -190,7 +203,7 @@ def prepare(config: StudyConfig, progress: Progress | None = None) -> Prepared:
         config.training.eval_batch_size,
         progress,
     )
-    transfer_f, transfer_logits = None, None
+    transfer_f, transfer_logits, texts = None, None, None
     if config.transfer is not None:
         texts = study_transfer_set(config, task, splits.train, data, tokenizer, progress)
         if not texts:
@@ -240,7 +253,33 @@ def prepare(config: StudyConfig, progress: Progress | None = None) -> Prepared:
         calibration=calibration,
         transfer_features=transfer_f,
         transfer_logits=transfer_logits,
+        transfer_examples=None if texts is None else list(texts),
     )
+
+
+def check_student_space(
+    config: StudyConfig, space: SearchSpace, task: Task, tokenizer: Any | None
+) -> None:
+    """What the space can sample must be buildable for this task and tokenizer: no
+    non-transformer family or pruned vocabulary for question answering, and every
+    ``vocab_size`` between the tokenizer's special tokens and its size (when ``tokenizer`` is
+    given)."""
+    where = space.source_file
+    others = [f for f in space.family_choices() if f != "distilbert"]
+    if task.kind == "qa" and others:
+        raise ConfigError(
+            f"{where}: family {others[0]} is a text classifier, and {config.source_file} is a "
+            f"question-answering study ({task.name}); search family: distilbert only"
+        )
+    for name, values in space.vocab_sizes().items():
+        if task.kind == "qa" and any(values):
+            raise ConfigError(
+                f"{where}: {name}: vocabulary pruning is for classification students; drop it "
+                f"from a question-answering study ({task.name})"
+            )
+        for value in values if tokenizer is not None else ():
+            if value:
+                check_vocabulary_size(tokenizer, int(value), f"{where}: {name}")
 
 
 def concat_features(first: Features, second: Features) -> Features:
@@ -305,21 +344,26 @@ def _run_trial(
             config, training=dataclasses.replace(config.training, seed=seed)
         )
     torch.manual_seed(config.training.seed)
-    model = build_student(
-        params.shape,
+    inputs = student_inputs(prepared, params.pruned_vocab)
+    model = build_trial_student(
+        params,
         prepared.source,
         task.kind,
         prepared.num_labels,
         calibration=prepared.calibration,
+        vocab=inputs.vocab,
     )
     n_params = count_parameters(model)
     if progress:
-        progress(f"student: {n_params:,} parameters")
-    pad_id = _pad_id(prepared.tokenizer)
+        vocab = "" if inputs.vocab is None else f", vocabulary {inputs.vocab.size:,} tokens"
+        progress(f"student: {params.family}, {n_params:,} parameters{vocab}")
+    pad_id = _pad_id(inputs.tokenizer)
     recipe = params.recipe
-    layers = layer_distiller(prepared, params, model)
-    features, soft = prepared.training_set()
-    at_rung = None if on_rung is None else rung_evaluator(prepared, model, n_params, on_rung)
+    layers = layer_distiller(prepared, params, model, inputs)
+    features, soft = prepared.training_set(inputs)
+    at_rung = (
+        None if on_rung is None else rung_evaluator(prepared, model, n_params, on_rung, inputs)
+    )
     result = train(
         model,
         features,
@@ -339,13 +383,11 @@ def _run_trial(
     check_finite_weights(model)
     device = resolve_device(config.training.device)
     start = time.perf_counter()
-    scores = score_selection(prepared, model, pad_id, device, faults=True)
+    scores = score_selection(prepared, model, pad_id, device, faults=True, features=inputs.eval)
     eval_time = time.perf_counter() - start
     latency = None
     if objectives.LATENCY_MS in objective_names(config, task):
-        latency = measure_latency(
-            model, prepared.eval_features, task.kind, pad_id, device, faults=True
-        )
+        latency = measure_latency(model, inputs.eval, task.kind, pad_id, device, faults=True)
     metrics = Metrics(
         task={k: float(v) for k, v in scores.items()},
         params=n_params,
@@ -361,7 +403,7 @@ def _run_trial(
         extra={"final_loss": result.final_loss, "train_samples": result.samples},
     )
     if score_test:
-        features = test_features(prepared)
+        features = inputs.test(prepared)
         test_logits = predict(
             model, features, task.kind, pad_id, config.training.eval_batch_size, device
         )
@@ -371,38 +413,50 @@ def _run_trial(
         )
         metrics.extra["seed"] = config.training.seed
     if out_dir is not None:
-        save_student(model, prepared, params, metrics, out_dir, provenance or {})
+        save_student(model, prepared, params, metrics, out_dir, provenance or {}, inputs)
     return metrics
 
 
 def rung_evaluator(
-    prepared: Prepared, model: torch.nn.Module, n_params: int, report: RungReporter
+    prepared: Prepared,
+    model: torch.nn.Module,
+    n_params: int,
+    report: RungReporter,
+    inputs: StudentInputs | None = None,
 ) -> Callable[[int, int, int], None]:
     """The loop's rung hook: score ``model`` on the selection split (as the end of the trial
     does), then ``report`` the result; latency, when an objective, is measured once."""
     config, task = prepared.config, prepared.task
+    inputs = inputs or student_inputs(prepared, None)
     device = resolve_device(config.training.device)
-    pad_id = _pad_id(prepared.tokenizer)
+    pad_id = _pad_id(inputs.tokenizer)
     latency: list[float] = []
 
     def at_rung(rung: int, step: int, total: int) -> None:
-        scores = score_selection(prepared, model, pad_id, device)
+        scores = score_selection(prepared, model, pad_id, device, features=inputs.eval)
         if not latency and objectives.LATENCY_MS in objective_names(config, task):
-            latency.append(
-                measure_latency(model, prepared.eval_features, task.kind, pad_id, device)
-            )
+            latency.append(measure_latency(model, inputs.eval, task.kind, pad_id, device))
         report(RungResult(rung, step, total, scores, n_params, latency[0] if latency else None))
 
     return at_rung
 
 
 def layer_distiller(
-    prepared: Prepared, params: TrialParams, model: torch.nn.Module
+    prepared: Prepared,
+    params: TrialParams,
+    model: torch.nn.Module,
+    inputs: StudentInputs | None = None,
 ) -> LayerDistiller | None:
     """The trial's intermediate losses with the teacher loaded for the loop; None when every
     weight is 0 or the space defines none (the cached-logit path: no teacher is loaded)."""
     if params.losses is None or not params.losses.on:
         return None
+    if inputs is not None and inputs.vocab is not None:
+        raise ConfigError(
+            f"{prepared.space.source_file}: vocab_size = {inputs.vocab.size} with intermediate "
+            "layer losses: the teacher in the loop reads the whole vocabulary's ids; set "
+            "vocab_size: 0 or every layer-loss weight to 0"
+        )
     teacher = load_teacher(prepared.teacher, prepared.task.kind, prepared.num_labels)
     return LayerDistiller(params.losses, model, teacher, prepared.teacher)
 
@@ -419,13 +473,16 @@ def score_selection(
     pad_id: int,
     device: torch.device,
     faults: bool = False,
+    features: Features | None = None,
 ) -> dict[str, float]:
     """``model``'s metrics on the selection split (the end of a trial and each rung); NaN or
-    inf logits raise ``Diverged``. ``faults``: the test fault injection may fire here."""
+    inf logits raise ``Diverged``. ``faults``: the test fault injection may fire here;
+    ``features``: the split in the student's own tokenization (default the study's)."""
     config = prepared.config
+    features = prepared.eval_features if features is None else features
     logits = predict(
         model,
-        prepared.eval_features,
+        features,
         prepared.task.kind,
         pad_id,
         config.training.eval_batch_size,
@@ -433,7 +490,7 @@ def score_selection(
         faults=faults,
     )
     check_finite_logits(logits)
-    return evaluate_logits(prepared, prepared.splits.eval, prepared.eval_features, logits)
+    return evaluate_logits(prepared, prepared.splits.eval, features, logits)
 
 
 def evaluate_logits(
@@ -451,8 +508,12 @@ def save_student(
     metrics: Metrics,
     out_dir: Path,
     provenance: Mapping[str, Any],
+    inputs: StudentInputs | None = None,
 ) -> None:
-    """Write a Hugging Face folder (safetensors, config, tokenizer) plus ``nas.json``."""
+    """Write the student (a Hugging Face folder for DistilBERT, ``nas_family.json`` and
+    safetensors for the other families), the tokenizer it reads (the reduced one when it
+    prunes its vocabulary) and ``nas.json``."""
+    tokenizer = prepared.tokenizer if inputs is None else inputs.tokenizer
     record = {
         "nas_version": nas.__version__,
         "study": prepared.config.name,
@@ -462,6 +523,8 @@ def save_student(
         "student_source": prepared.source,
         "data": prepared.splits.description,
         "params": params.as_dict(),
+        "family": params.family,
+        "vocabulary": None if inputs is None or inputs.vocab is None else inputs.vocab.size,
         "metrics": metrics.as_dict(),
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -469,8 +532,8 @@ def save_student(
     }
 
     def write(tmp: Path) -> None:
-        model.save_pretrained(str(tmp), safe_serialization=True)  # type: ignore[operator]
-        prepared.tokenizer.save_pretrained(str(tmp))
+        save_trial_student(model, tmp)
+        tokenizer.save_pretrained(str(tmp))
         (tmp / "nas.json").write_text(json.dumps(record, indent=2, default=str))
 
     write_folder_atomically(out_dir, write)
