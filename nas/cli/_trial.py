@@ -70,7 +70,8 @@ def run_command(args: argparse.Namespace) -> int:
     sink = quiet if args.quiet else progress
     prepared = prepare(config, sink)
     metrics = run_trial(prepared, params, args.out, sink, {"trial": "cli"})
-    result = {"study": config.name, "params": params.as_dict(), **metrics.as_dict()}
+    # "params" is the parameter count (Metrics); the sampled values are "trial_params"
+    result = {"study": config.name, **metrics.as_dict(), "trial_params": params.as_dict()}
     if args.out is not None:
         result["checkpoint"] = str(args.out)
     print(json.dumps(result, indent=2))

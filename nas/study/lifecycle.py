@@ -69,7 +69,14 @@ def make_sampler(config: StudyConfig, salt: str = "") -> optuna.samplers.BaseSam
         seed = zlib.crc32(f"{seed}:{salt}".encode()) % 2**31
     name = config.sampler.name
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+        # group: a space with several student families is conditional (define-by-run), and
+        # multivariate TPE models each group of parameters that occur together jointly; a
+        # space without families is one group, sampled as without the option
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(
+                seed=seed, multivariate=True, group=True, constant_liar=True
+            )
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
     if name == "gp":
