@@ -449,3 +449,26 @@ def _vocab(value: Any) -> int | None:
             "to keep"
         )
     return value
+
+
+def shape_label(params: Mapping[str, Any]) -> str:
+    """A short label of a trial's student from its recorded params, for progress lines and
+    plots: ``L2 H4 d64 ffn128``, ``bilstm E64 H150x2 max``, ``cnn E64 w3,4,5 x100``,
+    ``bow E16 h0``; `` V5000`` when the vocabulary is pruned."""
+    family = params.get(FAMILY_KEY, "distilbert")
+    p = {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith(f"{family}.")}
+    if family == "bilstm":
+        text = f"bilstm E{p.get('embedding_dim', '?')} H{p.get('hidden_size', '?')}"
+        text += f"x{p.get('n_layers', '?')} {p.get('pooling', '?')}"
+    elif family == "cnn":
+        text = f"cnn E{p.get('embedding_dim', '?')} w{p.get('filter_widths', '?')}"
+        text += f" x{p.get('n_filters', '?')}"
+    elif family == "bow":
+        text = f"bow E{p.get('embedding_dim', '?')} h{p.get('hidden_dim', '?')}"
+    else:
+        text = (
+            f"L{params.get('n_layers', '?')} H{params.get('n_heads', '?')} "
+            f"d{params.get('hidden_size', '?')} ffn{params.get('ffn_dim', '?')}"
+        )
+    vocab = p.get(VOCAB_KEY, params.get(VOCAB_KEY))
+    return text + (f" V{vocab}" if vocab else "")

@@ -358,10 +358,12 @@ def _download_checkpoint(context: _Context, trial: FrozenTrial, folder: Path) ->
     root = context.root or resolve_artifact_root(None, context.study, trial)
     files = trial.user_attrs.get(CHECKPOINT_FILES)
     where = f"trial {trial.number} of study '{context.study.study_name}'"
-    if not isinstance(files, dict) or "config.json" not in files:
+    # a DistilBERT student's config.json, or a bilstm/cnn/bow student's nas_family.json
+    if not isinstance(files, dict) or not {"config.json", "nas_family.json"} & set(files):
         raise ExportError(
             f"{where} has no checkpoint ({CHECKPOINT_FILES} attribute missing or without "
-            f"config.json; artifact root {root}); re-run the study or export another trial"
+            f"config.json or nas_family.json; artifact root {root}); re-run the study or "
+            "export another trial"
         )
     if root.url not in context.stores:
         context.stores[root.url] = open_store(root)

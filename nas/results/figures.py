@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nas.config import Threshold
 from nas.objectives import LATENCY_MS, PARAMS
+from nas.params import shape_label
 from nas.results.summary import Summary, TrialRow, metric_digits
 
 SHAPE = ("n_layers", "n_heads", "hidden_size", "ffn_dim")
@@ -79,11 +80,7 @@ class Importance:
 
 
 def _shape(row: TrialRow) -> str:
-    p = row.params
-    return (
-        f"L{p.get('n_layers', '?')} H{p.get('n_heads', '?')} d{p.get('hidden_size', '?')} "
-        f"ffn{p.get('ffn_dim', '?')}"
-    )
+    return shape_label(row.params)
 
 
 def _hover(row: TrialRow, summary: Summary) -> str:

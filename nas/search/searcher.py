@@ -20,6 +20,7 @@ from ray.tune.search import Searcher
 from nas.config import StudyConfig
 from nas.errors import ArtifactRootFailed, InvalidConfig, NasError, StorageUnreachable
 from nas.objectives import LATENCY_MS, PARAMS
+from nas.params import shape_label
 from nas.results import memory_summary
 from nas.search.preflight import DriverPreflight
 from nas.search.worker import ArtifactWriteError
@@ -480,11 +481,7 @@ def _outcome(result: dict[str, Any] | None, error: bool) -> dict[str, Any]:
 
 def trial_line(trial: optuna.trial.FrozenTrial, objective_names: list[str], count: str) -> str:
     """One readable line per finished trial."""
-    p = trial.params
-    shape = (
-        f"L{p.get('n_layers', '?')} H{p.get('n_heads', '?')} d{p.get('hidden_size', '?')} "
-        f"ffn{p.get('ffn_dim', '?')}"
-    )
+    shape = shape_label(trial.params)
     tag = " baseline" if is_baseline(trial) else ""
     memory = memory_summary(trial.user_attrs)
     memory = f" [{memory}]" if memory else ""
