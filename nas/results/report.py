@@ -39,7 +39,15 @@ from nas.results.summary import (
     summarize,
 )
 from nas.results.verdict import rule_line
-from nas.study import DATASET, NAS_VERSION, TASK, TEACHER, config_snapshot, mask_password
+from nas.study import (
+    DATASET,
+    NAS_VERSION,
+    TASK,
+    TEACHER,
+    config_snapshot,
+    mask_password,
+    wos_record,
+)
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -167,6 +175,7 @@ def _meta(study: optuna.Study, summary: Summary, url: str, local: _Local) -> str
         ("feasibility", rule_line(summary).removeprefix("feasible: ")),
         ("task", attrs.get(TASK, "?")),
         ("teacher", local.path(attrs.get(TEACHER, "?"))),
+        ("teacher word-order sensitivity", _wos(study)),
         ("dataset", local.path(attrs.get(DATASET, "?"))),
         ("storage", _storage(url)),
         (
@@ -182,6 +191,17 @@ def _meta(study: optuna.Study, summary: Summary, url: str, local: _Local) -> str
     ]
     cells = "".join(f"<tr><th class='l'>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
     return f"<table class='meta'>{cells}</table>"
+
+
+def _wos(study: optuna.Study) -> str:
+    record = wos_record(study)
+    if not record:
+        return "not measured (question answering, or a study run before nas measured it)"
+    return (
+        f"WOS {record['wos']:.2f}: accuracy {record['p']:.1f} % on shuffled copies of the "
+        f"{record['correct']} selection examples it gets right; suggests {record['family']} "
+        "students (Pham et al. 2020)"
+    )
 
 
 def _front_section(summary: Summary) -> str:

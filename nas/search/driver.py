@@ -22,6 +22,7 @@ from nas.errors import NasError
 from nas.objectives import directions, objective_names
 from nas.progress import duration
 from nas.search.preflight import DriverPreflight, driver_preflight
+from nas.search.word_order import record_wos
 from nas.search_space import SearchSpace
 from nas.study import (
     DEFAULT_ARTIFACT_ROOT,
@@ -79,6 +80,7 @@ def run_study(
         )
     if options.on_open is not None:
         options.on_open(study)
+    record_wos(study, prepared, printer)  # once per study: which family the data needs
     done = finished_count(study)
     elsewhere = counted_trials(study) - done  # RUNNING in other drivers, which are alive
     remaining = options.n_trials - done - elsewhere

@@ -76,8 +76,17 @@ SPACE_ATTR = "nas:search_space"  # {param: Optuna distribution JSON}
 CHANGES_ATTR = "nas:config_changes"  # the accepted changes, oldest first
 TEACHER_KEY = "nas:teacher_scores"  # {"selection": {...}, "test": {...}}
 NO_ANSWER_KEY = "nas:no_answer"  # {"selection": {...}, "test": {...}} (QA)
+WOS_KEY = "nas:wos"  # the teacher's word-order sensitivity (classification): wos, p, family...
 TEST_KEY = "nas:test:"  # prefix: nas:test:<trial number> -> {metric: value}
-STUDY_RECORDS = (CONFIG_ATTR, SPACE_ATTR, CHANGES_ATTR, TEACHER_KEY, NO_ANSWER_KEY, TEST_KEY)
+STUDY_RECORDS = (
+    CONFIG_ATTR,
+    SPACE_ATTR,
+    CHANGES_ATTR,
+    TEACHER_KEY,
+    NO_ANSWER_KEY,
+    TEST_KEY,
+    WOS_KEY,
+)
 _NAMESPACE = "nas:"
 
 
@@ -186,6 +195,12 @@ def teacher_scores(study: optuna.Study) -> dict[str, dict[str, float]]:
     return value if isinstance(value, dict) else {}
 
 
+def wos_record(study: optuna.Study) -> dict[str, Any]:
+    """The teacher's word-order sensitivity the study measured (empty before, and for QA)."""
+    value = study_record(study, WOS_KEY)
+    return dict(value) if isinstance(value, dict) else {}
+
+
 def no_answer_record(study: optuna.Study) -> dict[str, dict[str, float]]:
     """QA: the scores of answering "no answer" everywhere, by split (empty before scoring)."""
     value = study_record(study, NO_ANSWER_KEY)
@@ -243,7 +258,7 @@ def rung_records(study: optuna.Study, rung: int) -> list[RungEntry]:
     out = []
     for trial in study.get_trials(deepcopy=False):
         record = trial.user_attrs.get(rung_key(rung))
-        if not isinstance(record, dict) or _rerun(trial):
+        if not isinstance(record, dict) or is_rerun(trial):
             continue
         values = record.get("values") or {}
         missing = [n for n in names if n not in values]
@@ -278,5 +293,8 @@ def warm_source(trial: FrozenTrial) -> str | None:
     return str(value) if value is not None else None
 
 
-def _rerun(trial: FrozenTrial) -> bool:
+def is_rerun(trial: FrozenTrial) -> bool:
+    """Whether the trial failed in a way that queues its params again (:data:`RERUN_REASONS`:
+    an orphan, an interrupt): its copy stands for it, so neither the total nor a rung counts
+    it."""
     return trial.state == TrialState.FAIL and trial.user_attrs.get(REASON) in RERUN_REASONS

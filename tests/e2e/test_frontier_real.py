@@ -52,6 +52,13 @@ def test_report_of_the_real_study_holds_its_front(real_study: RealStudy, tmp_pat
     for t in best:
         assert f"{t.values[0]:.4f}" in table and f"{t.values[1] / 1e6:.3f}M" in table
     assert "accuracy = 0.55 from threshold" in page
+    # the teacher's word-order sensitivity, measured once when the study started
+    from nas.study import wos_record
+
+    wos = wos_record(real_study.study())
+    assert 0 < wos["correct"] <= wos["examples"] and wos["wos"] == (100 - wos["p"]) / 50
+    assert f"teacher word-order sensitivity: WOS {wos['wos']:.2f}" in real_study.run_stderr
+    assert f"WOS {wos['wos']:.2f}: accuracy {wos['p']:.1f} %" in page
 
 
 def test_exported_student_reproduces_the_recorded_accuracy(

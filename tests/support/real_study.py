@@ -22,6 +22,7 @@ class RealStudy:
     url: str
     artifacts: Path
     run_stdout: str
+    run_stderr: str  # the progress lines
 
     def study(self) -> optuna.Study:
         return optuna.load_study(study_name=NAME, storage=self.url)
@@ -83,4 +84,4 @@ def run_real_study(folder: Path, data: Path) -> RealStudy:
     url = f"sqlite:///{folder / 'nas.db'}"
     result = run_nas("study", "run", str(study_file), "--storage", url, "--workers", "2")
     assert result.returncode == 0, result.stderr[-4000:]
-    return RealStudy(study_file, url, folder / "artifacts", result.stdout)
+    return RealStudy(study_file, url, folder / "artifacts", result.stdout, result.stderr)
