@@ -1,5 +1,5 @@
-"""``nas teacher train``: fine-tune the study's teacher and save it; ``nas teacher wos``: its
-word-order sensitivity and the student family that suggests."""
+"""``nas teacher train``: fine-tune the study's teacher and save it; ``nas teacher wos`` (also
+``nas data wos``): its word-order sensitivity and the student family that suggests."""
 
 from __future__ import annotations
 
@@ -39,6 +39,19 @@ def register(commands: Any) -> None:
     )
     train.add_argument("--force", action="store_true", help="replace an existing folder")
     train.set_defaults(run=train_command)
+    _add_wos(sub, "teacher")
+    data = group(
+        commands,
+        "data",
+        "what a study's data needs",
+        "data_command",
+        ["nas data wos studies/sst2.yaml"],
+    )
+    _add_wos(data, "data")
+
+
+def _add_wos(sub: Any, name: str) -> None:
+    """``nas teacher wos`` and ``nas data wos``: one command under both groups."""
     wos = command(
         sub,
         "wos",
@@ -47,10 +60,11 @@ def register(commands: Any) -> None:
         "gets right with their words shuffled (seeded, several shuffles): WOS = (100 - p) / 50 "
         "(Pham et al. 2020). Suggests bow below 0.2, bilstm up to 0.5, a transformer above: "
         "nas's reading of the seed blogs' Emotion 0.14 -> bow, SST-2 0.34 -> BiLSTM, "
-        "CoLA 0.99 -> transformer. Classification studies only.",
+        "CoLA 0.99 -> transformer. Classification studies only; nas study run measures it "
+        "once on 500 selection examples and stores it on the study.",
         examples=[
-            "nas teacher wos studies/sst2.yaml",
-            "nas teacher wos studies/emotion.yaml --samples 500 --seed 1",
+            f"nas {name} wos studies/sst2.yaml",
+            f"nas {name} wos studies/emotion.yaml --samples 500 --seed 1",
         ],
     )
     wos.add_argument("study", metavar="S.yaml", help="a classification study config")
