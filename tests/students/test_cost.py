@@ -189,3 +189,24 @@ def test_memory_estimate_is_a_frozen_value() -> None:
     )
     with pytest.raises(AttributeError):
         estimate.weights = 5  # type: ignore[misc]
+
+
+def test_a_family_students_memory_estimate_counts_its_exact_parameters() -> None:
+    from nas.students import (
+        BiLSTMShape,
+        BowShape,
+        build_family,
+        count_parameters,
+        estimate_family_memory,
+    )
+
+    for shape in (BiLSTMShape(16, 24, n_layers=2, fc_dim=32), BowShape(16, hidden_dim=8)):
+        model = build_family(shape, 300, 3, seed=0)
+        short = estimate_family_memory(shape, 300, 3, batch_size=8, seq_len=10)
+        assert short.weights == 4 * count_parameters(model)  # fp32, every parameter
+        assert short.optimizer == 2 * short.weights and short.gradients == short.weights
+        longer = estimate_family_memory(shape, 300, 3, batch_size=8, seq_len=20)
+        assert longer.activations == 2 * short.activations  # per token
+    lstm = estimate_family_memory(BiLSTMShape(16, 24), 300, 3, 8, 10)
+    bow = estimate_family_memory(BowShape(16), 300, 3, 8, 10)
+    assert lstm.activations > 10 * bow.activations  # gates and states of every position
