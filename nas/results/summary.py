@@ -19,14 +19,17 @@ from optuna.trial import FrozenTrial, TrialState
 from nas.config import Threshold
 from nas.errors import NasError
 from nas.objectives import COSTS, PARAMS, task_metric
+from nas.params import shape_label
 from nas.results.picks import Picks, Point, deltas, pick
 from nas.study import (
+    LATENCY,
     config_snapshot,
     confirmed_points,
     failure_message,
     failure_reason,
     is_baseline,
     is_feasible,
+    is_rerun,
     metric_names,
     named_constraints,
     no_answer_record,
@@ -54,6 +57,7 @@ class TrialRow:
     duration_s: float | None = None
     # a PRUNED trial's objective values at the rung it stopped at (it has no final values)
     rung_values: dict[str, float] = field(default_factory=dict)
+    latency_ms: float | None = None  # median batch-1 latency the trial measured
 
 
 @dataclass(frozen=True)
@@ -153,7 +157,13 @@ def _row(t: FrozenTrial, names: list[str], front: set[int]) -> TrialRow:
         message=_pruned_message(t) if t.state == TrialState.PRUNED else failure_message(t),
         duration_s=duration,
         rung_values=_pruned_values(t),
+        latency_ms=_latency(t),
     )
+
+
+def _latency(t: FrozenTrial) -> float | None:
+    value = t.user_attrs.get(LATENCY)
+    return float(value) if isinstance(value, int | float) else None
 
 
 def _pruned_values(t: FrozenTrial) -> dict[str, float]:
@@ -179,9 +189,12 @@ def _pruned_message(t: FrozenTrial) -> str:
 
 def rung_counts(study: optuna.Study) -> dict[int, tuple[int, int]]:
     """Rung index -> (trials that reached it, trials pruned there), for the rungs any trial
-    recorded (empty when the study never pruned)."""
+    recorded (empty when the study never pruned). A trial that is run again (an orphan) is
+    left out: its copy records the rung again, and MO-ASHA ranks the copy's record."""
     counts: dict[int, list[int]] = {}
     for t in study.get_trials(deepcopy=False):
+        if is_rerun(t):
+            continue
         for rung in trial_rungs(t):
             counts.setdefault(rung, [0, 0])[0] += 1
         stopped = pruned_at(t)
@@ -226,24 +239,33 @@ def front_cells(summary: Summary) -> tuple[list[str], list[list[str]]]:
         points = sorted([*points, baseline], key=lambda p: p.params)
     d = digits(summary)
     confirm = bool(summary.confirmed)
-    header = ["trial", f"{metric} (selection)", f"{metric} (test)"]
+    rows_by = {r.number: r for r in summary.rows}
+    latency = any(rows_by[p.trial].latency_ms is not None for p in points if p.trial in rows_by)
+    header = ["trial", "student", f"{metric} (selection)", f"{metric} (test)"]
     header += [f"confirmed {metric} (selection)", f"confirmed {metric} (test)"] if confirm else []
-    header += ["params", f"d {metric}", "d params"]
+    header += ["params", *(["latency"] if latency else []), f"d {metric}", "d params"]
     rows = []
     if summary.teacher:
         cells = [
             _fmt(summary.teacher.get(split, {}).get(metric), d) for split in ("selection", "test")
         ]
-        rows.append(["teacher", *cells, *(["", ""] if confirm else []), "", "", ""])
+        blank = [""] * (4 if latency else 3)
+        rows.append(["teacher", "", *cells, *(["", ""] if confirm else []), *blank])
     for p in points:
         dm, dp = _deltas(p, baseline)
         tag = " b" if p.baseline else ("" if p.trial in on_front else " (off front)")
         test = summary.test.get(p.trial, {}).get(metric)
-        row = [f"{p.trial}{tag}", _fmt(p.metric, d), _fmt(test, d)]
+        trial = rows_by.get(p.trial)
+        student = shape_label(trial.params) if trial else ""
+        row = [f"{p.trial}{tag}", student, _fmt(p.metric, d), _fmt(test, d)]
         if confirm:
             c = summary.confirmed.get(p.trial)
             row += [c.text(metric, d, split) if c else "" for split in ("selection", "test")]
-        row += [f"{p.params / 1e6:.3f}M", "" if dm is None else f"{dm:+.{d}f}", dp]
+        row += [f"{p.params / 1e6:.3f}M"]
+        if latency:
+            ms = trial.latency_ms if trial else None
+            row += ["" if ms is None else f"{ms:.2f} ms"]
+        row += ["" if dm is None else f"{dm:+.{d}f}", dp]
         rows.append(row)
     if not summary.front:
         rows.append(["(no feasible COMPLETE trial yet)"] + [""] * (len(header) - 1))

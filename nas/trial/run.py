@@ -78,7 +78,7 @@ class Metrics:
     steps: int
     eval_time_s: float
     device: str
-    latency_ms: float | None = None  # median batch-1 inference latency, when an objective
+    latency_ms: float | None = None  # median batch-1 inference latency on the trial's device
     peak_memory_bytes: int | None = None  # peak_memory_mb in bytes (see memory_kind)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -385,9 +385,8 @@ def _run_trial(
     start = time.perf_counter()
     scores = score_selection(prepared, model, pad_id, device, faults=True, features=inputs.eval)
     eval_time = time.perf_counter() - start
-    latency = None
-    if objectives.LATENCY_MS in objective_names(config, task):
-        latency = measure_latency(model, inputs.eval, task.kind, pad_id, device, faults=True)
+    # every student, objective or not: the front shows it beside the parameter count
+    latency = measure_latency(model, inputs.eval, task.kind, pad_id, device, faults=True)
     metrics = Metrics(
         task={k: float(v) for k, v in scores.items()},
         params=n_params,

@@ -10,6 +10,7 @@ import pytest
 from support.cli_run import run_nas
 from support.real_study import NAME, RealStudy
 
+from nas.params import shape_label
 from nas.study import test_scores as scores_on_test  # not collected as a test
 
 
@@ -32,9 +33,14 @@ def test_front_table_equals_best_trials(real_study: RealStudy) -> None:
             100 * (p["params"] - baseline.values[1]) / baseline.values[1]
         )
     text = run_nas("study", "front", NAME, "--storage", real_study.url).stdout
-    for t in best:  # 4 decimals for accuracy (selection, then test), params in millions
+    for t in best:  # the student, accuracy to 4 decimals (selection, then test), params in
+        # millions, then the batch-1 latency every trial measures
         test = scores_on_test(real_study.study())[t.number]["accuracy"]
-        row = rf"\b{t.number}( b)?\s+{t.values[0]:.4f}\s+{test:.4f}\s+{t.values[1] / 1e6:.3f}M"
+        label = re.escape(shape_label(t.params))
+        row = (
+            rf"\b{t.number}( b)?\s+{label}\s+{t.values[0]:.4f}\s+{test:.4f}\s+"
+            rf"{t.values[1] / 1e6:.3f}M\s+{t.user_attrs['latency_ms']:.2f} ms"
+        )
         assert re.search(row, text), (row, text)
     assert re.search(r"^teacher\s+0\.\d{4}\s+0\.\d{4}$", text, re.MULTILINE), text
     assert "keep the baseline's size, maximize accuracy: trial" in text
