@@ -133,7 +133,7 @@ def test_a_second_driver_and_a_resume_leave_pruned_trials_finished(
         mine = prune_at_rung_0(second, "x", 50.5, 5000)
         assert mine.number == 4 and mine.state == P
         assert "rank 5 of 5 at the rung" in mine.user_attrs["prune_reason"]
-        out, _ = first.communicate("go\n", timeout=60)  # trial 3 completes, the driver exits
+        first.communicate("go\n", timeout=60)  # trial 3 completes, the driver exits
         assert first.returncode == 0, (folder / "driver.log").read_text()[-3000:]
     finally:
         kill(first)
