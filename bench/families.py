@@ -1,0 +1,435 @@
+"""BiLSTM, CNN and bag-of-words students on one front, against the MiniLM teacher they distil.
+
+An all-family ``nas study run`` (``bench/families_space.yaml``) on Emotion and on SST-2 on CPU:
+the teacher fine-tuned by nas from the pretrained all-MiniLM-L6-v2 (``teacher.train.init``),
+the students' source embeddings reduced from the same checkpoint by PCA, the seeds' small
+student enqueued first as the baseline. Then the front (family, shape, parameters, selection
+and test accuracy, batch-1 latency) beside the teacher's row, and the teachers' word-order
+sensitivity (``nas teacher wos``) on Emotion, SST-2 and CoLA beside the seeds' 0.14 / 0.34 /
+0.99 (CoLA's teacher is fine-tuned for WOS alone; no CoLA study is run).
+
+    python bench/families.py            # about 40-50 minutes on 2 CPU cores (subsets below)
+    python bench/families.py --quick    # tiny random teachers, tiny data, 3 trials a task
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import _common as common
+import yaml
+from _common import log
+
+SPACE = common.REPO / "bench" / "families_space.yaml"
+TEACHER = {"epochs": 3, "learning_rate": 2e-4}  # bench/frontier.py's recipe from MiniLM
+SHARED = {"temperature": 2.0, "alpha": 0.5, "warmup_ratio": 0.0, "weight_decay": 0.0}
+BOW_80K = {  # the seeds' MLP: vocabulary 5,000, embedding 16 (80K parameters)
+    "family": "bow",
+    **SHARED,
+    "bow.vocab_size": 5000,
+    "bow.learning_rate": 0.01,
+    "bow.batch_size": 32,
+    "bow.epochs": 10,
+    "bow.embedding_dim": 16,
+    "bow.hidden_dim": 0,
+    "bow.dropout": 0.1,
+    "bow.embeddings": "source",
+    "bow.freeze_embeddings": False,
+}
+BILSTM_TANG = {  # Tang et al.'s shape, narrowed to the bench's vocabulary (about 1.7M)
+    "family": "bilstm",
+    **SHARED,
+    "bilstm.vocab_size": 10000,
+    "bilstm.learning_rate": 0.002,
+    "bilstm.batch_size": 32,
+    "bilstm.epochs": 3,
+    "bilstm.embedding_dim": 128,
+    "bilstm.hidden_size": 150,
+    "bilstm.n_layers": 1,
+    "bilstm.pooling": "max",
+    "bilstm.fc_dim": 256,
+    "bilstm.dropout": 0.1,
+    "bilstm.embeddings": "source",
+    "bilstm.freeze_embeddings": False,
+}
+SEED_WOS = {"emotion": 0.14, "sst2": 0.34, "cola": 0.99}  # the seed blogs' figures
+WOS_SAMPLES = 500
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    data: dict[str, Any]  # the study's data section, without the subset sizes
+    n_train: int  # labelled examples (nas's seeded subset); the teacher trains on the same
+    selection: str  # what the trials are scored on, for the header
+    test: str  # what the front is reported on
+    baseline: dict[str, Any] = field(default_factory=dict)
+    metric: str = "accuracy"
+    limit: int | None = None  # the target's parameter budget (None: WOS only, no study)
+
+
+def tasks(quick: bool) -> list[Task]:
+    def file(*parts: str) -> str:
+        return str(common.data_file(*parts))
+
+    return [
+        Task(
+            "emotion",
+            {
+                "train_file": file("emotion", "train.txt"),
+                "eval_file": file("emotion", "val.txt"),
+                "test_file": file("emotion", "test.txt"),
+                "max_seq_length": 64,
+            },
+            200 if quick else 4000,
+            "Emotion's 2,000 validation texts",
+            "its 2,000 test texts",
+            BOW_80K,
+            limit=100_000,
+        ),
+        Task(
+            "sst2",
+            {
+                "train_file": file("sst2", "train.tsv"),
+                "test_file": file("sst2", "dev.tsv"),
+                "eval_fraction": 0.013,  # 876 held-out training sentences
+                "max_seq_length": 64,
+            },
+            200 if quick else 4000,
+            "876 held-out SST-2 training sentences",
+            "the 872 dev sentences",
+            BILSTM_TANG,
+            limit=2_000_000,
+        ),
+        Task(
+            "cola",
+            {
+                "train_file": file("cola", "train.tsv"),
+                "test_file": file("cola", "dev.tsv"),
+                "eval_fraction": 0.06,  # 513 held-out training sentences
+                "max_seq_length": 64,
+            },
+            200 if quick else 3000,
+            "513 held-out CoLA training sentences",
+            "the 1,043 dev sentences",
+            metric="mcc",
+        ),
+    ]
+
+
+QUICK_SHAPES = {  # the tiny teacher's embeddings are 64 wide; its vocabulary about 2,000
+    "vocab_size": 500,
+    "embedding_dim": 32,
+    "hidden_size": 32,
+    "fc_dim": 32,
+    "n_filters": 16,
+    "epochs": 1,
+}
+
+
+def quick_space(folder: Path) -> Path:
+    """The bench's space for a tiny teacher: narrow students, a vocabulary it has, one epoch."""
+    space = yaml.safe_load(SPACE.read_text())
+    for family in ("bilstm", "cnn", "bow"):
+        for key, value in QUICK_SHAPES.items():
+            if key in space[family]:
+                space[family][key] = value
+    path = folder / "families_space_quick.yaml"
+    path.write_text(yaml.safe_dump(space, sort_keys=False))
+    return path
+
+
+def quick_baseline(baseline: dict[str, Any]) -> dict[str, Any]:
+    family = baseline["family"]
+    narrow = {f"{family}.{k}": v for k, v in QUICK_SHAPES.items()}
+    return {**baseline, **{k: v for k, v in narrow.items() if k in baseline}}
+
+
+def write_config(
+    folder: Path, name: str, task: Task, checkpoint: Path | None, space: Path, n_trials: int
+) -> Path:
+    recipe = (
+        "tiny" if checkpoint is None else f"e{TEACHER['epochs']}-lr{TEACHER['learning_rate']:g}"
+    )
+    teacher_dir = folder / "cache" / "teachers" / f"{task.name}-{task.n_train}-s64-{recipe}"
+    if checkpoint is None:  # quick: a tiny random BERT with a vocabulary from the data
+        train: dict[str, Any] = {"arch": common.TINY_ARCH, "vocab_from_data": 2000}
+        train.update(epochs=2, learning_rate=1e-3)
+        source, baseline = str(teacher_dir), quick_baseline(task.baseline or BOW_80K)
+    else:
+        train = {"init": str(checkpoint), **TEACHER}
+        source, baseline = str(checkpoint), task.baseline or BOW_80K
+    data = {**task.data, "max_train_samples": task.n_train}
+    if checkpoint is None:
+        data.update(max_eval_samples=100, max_test_samples=100)
+    return common.write_study(
+        folder / f"{name}.yaml",
+        {
+            "name": name,
+            "task": task.name,
+            "data": data,
+            "teacher": {
+                "path": str(teacher_dir),
+                "train": {**train, "batch_size": 32, "warmup_ratio": 0.1, "seed": 0},
+            },
+            "student_source": source,
+            "search_space": str(space),
+            "objectives": [
+                {"name": task.metric, "direction": "maximize"},
+                {"name": "params", "direction": "minimize"},
+            ],
+            "baseline": baseline,
+            "n_trials": n_trials,
+            "sampler": {"name": "tpe", "seed": 0},
+            "training": {"device": "cpu", "eval_batch_size": 128, "log_every": 200},
+            "resources": {"cpu": 1},
+            "cache_dir": str(folder / "cache"),
+            "artifact_root": str(folder / "artifacts"),
+        },
+    )
+
+
+def nas(*args: str, echo: bool = False) -> str:
+    """Run the real CLI and return its stdout; with ``echo``, stream its stderr as progress."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    command = [sys.executable, "-m", "nas", *args]
+    if not echo:
+        done = subprocess.run(command, capture_output=True, text=True, env=env)
+        out, err, code = done.stdout, done.stderr, done.returncode
+    else:
+        tail: list[str] = []
+        with subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        ) as proc:
+            assert proc.stderr is not None and proc.stdout is not None
+            for line in proc.stderr:
+                log(line.rstrip().removeprefix("[nas] "))
+                tail = (tail + [line])[-30:]
+            out = proc.stdout.read()
+        err, code = "".join(tail), proc.returncode
+    if code != 0:
+        raise common.BenchError(f"`nas {' '.join(args)}` exited {code}:\n{err[-3000:]}")
+    return out
+
+
+def teacher_params(folder: Path) -> int | None:
+    """The fine-tuned teacher's parameter count, read from its safetensors header."""
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        return None
+    with weights.open("rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size))
+    total = 0
+    for key, entry in header.items():
+        if key != "__metadata__":
+            count = 1
+            for dim in entry["shape"]:
+                count *= dim
+            total += count
+    return total
+
+
+def trial_rows(name: str, storage: str) -> dict[int, dict[str, Any]]:
+    """Each trial's sampled params and measured latency, from the study's storage."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=name, storage=storage)
+    return {
+        t.number: {"params": dict(t.params), "latency_ms": t.user_attrs.get("latency_ms")}
+        for t in study.trials
+    }
+
+
+def fmt_params(n: float) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.0f}K"
+
+
+def report(
+    task: Task,
+    front: dict[str, Any],
+    rows: dict[int, dict[str, Any]],
+    teacher_n: int | None,
+    targets: list[dict[str, Any]],
+) -> None:
+    from nas.params import shape_label
+
+    metric = front["metric"]
+    teacher = front.get("teacher") or {}
+    t_sel = (teacher.get("selection") or {}).get(metric)
+    t_test = (teacher.get("test") or {}).get(metric)
+
+    def score(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    table = []
+    for p in front["front"]:
+        row = rows.get(p["trial"], {})
+        params = row.get("params", {})
+        ms = row.get("latency_ms")
+        table.append(
+            [
+                str(p["trial"]) + (" (baseline)" if p["baseline"] else ""),
+                params.get("family", "?"),
+                shape_label(params),
+                fmt_params(p["params"]),
+                score(p["metric"]),
+                score((p.get("test") or {}).get(metric)),
+                "-" if ms is None else f"{ms:.2f}",
+            ]
+        )
+    table.append(
+        [
+            "teacher",
+            "minilm",
+            "L6 H12 d384 ffn1536",
+            "?" if teacher_n is None else fmt_params(teacher_n),
+            score(t_sel),
+            score(t_test),
+            "",
+        ]
+    )
+    header = ["trial", "family", "student", "params", f"{metric} sel", f"{metric} test", "ms"]
+    print(
+        f"{task.name} front ({len(front['front'])} trials), smallest first; ms: batch-1 "
+        "latency, median of 20 passes on one thread:"
+    )
+    print(common.table(table, header))
+    # the target: of the front's students within the budget, the one selection picks (the best
+    # selection score), read on the test split against the teacher's test score
+    assert task.limit is not None
+    within = [p for p in front["front"] if p["params"] <= task.limit]
+    chosen = max(within, key=lambda p: p["metric"], default=None)
+    test = None if chosen is None else (chosen.get("test") or {}).get(metric)
+    gap = None if test is None or t_test is None else 100 * (test - t_test)
+    budget = fmt_params(task.limit)
+    if chosen is not None:
+        print(
+            f"{task.name} pick at <= {budget} params: trial {chosen['trial']}, "
+            f"{fmt_params(chosen['params'])}, {metric} {score(test)} test"
+        )
+    targets.append(
+        common.target(
+            f"{task.name}_{budget}_within_3_points_test",
+            f"the front's best-on-selection student of <= {budget} parameters within 3 points "
+            f"of the teacher's test {metric}",
+            "no such student" if gap is None else f"{gap:+.2f} points",
+            gap is not None and gap >= -3.0,
+        )
+    )
+
+
+WOS_LINE = re.compile(r"^WOS (\d+(?:\.\d+)?) \(p = (\d+(?:\.\d+)?) %.*-> suggests (\w+)", re.M)
+
+
+def wos(study: Path) -> tuple[float, float, str]:
+    out = nas("teacher", "wos", str(study), "--samples", str(WOS_SAMPLES), "--seed", "0")
+    match = WOS_LINE.search(out)
+    if match is None:
+        raise common.BenchError(f"`nas teacher wos` printed no WOS line:\n{out}")
+    return float(match[1]), float(match[2]), match[3]
+
+
+def main() -> int:
+    parser = common.parser(__doc__.splitlines()[0])
+    parser.add_argument("--n-trials", type=int, help="trials per task (default 14; 3 --quick)")
+    parser.add_argument(
+        "--no-cola", action="store_true", help="skip CoLA's teacher (WOS for two tasks only)"
+    )
+    args = parser.parse_args()
+    common.set_threads(args.threads)
+    checkpoint = None if args.quick else common.minilm_checkpoint("bench/families.py")
+    n_trials = args.n_trials or (3 if args.quick else 14)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = common.work_dir(args, "families", Path(tmp) if args.quick else None)
+        space = quick_space(folder) if args.quick else SPACE
+        with common.recorded("families", args.quick) as targets:
+            run_bench(args, folder, checkpoint, space, n_trials, targets)
+    return 0
+
+
+def run_bench(
+    args: Any,
+    folder: Path,
+    checkpoint: Path | None,
+    space: Path,
+    n_trials: int,
+    targets: list[dict[str, Any]],
+) -> None:
+    storage = f"sqlite:///{folder / 'families.db'}"
+    chosen = [t for t in tasks(args.quick) if not (args.no_cola and t.name == "cola")]
+    settings = [
+        f"studies in {storage}: {n_trials} trials a task, TPE, --workers 1 (resources.cpu 1); "
+        f"space {space.name}: bilstm, cnn, bow (no DistilBERT students: see the space's header)",
+        common.teacher_line(checkpoint).replace(
+            "students sliced from the same pretrained checkpoint",
+            "students' source embeddings reduced from the same checkpoint (PCA)",
+        ),
+        (
+            "teacher recipe: 2 epochs at lr 0.001 (tiny random BERT)"
+            if checkpoint is None
+            else f"teacher recipe: {TEACHER['epochs']} epochs at lr {TEACHER['learning_rate']:g}"
+        )
+        + ", batch 32, max_seq_length 64; no transfer set (students see the labelled subset "
+        "only)",
+    ]
+    for t in chosen:
+        what = "study" if t.limit else "WOS only"
+        sel, test = ("100 selection", "100 test") if args.quick else (t.selection, t.test)
+        settings.append(
+            f"{t.name} ({what}): {t.n_train} training examples (nas's seeded subset); "
+            f"selection: {sel}; test: {test}"
+        )
+    common.header("bench/families.py", args.quick, settings)
+    measured: dict[str, tuple[float, float, str]] = {}
+    for task in chosen:
+        name = f"families-{task.name}-{uuid.uuid4().hex[:6]}"
+        study = write_config(folder, name, task, checkpoint, space, n_trials)
+        start = time.perf_counter()
+        if task.limit is None:  # a teacher for WOS alone
+            teacher = yaml.safe_load(study.read_text())["teacher"]["path"]
+            if not Path(teacher, "config.json").is_file():
+                log(f"{task.name}: fine-tuning the teacher for WOS")
+                nas("teacher", "train", str(study))
+            print(f"{task.name}: teacher ready in {time.perf_counter() - start:.0f} s")
+        else:
+            log(f"{task.name}: study {name}")
+            nas("study", "run", str(study), "--storage", storage, "--workers", "1", echo=True)
+            print(
+                f"{task.name} study run: {time.perf_counter() - start:.0f} s for "
+                f"{n_trials} trials (teacher fine-tuning included when not cached)"
+            )
+            print(nas("study", "status", name, "--storage", storage).rstrip())
+            front = json.loads(nas("study", "front", name, "--storage", storage, "--json"))
+            teacher = yaml.safe_load(study.read_text())["teacher"]["path"]
+            report(task, front, trial_rows(name, storage), teacher_params(Path(teacher)), targets)
+        measured[task.name] = wos(study)
+        print()
+    print(
+        f"teacher word-order sensitivity (nas teacher wos, {WOS_SAMPLES} selection examples, "
+        "3 shuffles, seed 0):"
+    )
+    rows = []
+    for name, seed in SEED_WOS.items():
+        if name in measured:
+            value, p, family = measured[name]
+            rows.append([name, f"{value:.3f}", f"{p:.1f}", family, f"{seed:.2f}"])
+        else:
+            rows.append([name, "not measured", "", "", f"{seed:.2f}"])
+    print(common.table(rows, ["task", "WOS", "p %", "suggests", "seeds' WOS"]))
+    common.footer()
+
+
+if __name__ == "__main__":
+    common.run(main)
