@@ -1,9 +1,12 @@
-"""A saved student folder (``config.json`` + safetensors weights, as ``nas export`` writes it) as
+"""A saved student folder (``config.json`` + safetensors weights, as ``nas export`` writes it,
+or a bilstm/cnn/bow student's ``nas_family.json`` + safetensors, as ``save_family`` writes it) as
 an ONNX graph ``model.onnx`` beside the weights, checked against PyTorch with onnxruntime.
 
 The graph takes ``input_ids`` and ``attention_mask`` (int64, ``(batch, sequence)``, both axes
 dynamic) and returns the head's outputs: ``logits`` ``(batch, labels)`` for a classifier,
-``start_logits`` and ``end_logits`` ``(batch, sequence)`` for extractive QA. It is written with
+``start_logits`` and ``end_logits`` ``(batch, sequence)`` for extractive QA; a family student
+returns ``logits``, its LSTMs written as ONNX ``LSTM`` nodes (:mod:`nas.students.onnx_lstm`:
+torch.export cannot keep the sequence axis dynamic through ``nn.LSTM``). It is written with
 torch's default exporter (``torch.onnx.export(..., dynamo=True)``, torch.export + onnxscript):
 the TorchScript exporter (``dynamo=False``) still runs in torch 2.13 but warns that it is
 deprecated since 2.9, so a graph nas ships does not rest on it. The weights live inside the one
@@ -28,7 +31,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from nas.errors import NasError
+from nas.errors import CheckpointError, NasError
+from nas.students.families import CONFIG_FILE as FAMILY_FILE
+from nas.students.families import load_family
 
 ONNX_FILE = "model.onnx"
 OPSET = 20  # torch 2.13's default ai.onnx opset, stated so a torch upgrade cannot change it
@@ -87,7 +92,8 @@ def export_onnx(folder: Path, opset: int = OPSET, where: str | None = None) -> O
 
     Args:
         folder: A student folder: ``config.json`` naming a ``...ForSequenceClassification`` or
-            ``...ForQuestionAnswering`` architecture, and its safetensors weights.
+            ``...ForQuestionAnswering`` architecture, and its safetensors weights; or a family
+            student's ``nas_family.json`` and ``model.safetensors`` (:func:`save_family`).
         opset: The ai.onnx opset version to target.
         where: How errors name the folder (e.g. ``trial 3``); default: its path.
 
@@ -114,7 +120,11 @@ def export_onnx(folder: Path, opset: int = OPSET, where: str | None = None) -> O
             f"({_first_line(exc, folder)}); "
             f"{_FIX}"
         ) from None
-    diff = _check(model, outputs, path, where)
+    try:
+        diff = _check(model, outputs, path, where)
+    except OnnxExportError:
+        path.unlink(missing_ok=True)  # a graph that does not match PyTorch is not left behind
+        raise
     return OnnxGraph(
         file=ONNX_FILE,
         opset=opset,
@@ -127,12 +137,20 @@ def export_onnx(folder: Path, opset: int = OPSET, where: str | None = None) -> O
 
 def _load(folder: Path, where: str) -> tuple[torch.nn.Module, tuple[str, ...]]:
     """The folder's model in eval mode and its head's output names."""
+    if (folder / FAMILY_FILE).is_file():
+        try:
+            return load_family(folder), ("logits",)
+        except CheckpointError as exc:
+            raise OnnxExportError(
+                f"{where}: the family student does not load ({_first_line(exc, folder)}); {_FIX}"
+            ) from None
     config = folder / "config.json"
     weights = sorted(folder.glob("*.safetensors"))
     if not folder.is_dir() or not config.is_file() or not weights:
         raise OnnxExportError(
             f"{where} is not a nas export of a student (it needs config.json and "
-            "model.safetensors); pass a trial-N folder that nas export wrote"
+            f"model.safetensors, or {FAMILY_FILE} and model.safetensors); pass a trial-N folder "
+            "that nas export wrote"
         )
     try:
         architectures = json.loads(config.read_text()).get("architectures") or []
@@ -174,16 +192,30 @@ class _Outputs(torch.nn.Module):
         self.model, self.outputs = model, outputs
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[Any, ...]:
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask)
-        return tuple(out[name] for name in self.outputs)
+        return tuple(_run(self.model, self.outputs, input_ids, attention_mask).values())
+
+
+def _run(
+    model: torch.nn.Module, outputs: tuple[str, ...], ids: torch.Tensor, mask: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """The model's outputs by name (a family student returns its logits tensor alone)."""
+    out = model(input_ids=ids, attention_mask=mask)
+    if isinstance(out, torch.Tensor):
+        return {outputs[0]: out}
+    return {name: out[name] for name in outputs}
 
 
 def _write(model: torch.nn.Module, outputs: tuple[str, ...], path: Path, opset: int) -> None:
-    longest = int(getattr(model.config, "max_position_embeddings", 512))
+    longest = int(getattr(_config(model), "max_position_embeddings", 512))
     batch = torch.export.Dim("batch")
     sequence = torch.export.Dim("sequence", max=longest)
     ids = torch.full((2, min(8, longest)), 1, dtype=torch.long)  # sizes > 1: not specialised
     axes = {0: batch, 1: sequence}
+    from nas.students.onnx_lstm import TRANSLATIONS, has_lstm, with_onnx_lstms  # onnxscript
+
+    translations = None
+    if has_lstm(model):  # a bilstm student: its LSTMs as ONNX LSTM nodes
+        model, translations = with_onnx_lstms(model), TRANSLATIONS
     with _quiet():
         program = torch.onnx.export(
             _Outputs(model, outputs),
@@ -195,10 +227,25 @@ def _write(model: torch.nn.Module, outputs: tuple[str, ...], path: Path, opset: 
             dynamic_shapes={"input_ids": axes, "attention_mask": axes},
             external_data=False,
             verbose=False,
+            custom_translation_table=translations,
         )
         if program is None:
             raise RuntimeError("torch.onnx.export returned no program")
+        _check_dynamic(program.model_proto)
         program.save(str(path), external_data=False)
+
+
+def _check_dynamic(proto: Any) -> None:
+    """Raise when the exporter fixed an input axis (torch.onnx.export falls back to a fixed
+    size when tracing specialises one, with no error)."""
+    for value in proto.graph.input:
+        for axis, dim in zip(
+            ("batch", "sequence"), value.type.tensor_type.shape.dim, strict=False
+        ):
+            if not dim.dim_param:
+                raise RuntimeError(
+                    f"the exporter fixed the {axis} axis of {value.name} at {dim.dim_value}"
+                )
 
 
 def _check(model: torch.nn.Module, outputs: tuple[str, ...], path: Path, where: str) -> float:
@@ -207,9 +254,9 @@ def _check(model: torch.nn.Module, outputs: tuple[str, ...], path: Path, where: 
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     worst = 0.0
-    for ids, mask in check_batches(model.config):
+    for ids, mask in check_batches(_config(model)):
         with torch.no_grad():
-            expected = model(input_ids=ids, attention_mask=mask)
+            expected = _run(model, outputs, ids, mask)
         feed = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
         try:
             got = session.run(list(outputs), feed)
@@ -226,6 +273,12 @@ def _check(model: torch.nn.Module, outputs: tuple[str, ...], path: Path, where: 
             f"(more than {ATOL}); {_FIX}, and report this model class"
         )
     return worst
+
+
+def _config(model: torch.nn.Module) -> Any:
+    """What :func:`check_batches` reads: a transformers config, or a family student itself
+    (its ``vocab_size``; pad id 0, the teacher WordPiece's ``[PAD]``; no position limit)."""
+    return getattr(model, "config", model)
 
 
 def check_batches(config: Any, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
