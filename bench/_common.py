@@ -321,3 +321,32 @@ def target(name: str, goal: str, measured: Any, met: bool) -> dict[str, Any]:
     """One ``{name, goal, measured, met}`` entry, printed as it is recorded."""
     print(f"target {name}: {goal}; measured {measured}: {'met' if met else 'MISSED'}")
     return {"name": name, "goal": goal, "measured": measured, "met": bool(met)}
+
+
+def nas(*args: str, echo: bool = False) -> str:
+    """Run the real CLI offline and return its stdout; with ``echo``, stream its stderr as
+    progress lines. A non-zero exit raises :class:`BenchError` with the end of stderr."""
+    import tempfile
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    command = [sys.executable, "-m", "nas", *args]
+    if not echo:
+        done = subprocess.run(command, capture_output=True, text=True, env=env)
+        out, err, code = done.stdout, done.stderr, done.returncode
+    else:
+        tail: list[str] = []
+        # stdout to a file: a pipe read only after stderr ends could fill and block the child
+        with tempfile.TemporaryFile("w+") as stdout:
+            with subprocess.Popen(
+                command, stdout=stdout, stderr=subprocess.PIPE, text=True, env=env
+            ) as proc:
+                assert proc.stderr is not None
+                for line in proc.stderr:
+                    log(line.rstrip().removeprefix("[nas] "))
+                    tail = (tail + [line])[-30:]
+            stdout.seek(0)
+            out = stdout.read()
+        err, code = "".join(tail), proc.returncode
+    if code != 0:
+        raise BenchError(f"`nas {' '.join(args)}` exited {code}:\n{err[-3000:]}")
+    return out

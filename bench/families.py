@@ -15,10 +15,7 @@ sensitivity (``nas teacher wos``) on Emotion, SST-2 and CoLA beside the seeds' 0
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -28,7 +25,7 @@ from typing import Any
 
 import _common as common
 import yaml
-from _common import log
+from _common import log, nas
 
 SPACE = common.REPO / "bench" / "families_space.yaml"
 TEACHER = {"epochs": 3, "learning_rate": 2e-4}  # bench/frontier.py's recipe from MiniLM
@@ -197,29 +194,6 @@ def write_config(
             "artifact_root": str(folder / "artifacts"),
         },
     )
-
-
-def nas(*args: str, echo: bool = False) -> str:
-    """Run the real CLI and return its stdout; with ``echo``, stream its stderr as progress."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    command = [sys.executable, "-m", "nas", *args]
-    if not echo:
-        done = subprocess.run(command, capture_output=True, text=True, env=env)
-        out, err, code = done.stdout, done.stderr, done.returncode
-    else:
-        tail: list[str] = []
-        with subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-        ) as proc:
-            assert proc.stderr is not None and proc.stdout is not None
-            for line in proc.stderr:
-                log(line.rstrip().removeprefix("[nas] "))
-                tail = (tail + [line])[-30:]
-            out = proc.stdout.read()
-        err, code = "".join(tail), proc.returncode
-    if code != 0:
-        raise common.BenchError(f"`nas {' '.join(args)}` exited {code}:\n{err[-3000:]}")
-    return out
 
 
 def teacher_params(folder: Path) -> int | None:

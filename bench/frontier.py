@@ -14,9 +14,6 @@ student that keeps the baseline's metric.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -24,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import _common as common
-from _common import log
+from _common import nas
 
 # The teacher's fine-tuning from MiniLM: long enough to beat the students it teaches.
 TEACHER = {"epochs": 3, "learning_rate": 2e-4}
@@ -109,28 +106,6 @@ def write_config(
             "artifact_root": str(folder / "artifacts"),
         },
     )
-
-
-def nas(*args: str, echo: bool = False) -> str:
-    """Run the real CLI and return its stdout; with ``echo``, stream its stderr as progress."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    command = [sys.executable, "-m", "nas", *args]
-    if not echo:
-        done = subprocess.run(command, capture_output=True, text=True, env=env)
-        out, err, code = done.stdout, done.stderr, done.returncode
-    else:
-        tail: list[str] = []
-        with subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
-        ) as proc:
-            assert proc.stderr is not None
-            for line in proc.stderr:
-                log(line.rstrip().removeprefix("[nas] "))
-                tail = (tail + [line])[-30:]
-        out, err, code = "", "".join(tail), proc.returncode
-    if code != 0:
-        raise common.BenchError(f"`nas {' '.join(args)}` exited {code}:\n{err[-3000:]}")
-    return out
 
 
 def column(point: dict[str, Any] | None, baseline: dict[str, Any]) -> list[str]:

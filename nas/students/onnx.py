@@ -33,7 +33,7 @@ import torch
 
 from nas.errors import CheckpointError, NasError
 from nas.students.families import CONFIG_FILE as FAMILY_FILE
-from nas.students.families import load_family
+from nas.students.families import is_family_folder, load_family
 
 ONNX_FILE = "model.onnx"
 OPSET = 20  # torch 2.13's default ai.onnx opset, stated so a torch upgrade cannot change it
@@ -137,7 +137,7 @@ def export_onnx(folder: Path, opset: int = OPSET, where: str | None = None) -> O
 
 def _load(folder: Path, where: str) -> tuple[torch.nn.Module, tuple[str, ...]]:
     """The folder's model in eval mode and its head's output names."""
-    if (folder / FAMILY_FILE).is_file():
+    if is_family_folder(folder):
         try:
             return load_family(folder), ("logits",)
         except CheckpointError as exc:

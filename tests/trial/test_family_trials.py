@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from support.real_study import sst2_study
 
 from nas.config import load_study
 from nas.errors import ConfigError, InvalidConfig
 
-REPO = Path(__file__).resolve().parents[2]
 SHARED = {"temperature": 2.0, "alpha": 0.5, "warmup_ratio": 0.0, "weight_decay": 0.0}
 FAMILY = {
     "bow": {
@@ -116,40 +116,12 @@ def family_params(family: str) -> dict[str, Any]:
 
 
 def write_study(folder: Path, data: Path, space: str = SPACE) -> Path:
+    """The real study's SST-2 data and teacher (``support.real_study``) over ``space``."""
     (folder / "space.yaml").write_text(space)
-    study = {
-        "name": "families",
-        "task": "sst2",
-        "data": {
-            "train_file": str(data / "sst2" / "train.tsv"),
-            "test_file": str(data / "sst2" / "dev.tsv"),
-            "eval_fraction": 0.01,
-            "max_train_samples": 1500,
-            "max_seq_length": 48,
-        },
-        "teacher": {
-            "path": str(folder / "teacher"),
-            "train": {
-                "arch": {
-                    "hidden_size": 64,
-                    "num_hidden_layers": 2,
-                    "num_attention_heads": 4,
-                    "intermediate_size": 128,
-                },
-                "epochs": 3,
-                "learning_rate": 1e-3,
-                "batch_size": 32,
-                "vocab_from_data": 3000,
-                "seed": 0,
-            },
-        },
-        "student_source": str(folder / "teacher"),
-        "search_space": str(folder / "space.yaml"),
-        "cache_dir": str(folder / "cache"),
-        "thresholds": [{"metric": "accuracy", "min": 0.55}],
-        "training": {"eval_batch_size": 128},
-        "n_trials": 2,
-    }
+    study = sst2_study(folder, data)
+    for key in ("baseline", "artifact_root", "sampler"):
+        study.pop(key)
+    study.update(name="families", search_space=str(folder / "space.yaml"), n_trials=2)
     path = folder / "study.yaml"
     path.write_text(yaml.safe_dump(study))
     return path
