@@ -409,7 +409,6 @@ class TrialParams:
         family = self.family
         out: dict[str, Any] = {FAMILY_KEY: family} if FAMILY_KEY in self.named else {}
         recipe = dataclasses.asdict(self.recipe)
-        values: dict[str, Any] = {**recipe, VOCAB_KEY: self.vocab_size}
         if isinstance(self.shape, StudentShape):
             out.update(dataclasses.asdict(self.shape))
             out.update(recipe)
@@ -420,10 +419,9 @@ class TrialParams:
             for key, value in recipe.items():
                 name = family_param(family, key)
                 out[name if name in self.named else key] = value
-        if VOCAB_KEY in self.named:
-            out[VOCAB_KEY] = values[VOCAB_KEY]
-        elif family_param(family, VOCAB_KEY) in self.named:
-            out[family_param(family, VOCAB_KEY)] = values[VOCAB_KEY]
+        for name in (VOCAB_KEY, family_param(family, VOCAB_KEY)):
+            if name in self.named:
+                out[name] = self.vocab_size
         if self.losses is not None:
             out.update(dataclasses.asdict(self.losses))
         return out
