@@ -18,6 +18,16 @@ FAMILIES = ("distilbert", "bilstm", "cnn", "bow")
 # How a family's embeddings start: the student source's word embeddings (PCA-reduced), or random.
 EMBEDDING_INITS = ("source", "random")
 POOLINGS = ("last", "max", "mean")
+# A bilstm/cnn/bow student's folder: this file (family, shape, sizes; labels once exported)
+# beside model.safetensors; a DistilBERT student's is a Hugging Face folder (config.json).
+FAMILY_FILE = "nas_family.json"
+# How a model card names each family's student.
+FAMILY_TITLES = {
+    "distilbert": "DistilBERT",
+    "bilstm": "BiLSTM (Tang et al. 2019)",
+    "cnn": "CNN (Kim 2014)",
+    "bow": "bag-of-words (FastText-style mean of embeddings)",
+}
 
 
 def check_positive(family: str, **values: int) -> None:

@@ -21,7 +21,9 @@ def register(commands: Any) -> None:
         help="write trials as Hugging Face folders",
         description="Copy the checkpoints of the Pareto front (or of chosen trials) out of the "
         "artifact store into OUT/trial-<number>/ folders that load with AutoModel*."
-        "from_pretrained, each with nas.json provenance and a Hugging Face model card (front "
+        "from_pretrained (bilstm, cnn and bow students: nas_family.json and model.safetensors, "
+        "loaded by nas.students.load_family), each with nas.json provenance, the student's "
+        "batch-1 latency, and a Hugging Face model card (front "
         "matter with a model-index of the test-split scores, an inference snippet that decides "
         "as nas does; local paths read <local>/NAME); OUT/index.json and OUT/index.csv list "
         "them. A chosen infeasible trial is exported with a warning. Every file is checked "

@@ -36,6 +36,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 import nas
 from nas.errors import NasError
+from nas.family_shapes import FAMILY_FILE
 from nas.results.card_facts import (
     hub_dataset,
     hub_id,
@@ -45,12 +46,20 @@ from nas.results.card_facts import (
     source_license,
     study_data,
 )
-from nas.results.model_card import CLASSIFIER_CLASS, PROVENANCE, CardFacts, model_card
+from nas.results.model_card import (
+    CLASSIFIER_CLASS,
+    FAMILY_CLASS,
+    PROVENANCE,
+    CardFacts,
+    model_card,
+)
 from nas.study import (
     ARTIFACT_ROOT,
     CHECKPOINT_FILES,
     DATASET,
     DEFAULT_ARTIFACT_ROOT,
+    DEVICE,
+    LATENCY,
     METRIC_PREFIX,
     N_PARAMS,
     TASK,
@@ -226,10 +235,16 @@ def _export_trial(context: _Context, trial: FrozenTrial, into: Path) -> dict[str
     root = _download_checkpoint(context, trial, folder)
     where = f"trial {trial.number}"
     record = _provenance(context, trial, folder / PROVENANCE, root)
-    config = _read_json(folder / "config.json", where, root)
+    family = (folder / FAMILY_FILE).is_file()  # a bilstm/cnn/bow student, not a HF folder
+    config = _read_json(folder / (FAMILY_FILE if family else "config.json"), where, root)
+    klass = FAMILY_CLASS if family else model_class(config)
     data, has_data = study_data(context.study)
     labels: tuple[str, ...] = ()
-    if model_class(config) == CLASSIFIER_CLASS:
+    if family:
+        labels = label_names(record, data, record.get("task"), int(config.get("num_labels") or 0))
+        record["export_changes"] += _name_family_labels(folder, config, labels)
+        record["family"] = config.get("family")
+    elif klass == CLASSIFIER_CLASS:
         # transformers leaves id2label out of config.json for its default of 2 labels
         n_labels = len(config.get("id2label") or {}) or int(config.get("num_labels") or 2)
         labels = label_names(record, data, record.get("task"), n_labels)
@@ -243,7 +258,7 @@ def _export_trial(context: _Context, trial: FrozenTrial, into: Path) -> dict[str
     record["files"] = context.files[folder.name] = folder_files(folder)
     source = record.get("student_source")
     facts = CardFacts(
-        model_class=model_class(config),
+        model_class=klass,
         path=_snippet_path(context.out, folder.name),
         data=data,
         dataset=hub_dataset(record.get("task"), data) if has_data else None,
@@ -296,6 +311,18 @@ def _name_labels(folder: Path, config: dict[str, Any], labels: Sequence[str]) ->
     config["label2id"] = {name: i for i, name in enumerate(labels)}
     (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     return [f"config.json: id2label/label2id name the labels {list(labels)}"]
+
+
+def _name_family_labels(folder: Path, config: dict[str, Any], labels: Sequence[str]) -> list[str]:
+    """Write the label names, in logit order, into a family student's ``nas_family.json``
+    (``labels``), which a deployment reads without nas; ``LABEL_i`` when the names are unknown
+    (as transformers names them)."""
+    names = list(labels) or [f"LABEL_{i}" for i in range(int(config.get("num_labels") or 0))]
+    if not names or config.get("labels") == names:
+        return []
+    config["labels"] = names
+    (folder / FAMILY_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    return [f"{FAMILY_FILE}: labels name the logits {names}"]
 
 
 def _key(item: tuple[Any, Any]) -> int:
@@ -359,10 +386,10 @@ def _download_checkpoint(context: _Context, trial: FrozenTrial, folder: Path) ->
     files = trial.user_attrs.get(CHECKPOINT_FILES)
     where = f"trial {trial.number} of study '{context.study.study_name}'"
     # a DistilBERT student's config.json, or a bilstm/cnn/bow student's nas_family.json
-    if not isinstance(files, dict) or not {"config.json", "nas_family.json"} & set(files):
+    if not isinstance(files, dict) or not {"config.json", FAMILY_FILE} & set(files):
         raise ExportError(
             f"{where} has no checkpoint ({CHECKPOINT_FILES} attribute missing or without "
-            f"config.json or nas_family.json; artifact root {root}); re-run the study or "
+            f"config.json or {FAMILY_FILE}; artifact root {root}); re-run the study or "
             "export another trial"
         )
     if root.url not in context.stores:
@@ -410,6 +437,9 @@ def _provenance(
         feasible=is_feasible(trial),
         baseline=is_baseline(trial),
         n_params=trial.user_attrs.get(N_PARAMS),
+        family=trial.params.get("family", "distilbert"),
+        latency_ms=trial.user_attrs.get(LATENCY),  # median batch-1 latency, on latency_device
+        latency_device=trial.user_attrs.get(DEVICE),
         trial_params=dict(trial.params),
         storage=context.storage,
         artifact_root=root.url,
@@ -468,6 +498,7 @@ def index_row(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
         if key.startswith(METRIC_PREFIX):
             row.setdefault(key.removeprefix(METRIC_PREFIX), value)
     row["n_params"] = trial.user_attrs.get(N_PARAMS)
+    row["latency_ms"] = trial.user_attrs.get(LATENCY)
     row["feasible"] = is_feasible(trial)
     row["baseline"] = is_baseline(trial)
     row.update({k if k not in row else f"param:{k}": v for k, v in trial.params.items()})

@@ -15,12 +15,19 @@ from typing import Any
 
 import yaml
 
+from nas.family_shapes import FAMILY_FILE, FAMILY_TITLES
 from nas.tasks import NULL_SCORE_THRESHOLD
 
 PROVENANCE = "nas.json"
 QA_CLASS = "AutoModelForQuestionAnswering"
 CLASSIFIER_CLASS = "AutoModelForSequenceClassification"
-PIPELINE_TAGS = {QA_CLASS: "question-answering", CLASSIFIER_CLASS: "text-classification"}
+# A bilstm/cnn/bow student: not a transformers model; nas.students.load_family reads its folder.
+FAMILY_CLASS = "nas.students.load_family"
+PIPELINE_TAGS = {
+    QA_CLASS: "question-answering",
+    CLASSIFIER_CLASS: "text-classification",
+    FAMILY_CLASS: "text-classification",
+}
 TASK_NAMES = {
     "question-answering": "Question Answering",
     "text-classification": "Text Classification",
@@ -54,7 +61,7 @@ TEXT_EXAMPLE = "A warm, funny and moving film."
 class CardFacts:
     """What a card states beyond the trial's record."""
 
-    model_class: str  # the transformers auto class that loads the folder
+    model_class: str  # the transformers auto class that loads the folder, or FAMILY_CLASS
     path: str  # the folder the snippet loads (relative: never an absolute local path)
     data: Mapping[str, Any]  # the study's data settings (DataConfig fields)
     dataset: tuple[str, str | None, str] | None  # (hub id, config, test split); None: local
@@ -101,7 +108,9 @@ def model_card(record: Mapping[str, Any], facts: CardFacts) -> str:
 def front_matter(record: Mapping[str, Any], facts: CardFacts) -> dict[str, Any]:
     """The card's YAML metadata; keys whose value nas does not know are left out."""
     tag = PIPELINE_TAGS.get(facts.model_class)
-    meta: dict[str, Any] = {"library_name": "transformers"}
+    family = facts.model_class == FAMILY_CLASS
+    # a family student is plain PyTorch (safetensors) and ONNX, not a transformers model
+    meta: dict[str, Any] = {} if family else {"library_name": "transformers"}
     if tag:
         meta["pipeline_tag"] = tag
     if facts.license:
@@ -111,6 +120,8 @@ def front_matter(record: Mapping[str, Any], facts: CardFacts) -> dict[str, Any]:
     if facts.dataset:
         meta["datasets"] = [facts.dataset[0]]
     meta["tags"] = ["distillation", "nas", str(record.get("task"))]
+    if family:
+        meta["tags"] += [str(record.get("family")), *(["onnx"] if facts.onnx else [])]
     index = model_index(record, facts)
     if index:
         meta["model-index"] = index
@@ -164,14 +175,16 @@ def _header(record: Mapping[str, Any], facts: CardFacts) -> list[str]:
         "teacher": record.get("teacher"),
         "student source": record.get("student_source"),
         "data": record.get("data"),
+        "student family": record.get("family") or "distilbert",
         "parameters": _count(record.get("n_params")),
+        "batch-1 latency": _latency(record),
         "feasible": "yes" if record.get("feasible") else "no",
         "license": facts.license or "unknown: the student source declares none; set one",
     }
     lines = [
         f"# {record.get('study')}: trial {record.get('trial')}",
         "",
-        f"A DistilBERT student distilled from `{record.get('teacher')}` by nas, trial "
+        f"A {_title(record)} student distilled from `{record.get('teacher')}` by nas, trial "
         f"{record.get('trial')} of study `{record.get('study')}`{role}.",
         "",
     ]
@@ -184,6 +197,20 @@ def _header(record: Mapping[str, Any], facts: CardFacts) -> list[str]:
             "",
         ]
     return [*lines, *_table(("item", "value"), summary), ""]
+
+
+def _title(record: Mapping[str, Any]) -> str:
+    family = str(record.get("family") or "distilbert")
+    return FAMILY_TITLES.get(family, family)
+
+
+def _latency(record: Mapping[str, Any]) -> str:
+    """The trial's median batch-1 inference latency and where it was measured."""
+    ms = record.get("latency_ms")
+    if not isinstance(ms, int | float):
+        return "not measured"
+    device = record.get("latency_device") or "the trial's device"
+    return f"{ms:.3g} ms (median of batch-1 forward passes on {device}, as the trial measured)"
 
 
 def _section(title: str, key: str, rows: Mapping[str, Any]) -> list[str]:
@@ -242,6 +269,14 @@ def _usage(facts: CardFacts) -> list[str]:
     elif facts.model_class == CLASSIFIER_CLASS:
         how = "The snippet truncates as nas did and maps the top logit to its label name."
         code = _classifier_snippet(facts)
+    elif facts.model_class == FAMILY_CLASS:
+        how = (
+            "This student is not a transformers model: nas rebuilds it from "
+            f"`{FAMILY_FILE}` (family, shape, sizes, labels) and `model.safetensors` (no "
+            "pickle). It reads the same WordPiece ids as the teacher; the snippet truncates as "
+            "nas did and maps the top logit to its label name."
+        )
+        code = _family_snippet(facts)
     else:
         how, code = "", _load_snippet(facts)
     lines = ["## How to use", "", *([how, ""] if how else []), length, "",
@@ -251,8 +286,21 @@ def _usage(facts: CardFacts) -> list[str]:
 
 def _onnx_usage(facts: CardFacts) -> list[str]:
     """The same decision with onnxruntime on the folder's ONNX graph: no torch, no nas."""
-    if facts.onnx is None or facts.model_class not in (QA_CLASS, CLASSIFIER_CLASS):
+    if facts.onnx is None or facts.model_class not in PIPELINE_TAGS:
         return []
+    if facts.model_class == FAMILY_CLASS:
+        return [
+            "### With onnxruntime",
+            "",
+            f"`{facts.onnx}` takes `input_ids` and `attention_mask` (int64, batch and sequence "
+            "axes dynamic) and returns `logits`. It needs only `pip install onnxruntime "
+            "tokenizers`: no torch, no transformers, no nas; it decides as the snippet above.",
+            "",
+            "```python",
+            *_family_snippet(facts, facts.onnx),
+            "```",
+            "",
+        ]
     qa = facts.model_class == QA_CLASS
     outputs = "`start_logits` and `end_logits` (batch, sequence)" if qa else "`logits`"
     code = _qa_snippet(facts, facts.onnx) if qa else _classifier_snippet(facts, facts.onnx)
@@ -392,6 +440,58 @@ def _classifier_snippet(facts: CardFacts, onnx: str | None = None) -> list[str]:
         '    """The label name of the top logit."""',
         "    enc = tokenizer(text, text_pair, truncation=True, max_length=MAX_LENGTH,",
         f"                    return_tensors={tensors})",
+        *run,
+        "",
+        "",
+        f"TEXT = {TEXT_EXAMPLE!r}",
+        "print('label:', classify(TEXT))",
+    ]
+
+
+def _family_snippet(facts: CardFacts, onnx: str | None = None) -> list[str]:
+    """A family student's decision: with nas and torch, or ``onnx`` with onnxruntime and the
+    ``tokenizers`` package alone (the folder's ``tokenizer.json``)."""
+    if onnx is None:
+        imports = ["import json", "from pathlib import Path", "", "import torch",
+                   "from transformers import AutoTokenizer", "", "from nas.students import "
+                   "load_family"]  # fmt: skip
+        load = [
+            "tokenizer = AutoTokenizer.from_pretrained(MODEL)",
+            f"model = load_family(Path(MODEL))  # {FAMILY_FILE} + model.safetensors",
+        ]
+        run = [
+            "    enc = tokenizer(text, text_pair, truncation=True, max_length=MAX_LENGTH,",
+            "                    return_tensors='pt')",
+            "    with torch.no_grad():",
+            "        logits = model(enc['input_ids'], enc['attention_mask'])",
+            "    return labels[int(logits[0].argmax())]",
+        ]
+    else:
+        imports = ["import json", "from pathlib import Path", "", "import numpy as np",
+                   "import onnxruntime", "from tokenizers import Tokenizer"]  # fmt: skip
+        load = [
+            "tokenizer = Tokenizer.from_file(f'{MODEL}/tokenizer.json')",
+            "tokenizer.enable_truncation(MAX_LENGTH)",
+            f"session = onnxruntime.InferenceSession(f'{{MODEL}}/{onnx}')",
+        ]
+        run = [
+            "    enc = tokenizer.encode(text, text_pair)",
+            "    inputs = {'input_ids': np.array([enc.ids], dtype=np.int64),",
+            "              'attention_mask': np.array([enc.attention_mask], dtype=np.int64)}",
+            "    [logits] = session.run(['logits'], inputs)",
+            "    return labels[int(logits[0].argmax())]",
+        ]
+    return [
+        *imports,
+        "",
+        _model_line(facts),
+        f"MAX_LENGTH = {facts.data['max_seq_length']}  # nas truncated inputs to this",
+        *load,
+        f"labels = json.loads(Path(MODEL, '{FAMILY_FILE}').read_text())['labels']",
+        "",
+        "",
+        "def classify(text, text_pair=None):",
+        '    """The label name of the top logit."""',
         *run,
         "",
         "",

@@ -31,6 +31,7 @@ from torch import nn
 
 from nas.errors import CheckpointError, InvalidConfig
 from nas.family_shapes import (
+    FAMILY_FILE,
     BiLSTMShape,
     BowShape,
     CNNShape,
@@ -39,7 +40,7 @@ from nas.family_shapes import (
     family_shape,
 )
 
-CONFIG_FILE = "nas_family.json"
+CONFIG_FILE = FAMILY_FILE
 WEIGHTS_FILE = "model.safetensors"
 
 
