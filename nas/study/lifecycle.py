@@ -158,6 +158,14 @@ def tell_complete(
     one transaction.
     """
     stored = write_user_attrs(study, trial, attrs)
+    _set_constraints(study, trial, stored, constraints)
+    return study.tell(trial, list(values))
+
+
+def _set_constraints(
+    study: optuna.Study, trial: optuna.Trial, stored: FrozenTrial, constraints: Mapping[str, float]
+) -> None:
+    """Set the trial's Optuna constraints (<= 0 feasible), skipping those stored already."""
     for key, value in constraints.items():
         if key not in stored.constraints:  # Optuna warns about, and ignores, a second set
             trial.set_constraint(key, value)
@@ -167,7 +175,6 @@ def tell_complete(
         listed = [float(v) for v in constraints.values()]
         if stored.system_attrs.get(DASHBOARD_CONSTRAINTS) != listed:
             study._storage.set_trial_system_attr(trial._trial_id, DASHBOARD_CONSTRAINTS, listed)
-    return study.tell(trial, list(values))
 
 
 def write_user_attrs(
@@ -241,7 +248,10 @@ def tell_pruned(
     already, by :func:`record_rung`, with these values). Like :func:`tell_failure` it can be
     repeated whole after a storage error part-way; a trial already PRUNED (a tell whose answer
     was lost) is returned as stored. A PRUNED trial has no values, so it never enters the
-    front (Optuna's ``best_trials`` reads COMPLETE trials only).
+    front (Optuna's ``best_trials`` reads COMPLETE trials only). It carries the rung's
+    constraints as its Optuna constraints, as Optuna's own ``constraints_func`` gives PRUNED
+    trials theirs: TPE then ranks a trial infeasible at its rung with the infeasible trials, by
+    violation (docs/architecture.md, "Pruning in a run").
 
     Raises:
         ValueError: no rung record to go with the values, or one with other values.
@@ -259,6 +269,8 @@ def tell_pruned(
         )
     attrs = {rung_key(rung): record, PRUNED_RUNG: rung, PRUNE_REASON: reason.splitlines()[0]}
     write_user_attrs(study, stored.number, attrs)
+    live = trial if isinstance(trial, optuna.Trial) else optuna.Trial(study, stored._trial_id)
+    _set_constraints(study, live, stored, record.get("constraints") or {})
     return study.tell(stored.number, state=TrialState.PRUNED)
 
 
