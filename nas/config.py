@@ -220,6 +220,9 @@ class TransferConfig:
     text_pair_column: str | None = None  # the file's second-sentence column, for pair tasks
     # the training split's texts beyond data.max_train_samples, without their labels
     unlabelled_rest: bool = False
+    # at most this many unlabelled texts (file and rest together): a seeded sample, in order,
+    # taken before augmenting; caps the teacher's labelling and every trial's epoch
+    max_unlabelled: int | None = None
     augment: AugmentConfig | None = None  # augmented copies; none without this key
     augment_from: Literal["labelled", "all"] = "labelled"  # copies of these examples
     seed: int | None = None  # the augmentation's seed; default data.seed
@@ -466,6 +469,7 @@ RANGES: dict[str, Range] = {
     "calibration.max_tokens": _COUNT,
     "calibration.seed": _SEED,
     "transfer.seed": _SEED,
+    "transfer.max_unlabelled": _COUNT,
     "transfer.augment.p_mask": _FRACTION,
     "transfer.augment.p_replace": _FRACTION,
     "transfer.augment.p_ngram": _FRACTION,

@@ -122,6 +122,18 @@ def unlabelled_rest(
     return rest
 
 
+def sample_unlabelled(
+    unlabelled: Sequence[TextExample], limit: int | None, seed: int
+) -> list[TextExample]:
+    """At most ``limit`` of ``unlabelled`` (``transfer.max_unlabelled``): a sample drawn with
+    ``seed``, kept in their order; all of them when ``limit`` is None or not smaller."""
+    if limit is None or limit >= len(unlabelled):
+        return list(unlabelled)
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(len(unlabelled), size=limit, replace=False))
+    return [unlabelled[int(i)] for i in chosen]
+
+
 def transfer_set(
     labelled: Sequence[TextExample],
     unlabelled: Sequence[TextExample] = (),
@@ -263,6 +275,8 @@ def study_transfer_set(
         )
     if transfer.unlabelled_rest:
         unlabelled += unlabelled_rest(task, data, labelled)
+    seed = config.data.seed if transfer.seed is None else transfer.seed
+    unlabelled = sample_unlabelled(unlabelled, transfer.max_unlabelled, seed)
     settings, table = None, None
     if transfer.augment is not None:
         settings = AugmentSettings(**dataclasses.asdict(transfer.augment))
@@ -270,7 +284,6 @@ def study_transfer_set(
         table = cached_neighbour_table(
             Path(config.cache_dir), embeddings, tokenizer, settings.neighbours
         )
-    seed = config.data.seed if transfer.seed is None else transfer.seed
     return cached_transfer_set(
         Path(config.cache_dir),
         labelled,

@@ -26,6 +26,7 @@ from nas.trial.augment import (
 )
 from nas.trial.transfer import (
     cached_transfer_set,
+    sample_unlabelled,
     source_embeddings,
     transfer_set,
     unlabelled_file,
@@ -292,6 +293,17 @@ def test_unlabelled_rest_is_the_training_split_beyond_the_labelled(tmp_path: Pat
         unlabelled_rest(task, dataclasses.replace(data, max_train_samples=None), labelled)
     with pytest.raises(DataError, match="1 of 11 labelled examples are not in"):
         unlabelled_rest(task, data, [*labelled, TextExample("elsewhere", 0)])
+
+
+def test_max_unlabelled_is_a_seeded_sample_in_order() -> None:
+    texts = [TextExample(f"text {i}", UNLABELLED) for i in range(50)]
+    sample = sample_unlabelled(texts, 20, seed=1)
+    assert len(sample) == 20 == len(set(sample)) and set(sample) <= set(texts)
+    assert [texts.index(e) for e in sample] == sorted(texts.index(e) for e in sample)
+    assert sample == sample_unlabelled(texts, 20, seed=1)
+    assert sample != sample_unlabelled(texts, 20, seed=2)
+    assert sample != texts[:20]  # a sample, not the first ones
+    assert sample_unlabelled(texts, None, 1) == texts == sample_unlabelled(texts, 50, 1)
 
 
 def test_transfer_set_puts_unlabelled_then_copies(
