@@ -114,7 +114,8 @@ class TrainingConfig:
     bf16: Literal["auto", "on", "off"] = "auto"  # autocast on CUDA when the GPU supports it
     eval_batch_size: int = 64
     max_steps: int | None = None  # cap on optimizer steps (quick runs); None: full epochs
-    log_every: int = 50  # steps between progress lines
+    # steps between progress lines where no bar is drawn (logs, CI); a line a minute as well
+    log_every: int = 50
     length_grouped: bool = True  # batch features of similar length together (less padding)
 
 

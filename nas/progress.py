@@ -2,8 +2,9 @@
 
 On a terminal (a sink marked with :func:`terminal_sink` and stderr a TTY): a tqdm bar with the
 elapsed time, the ETA and the rate. Elsewhere (CI, log files, Ray workers, tests): one line
-through the sink at most every ``LINE_EVERY_S`` seconds, and one when the work ends, each with
-the elapsed time and the ETA. A sink of None shows nothing.
+through the sink every ``LINE_EVERY_S`` seconds, and every ``every`` units when the caller
+gives it (``training.log_every`` steps), and one when the work ends, each with the elapsed time
+and the ETA. A sink of None shows nothing.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def duration(seconds: float) -> str:
 
 class Ticker:
     """``total`` units of work called ``what``; ``update()`` as they are done, then ``close()``
-    (or use it in a ``with``). ``clock`` and ``bar`` are for tests."""
+    (or use it in a ``with``). Off a terminal a line is written each minute and, with
+    ``every``, each ``every`` units. ``clock`` and ``bar`` are for tests."""
 
     def __init__(
         self,
@@ -62,11 +64,13 @@ class Ticker:
         total: int,
         unit: str = "it",
         *,
+        every: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         bar: bool | None = None,
     ) -> None:
         self.sink, self.what, self.total, self.unit, self.clock = sink, what, total, unit, clock
-        self.done, self.note = 0, ""
+        self.every = every if every is not None and every > 0 else None
+        self.done, self.note, self.done_at_line = 0, "", 0
         self.start = self.last_line = clock()
         self.closed = False
         use_bar = draws_bars(sink) if bar is None else bar
@@ -86,8 +90,11 @@ class Ticker:
             self.bar.update(n)
             return
         now = self.clock()
-        if self.sink is not None and now - self.last_line >= LINE_EVERY_S and not self._ended():
-            self.last_line = now
+        due = now - self.last_line >= LINE_EVERY_S or (
+            self.every is not None and self.done - self.done_at_line >= self.every
+        )
+        if self.sink is not None and due and not self._ended():
+            self.last_line, self.done_at_line = now, self.done
             self.sink(self.line(now))
 
     def line(self, now: float) -> str:

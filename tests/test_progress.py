@@ -34,6 +34,20 @@ def test_off_a_terminal_one_line_a_minute_with_elapsed_and_eta() -> None:
     ]
 
 
+def test_every_n_steps_a_line_as_well_as_each_minute() -> None:
+    clock, lines = Clock(), []
+    ticker = Ticker(lines.append, "training", 250, "steps", every=100, clock=clock, bar=False)
+    for _ in range(250):
+        clock.now += 0.1  # 25 s in all: no minute passes
+        ticker.update(1)
+    ticker.close()
+    assert [line.split(" (")[0] for line in lines] == [
+        "training: 100/250 steps",
+        "training: 200/250 steps",
+        "training: 250/250 steps in 0:25",
+    ]
+
+
 def test_work_under_a_minute_gives_only_the_closing_line_and_none_without_a_sink() -> None:
     clock, lines = Clock(), []
     with Ticker(lines.append, "teacher pass", 4, "batches", clock=clock, bar=False) as ticker:

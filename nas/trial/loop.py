@@ -296,7 +296,7 @@ def train(
 
     step, samples, loss_value = 0, 0, float("nan")
     start = time.perf_counter()
-    ticker = Ticker(progress, what, total, "steps")
+    ticker = Ticker(progress, what, total, "steps", every=config.log_every)
     soft_targets = teacher if (alpha or mixed) else None
     clipped = list(model.parameters()) + ([] if extra is None else list(extra.parameters()))
     hooks = contextlib.nullcontext(None) if layers is None else layers.capturing(model)
