@@ -140,3 +140,23 @@ def test_a_missing_onnx_extra_names_the_install(
     ):
         export_onnx(classifier_dir)
     assert not (classifier_dir / ONNX_FILE).exists()
+
+
+def test_a_graph_whose_exporter_fixed_an_axis_is_refused_and_not_left_behind(
+    classifier_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch.onnx.export may specialise an axis without an error; the guard catches it."""
+    from types import SimpleNamespace
+
+    real = torch.onnx.export
+
+    def fixing_batch(*args, **kwargs):  # type: ignore[no-untyped-def]
+        program = real(*args, **kwargs)
+        proto = program.model_proto
+        proto.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 2  # clears dim_param
+        return SimpleNamespace(model_proto=proto, save=program.save)
+
+    monkeypatch.setattr(torch.onnx, "export", fixing_batch)
+    with pytest.raises(OnnxExportError, match=r"fixed the batch axis of input_ids at 2"):
+        export_onnx(classifier_dir)
+    assert not (classifier_dir / ONNX_FILE).exists()
