@@ -24,7 +24,12 @@ from nas.config import ResourcesConfig, StudyConfig
 from nas.errors import InvalidConfig, PredictedOutOfMemory
 from nas.params import StudentShape, TrialParams
 from nas.progress import human_bytes
-from nas.students import MemoryEstimate, estimate_family_memory, estimate_training_memory
+from nas.students import (
+    MemoryEstimate,
+    estimate_family_memory,
+    estimate_training_memory,
+    teacher_in_loop_memory,
+)
 from nas.study import BUDGET, ESTIMATE
 
 if TYPE_CHECKING:
@@ -45,8 +50,9 @@ def trial_estimate(
     """Estimated memory of one training step of the student ``params`` describe.
 
     The sequence length is the longest training feature (batches are padded to their longest,
-    so the worst batch holds it); a batch holds at most every training feature. A teacher in
-    the loop (intermediate losses) is not counted. On CUDA
+    so the worst batch holds it); a batch holds at most every training feature. With any
+    intermediate-layer loss on, the teacher running beside the student is added
+    (:func:`nas.students.teacher_in_loop_memory`). On CUDA
     attention is fused (sdpa) and dropout masks are bool; on CPU attention keeps its ``seq^2``
     scores and masks are float.
     """
@@ -65,7 +71,8 @@ def trial_estimate(
         return estimate_family_memory(
             params.shape, vocab, prepared.num_labels, batch, longest, amp=bf16
         )
-    return estimate_training_memory(
+    attention = "sdpa" if cuda else "eager"
+    student = estimate_training_memory(
         params.shape,
         vocab,
         source.max_positions,
@@ -74,9 +81,26 @@ def trial_estimate(
         batch,
         longest,
         amp=bf16,
-        attention="sdpa" if cuda else "eager",
+        attention=attention,
         mask_bytes=1 if cuda else 4,
     )
+    losses = params.losses
+    if losses is None or not losses.on:
+        return student
+    teacher = load_source(prepared.teacher)
+    shape = StudentShape(teacher.n_layers, teacher.n_heads, teacher.dim, teacher.ffn_dim)
+    n_teacher = sum(t.numel() for t in teacher.tensors.values())
+    beside = teacher_in_loop_memory(
+        shape,
+        n_teacher,
+        params.shape.hidden_size,
+        batch,
+        longest,
+        amp=bf16,
+        relations=losses.relation_weight > 0,
+        attention=attention,
+    )
+    return student + beside
 
 
 def check_fits(estimate: MemoryEstimate, budget: Budget) -> None:

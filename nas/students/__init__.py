@@ -28,6 +28,7 @@ from nas.students.cost import (
     estimate_family_memory,
     estimate_training_memory,
     student_report,
+    teacher_in_loop_memory,
 )
 from nas.students.families import (
     BiLSTMShape,
@@ -92,6 +93,7 @@ __all__ = [
     "diverging_texts",
     "estimate_family_memory",
     "estimate_training_memory",
+    "teacher_in_loop_memory",
     "export_onnx",
     "family_shape",
     "is_family_folder",

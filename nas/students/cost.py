@@ -74,6 +74,15 @@ class MemoryEstimate:
     def total(self) -> int:
         return self.weights + self.gradients + self.optimizer + self.activations
 
+    def __add__(self, other: MemoryEstimate) -> MemoryEstimate:
+        """Both held at once (a student and the teacher beside it), kind by kind."""
+        return MemoryEstimate(
+            self.weights + other.weights,
+            self.gradients + other.gradients,
+            self.optimizer + other.optimizer,
+            self.activations + other.activations,
+        )
+
     def as_dict(self) -> dict[str, int]:
         """Bytes per kind plus ``total``."""
         return {**asdict(self), "total": self.total}
@@ -194,6 +203,49 @@ def estimate_family_memory(
         gradients=params * bytes_per_param,
         optimizer=2 * params * bytes_per_param,
         activations=batch_size * seq_len * per_token * e,
+    )
+
+
+def teacher_in_loop_memory(
+    teacher: StudentShape,
+    teacher_params: int,
+    student_width: int,
+    batch_size: int,
+    seq_len: int,
+    amp: bool = False,
+    *,
+    relations: bool = True,
+    attention: str = "sdpa",
+) -> MemoryEstimate:
+    """What intermediate-layer losses add to a student's training step: the teacher running
+    beside it without gradients (``nas.trial.intermediate``). An estimate, not a bound.
+
+    With ``P_t`` teacher parameters, ``L_t`` layers of width ``d_t`` and ``h_t`` heads,
+    ``T = batch_size * seq_len`` tokens and ``e`` = 2 under ``amp`` (the teacher runs in bf16
+    on CUDA), else 4:
+
+    * the teacher's weights ``P_t e`` (no gradients, no optimizer state);
+    * the tensors kept for the losses until the backward pass: its hidden states
+      ``(L_t + 1) T d_t e``, and with ``relations`` (MiniLMv2's loss) the Q, K and V of every
+      layer, ``3 L_t T d_t e``; plus one layer's attention scores while it runs,
+      ``batch h_t S^2 e`` (``attention="eager"``, and sdpa on CPU), which no_grad frees after
+      the layer;
+    * TinyBERT's projection ``W_h`` when the widths differ: ``d_s d_t + d_t`` float32
+      parameters with gradients and AdamW state (16 bytes each).
+    """
+    e = 2 if amp else 4
+    tokens, d_t = batch_size * seq_len, teacher.hidden_size
+    kept = (teacher.n_layers + 1) * tokens * d_t * e
+    if relations:
+        kept += 3 * teacher.n_layers * tokens * d_t * e
+    if attention == "eager":
+        kept += batch_size * teacher.n_heads * seq_len * seq_len * e
+    projection = 0 if student_width == d_t else student_width * d_t + d_t
+    return MemoryEstimate(
+        weights=teacher_params * e + 4 * projection,
+        gradients=4 * projection,
+        optimizer=8 * projection,
+        activations=kept,
     )
 
 

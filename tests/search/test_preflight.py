@@ -130,3 +130,28 @@ def test_oom_predicted_trials_fail_unlaunched_and_the_study_goes_on(
     assert f"oom_predicted {len(predicted)}" in status.stdout
     assert f"trial {predicted[0].number} oom_predicted: estimate" in status.stdout
     assert "COMPLETE, cpu_max_rss" in status.stdout
+
+
+def test_a_teacher_in_the_loop_is_added_to_the_estimate_only_when_a_layer_loss_is_on(
+    tiny_study,
+) -> None:  # type: ignore[no-untyped-def]
+    from nas.params import StudentShape
+    from nas.students import load_source
+    from nas.students.cost import teacher_in_loop_memory
+
+    space = str(Path(__file__).resolve().parents[2] / "search_spaces" / "quickstart_layers.yaml")
+    off = {**TINY_BASELINE, "hidden_weight": 0.0, "hidden_kind": "mse", "pkd_weight": 0.0,
+           "relation_weight": 0.0, "relation_heads": 4, "layer_map": "uniform"}  # fmt: skip
+    prepared = prepare(load_study(tiny_study(search_space=space, baseline=off)))
+    plain = trial_estimate(prepared, prepared.space.trial_params(off), "cpu", bf16=False)
+    on = {**off, "hidden_weight": 1.0, "relation_weight": 1.0}
+    beside = trial_estimate(prepared, prepared.space.trial_params(on), "cpu", bf16=False)
+    teacher = load_source(prepared.teacher)
+    shape = StudentShape(teacher.n_layers, teacher.n_heads, teacher.dim, teacher.ffn_dim)
+    n_teacher = sum(t.numel() for t in teacher.tensors.values())
+    batch = min(32, len(prepared.train_features))
+    longest = int(prepared.train_features.lengths().max())
+    added = teacher_in_loop_memory(shape, n_teacher, 32, batch, longest, attention="eager")
+    assert beside == plain + added and added.weights >= 4 * n_teacher > 0
+    # with every weight at 0 the trial trains on cached logits: nothing is added
+    assert trial_estimate(prepared, prepared.space.trial_params(off), "cpu", False) == plain

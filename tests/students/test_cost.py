@@ -210,3 +210,25 @@ def test_a_family_students_memory_estimate_counts_its_exact_parameters() -> None
     lstm = estimate_family_memory(BiLSTMShape(16, 24), 300, 3, 8, 10)
     bow = estimate_family_memory(BowShape(16), 300, 3, 8, 10)
     assert lstm.activations > 10 * bow.activations  # gates and states of every position
+
+
+def test_teacher_in_loop_memory_by_hand() -> None:
+    from nas.students.cost import teacher_in_loop_memory
+
+    teacher = StudentShape(n_layers=2, n_heads=2, hidden_size=8, ffn_dim=16)
+    got = teacher_in_loop_memory(teacher, 1000, 4, 3, 5, attention="eager")
+    tokens = 3 * 5
+    kept = 3 * tokens * 8 * 4 + 3 * 2 * tokens * 8 * 4 + 3 * 2 * 5 * 5 * 4  # states, qkv, scores
+    projection = 4 * 8 + 8
+    assert got.as_dict() == {
+        "weights": 1000 * 4 + 4 * projection,
+        "gradients": 4 * projection,
+        "optimizer": 8 * projection,
+        "activations": kept,
+        "total": 4000 + 16 * projection + kept,
+    }
+    same_width = teacher_in_loop_memory(teacher, 1000, 8, 3, 5, amp=True, relations=False)
+    assert same_width.as_dict() == {
+        "weights": 2000, "gradients": 0, "optimizer": 0,
+        "activations": 3 * tokens * 8 * 2, "total": 2000 + 3 * tokens * 8 * 2,
+    }  # fmt: skip
