@@ -53,6 +53,9 @@ def test_throughput_quick_prints_a_ratio_per_data_set() -> None:
         assert len(ratio) == 1 and ratio[0] > 0, out
         assert values(rf"^{name} ratio in CPU time per sample: {NUMBER}x$", out)
     assert out.count("Trainer: teacher every step") == 2
+    teacher_in_loop = r"ratio with the teacher in the loop \(layer losses on in both\)"
+    layered = values(rf"^squad_v2 {teacher_in_loop}: {NUMBER}x$", out)
+    assert len(layered) == 1 and layered[0] > 0, out  # quick: the layer-loss arms on SQuAD only
 
 
 def test_overhead_quick_times_trials_and_every_sampler() -> None:
