@@ -116,7 +116,7 @@ def test_families_quick_prints_fronts_targets_and_wos() -> None:
     teacher_rows = re.findall(rf"^teacher\s+minilm\s.*\s{NUMBER}\s+{NUMBER}$", out, re.M)
     assert len(teacher_rows) == 2, out  # one per front, with selection and test scores
     # the seeds' 80K MLP runs first as Emotion's baseline: the smallest student, on the front
-    assert re.search(r"^0 \(baseline\)\s+bow\s+bow E\d+ h0 V\d+\s", out, re.MULTILINE), out
+    assert re.search(r"^0 \(baseline\)\s+bow\s+bow E\d+ h16 V\d+\s", out, re.MULTILINE), out
     names = re.findall(r"^target ([\w.]+): .*; measured .*: (?:met|MISSED)$", out, re.M)
     assert names == ["emotion_100K_within_3_points_test", "sst2_2.00M_within_3_points_test"]
     for name, seed in (("emotion", "0.14"), ("sst2", "0.34"), ("cola", "0.99")):
