@@ -600,11 +600,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", help="sampler seeds (default 0 1 2)")
     args = parser.parse_args()
     common.set_threads(args.threads)
-    # Ray reuses a trial's actor once its training thread ends, waiting 2 s for it by default
-    # (TUNE_FUNCTION_THREAD_TIMEOUT_S, Ray 2.60 FunctionTrainable.reset_config). On this
-    # 2-core machine shared with two other benchmarks, a pruned trial's thread once took longer
-    # (its "in 0:30" line), Tune logged "Could not re-use actor" and the next trial never
-    # started (6 minutes RUNNING, no rung, until Ctrl-C). A longer wait keeps the run going.
+    # the 60 s thread wait of a stopped trial's actor: nas's driver sets it too (see _init_ray)
     os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "60")
     checkpoint = None if args.quick else common.minilm_checkpoint("bench/pruning.py")
     n = args.n_trials or (3 if args.quick else 8)

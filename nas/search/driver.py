@@ -245,6 +245,9 @@ def _probe_ray(address: str | None, timeout_s: float = 5.0) -> None:
         ) from None
 
 
+THREAD_TIMEOUT_ENV, THREAD_TIMEOUT_S = "TUNE_FUNCTION_THREAD_TIMEOUT_S", "60"
+
+
 def _init_ray(options: RunOptions) -> None:
     import ray
     from ray.exceptions import AuthenticationError
@@ -253,6 +256,12 @@ def _init_ray(options: RunOptions) -> None:
     # default would join the last `ray start` cluster on this machine, whoever started it.
     address = options.ray_address or os.environ.get("RAY_ADDRESS") or None
     level = logging.INFO if options.verbose else logging.ERROR
+    # A trial stopped at a rung ends its training thread while Ray waits to reuse its actor, 2 s
+    # by default (TUNE_FUNCTION_THREAD_TIMEOUT_S, Ray 2.60 FunctionTrainable.reset_config). On
+    # a loaded machine the thread took longer, Tune logged "Could not re-use actor" and the next
+    # trial never started (bench/pruning.py, 2026-12-03). Workers of a local Ray inherit this;
+    # on a cluster set it in the nodes' environment (docs/cluster.md).
+    os.environ.setdefault(THREAD_TIMEOUT_ENV, THREAD_TIMEOUT_S)
     try:
         ray.init(
             address=address or "local",

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from support.fake_outcomes import fake_metrics
@@ -81,3 +83,19 @@ def test_an_unwritable_checkpoint_stops_the_run_and_requeues(tiny_study, tmp_pat
     assert isinstance(searcher.lost, ArtifactRootFailed) and searcher.lost.exit_code == 1
     assert "No space left" in str(searcher.lost) and "queued again" in str(searcher.lost)
     assert "FAIL artifact_write" in lines[-1]
+
+
+def test_the_driver_gives_a_stopped_trials_thread_time_before_its_actor_is_reused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ray
+
+    from nas.search.driver import RunOptions, _init_ray
+
+    monkeypatch.delenv("TUNE_FUNCTION_THREAD_TIMEOUT_S", raising=False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: None)
+    _init_ray(RunOptions(storage="sqlite://", n_trials=1))
+    assert os.environ["TUNE_FUNCTION_THREAD_TIMEOUT_S"] == "60"  # Ray's default is 2 s
+    monkeypatch.setenv("TUNE_FUNCTION_THREAD_TIMEOUT_S", "5")
+    _init_ray(RunOptions(storage="sqlite://", n_trials=1))
+    assert os.environ["TUNE_FUNCTION_THREAD_TIMEOUT_S"] == "5"  # a user's setting is kept
