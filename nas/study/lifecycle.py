@@ -212,11 +212,9 @@ def tell_failure(
 ) -> FrozenTrial:
     """Mark a trial FAIL with a reason (oom, nan_loss, invalid_config, timeout, error...).
 
-    Like :func:`tell_complete`, it can be repeated whole after a storage error part-way; a
-    trial already FAIL (a tell whose answer was lost) is returned as stored."""
-    stored = _stored(study, trial)
-    if stored.state == TrialState.FAIL:
-        return stored
+    Like :func:`tell_complete`, it can be repeated whole after a storage error part-way. A
+    trial already finished raises (Optuna's ValueError): the searcher's ``_settled`` tells a
+    lost answer of its own from another driver's FAIL ``orphaned``, which must be reported."""
     write_user_attrs(study, trial, {REASON: reason, MESSAGE: message[:2000], **(attrs or {})})
     return study.tell(trial, state=TrialState.FAIL)
 

@@ -94,14 +94,3 @@ def test_front_excludes_failed_and_infeasible(tiny_study, tmp_path: Path) -> Non
     text = front_text(summarize(study))
     assert "1.000M" in text and "2.000M" in text and "0.500M" not in text
     assert finished_count(study) == 4
-
-
-def test_a_failure_told_again_after_a_lost_answer_is_returned_as_stored(tmp_path: Path) -> None:
-    study = optuna.create_study(
-        storage=f"sqlite:///{tmp_path / 'f.db'}", directions=["maximize", "minimize"]
-    )
-    trial = study.ask()
-    first = tell_failure(study, trial, "oom", "CUDA out of memory at step 3")
-    again = tell_failure(study, trial.number, "oom", "CUDA out of memory at step 3")
-    assert again.state == first.state == TrialState.FAIL
-    assert again.user_attrs["fail_reason"] == "oom" and len(study.trials) == 1
