@@ -10,10 +10,17 @@ and test accuracy, batch-1 latency) beside the teacher's row, and the teachers' 
 sensitivity (``nas teacher wos``) on Emotion, SST-2 and CoLA beside the seeds' 0.14 / 0.34 /
 0.99 (CoLA's teacher is fine-tuned for WOS alone; no CoLA study is run).
 
-The students distil on a transfer set (Tang et al. 2019) beside the 4,000 labelled examples:
-the rest of the training split without its labels (SST-2: a seeded 40,000 of it) and augmented
-copies of the labelled examples, all labelled once by the teacher (``TRANSFER``);
-``--no-transfer`` trains them on the labelled subset alone, as the first run did.
+The students distil on a transfer set (Tang et al. 2019) beside the 4,000 labelled examples,
+labelled once by the teacher (``TRANSFER``): Emotion, the rest of the training split without
+its labels; SST-2, the training file's entries of at least ``SST2_MIN_WORDS`` words (whole
+sentences and long phrases: most of the file is short parse-tree phrases, while the dev set is
+whole sentences); both with augmented copies of the labelled examples. ``--no-transfer`` trains
+them on the labelled subset alone, as the first run did.
+
+SST-2 selects on sentences too: its 872 dev sentences are split in two seeded halves, one the
+selection split the trials are scored on, the other the test split the front is reported on
+(GLUE's test labels are not public, and held-out training phrases ranked students by how well
+they read phrases).
 
     python bench/families.py            # about 40 minutes a task on 2 CPU cores
     python bench/families.py --quick    # tiny random teachers, tiny data, 3 trials a task
@@ -22,6 +29,7 @@ copies of the labelled examples, all labelled once by the teacher (``TRANSFER``)
 from __future__ import annotations
 
 import json
+import random
 import re
 import tempfile
 import time
@@ -71,8 +79,10 @@ BILSTM_TANG = {  # Tang et al.'s shape, narrowed to the bench's vocabulary (abou
 # al.'s operations at the paper's probabilities, nas's defaults), labelled by the teacher.
 TRANSFER = {
     "emotion": {"unlabelled_rest": True, "augment": {"copies": 4}},  # 12,000 + copies
-    "sst2": {"unlabelled_rest": True, "max_unlabelled": 40000, "augment": {"copies": 2}},
+    # file: the training entries of >= SST2_MIN_WORDS words, written by sst2_files()
+    "sst2": {"file": "sst2_sentences.txt", "max_unlabelled": 40000, "augment": {"copies": 2}},
 }
+SST2_MIN_WORDS = 8  # 31,105 of the 67,349 training entries; the dev sentences average 19.5
 SEED_WOS = {"emotion": 0.14, "sst2": 0.34, "cola": 0.99}  # the seed blogs' figures
 WOS_SAMPLES = 500
 
@@ -89,9 +99,35 @@ class Task:
     limit: int | None = None  # the target's parameter budget (None: WOS only, no study)
 
 
-def tasks(quick: bool) -> list[Task]:
+def sst2_files(folder: Path) -> dict[str, str]:
+    """SST-2's selection and test halves of the dev set, and its transfer file of long entries.
+
+    Written into the bench's folder from ``../shared/data/sst2``: the 872 dev sentences in a
+    seeded permutation (seed 0), the first half the selection split, the second the test split
+    (same TSV format as dev.tsv); the training entries of at least ``SST2_MIN_WORDS`` words, one
+    per line, for the transfer set.
+    """
+    lines = common.data_file("sst2", "dev.tsv").read_text().splitlines()
+    header, rows = lines[0], [line for line in lines[1:] if line.strip()]
+    random.Random(0).shuffle(rows)
+    half = len(rows) // 2
+    out = {"eval_file": folder / "sst2_dev_selection.tsv"}
+    out["test_file"] = folder / "sst2_dev_test.tsv"
+    out["eval_file"].write_text("\n".join([header, *rows[:half]]) + "\n")
+    out["test_file"].write_text("\n".join([header, *rows[half:]]) + "\n")
+    train = common.data_file("sst2", "train.tsv").read_text().splitlines()[1:]
+    texts = [line.split("\t")[0].strip() for line in train]
+    long = [text for text in texts if len(text.split()) >= SST2_MIN_WORDS]
+    out["sentences"] = folder / TRANSFER["sst2"]["file"]
+    out["sentences"].write_text("\n".join(long) + "\n")
+    return {key: str(path) for key, path in out.items()}
+
+
+def tasks(quick: bool, folder: Path) -> list[Task]:
     def file(*parts: str) -> str:
         return str(common.data_file(*parts))
+
+    sst2 = sst2_files(folder)
 
     return [
         Task(
@@ -112,13 +148,13 @@ def tasks(quick: bool) -> list[Task]:
             "sst2",
             {
                 "train_file": file("sst2", "train.tsv"),
-                "test_file": file("sst2", "dev.tsv"),
-                "eval_fraction": 0.013,  # 876 held-out training sentences
+                "eval_file": sst2["eval_file"],
+                "test_file": sst2["test_file"],
                 "max_seq_length": 64,
             },
             200 if quick else 4000,
-            "876 held-out SST-2 training sentences",
-            "the 872 dev sentences",
+            "436 of SST-2's dev sentences (a seeded half)",
+            "the other 436 dev sentences",
             BILSTM_TANG,
             limit=2_000_000,
         ),
@@ -192,6 +228,8 @@ def write_config(
     extra: dict[str, Any] = {}
     if transfer and task.name in TRANSFER:
         extra["transfer"] = dict(TRANSFER[task.name])
+        if "file" in extra["transfer"]:  # written beside the study by sst2_files()
+            extra["transfer"]["file"] = str(folder / extra["transfer"]["file"])
         if checkpoint is None:  # quick: a small transfer set
             extra["transfer"].update(max_unlabelled=200, augment={"copies": 1})
     return common.write_study(
@@ -373,7 +411,7 @@ def run_bench(
     targets: list[dict[str, Any]],
 ) -> None:
     storage = f"sqlite:///{folder / 'families.db'}"
-    chosen = [t for t in tasks(args.quick) if not (args.no_cola and t.name == "cola")]
+    chosen = [t for t in tasks(args.quick, folder) if not (args.no_cola and t.name == "cola")]
     settings = [
         f"studies in {storage}: {n_trials} trials a task, TPE, --workers 1 (resources.cpu 1); "
         f"spaces: emotion {space.name if args.quick else SPACE_100K.name}, sst2 {space.name}: "
