@@ -162,11 +162,28 @@ def tiny_study(tmp_path: Path, shared_cache: Path):  # type: ignore[no-untyped-d
 
 
 @pytest.fixture(scope="session")
-def real_study(tmp_path_factory: pytest.TempPathFactory, shared_data: Path):  # type: ignore[no-untyped-def]
-    """A finished 6-trial study on real SST-2 sentences (see tests/support/real_study.py)."""
-    from support.real_study import run_real_study
+def real_study(  # type: ignore[no-untyped-def]
+    tmp_path_factory: pytest.TempPathFactory, shared_data: Path, worker_id: str
+):
+    """A finished 6-trial study on real SST-2 sentences (see tests/support/real_study.py), run
+    once per session: under pytest-xdist the first worker to ask runs it in the session's shared
+    temporary folder while the others wait on a lock, then every worker reads it."""
+    import fcntl
+    import shutil
 
-    return run_real_study(tmp_path_factory.mktemp("real-study"), shared_data)
+    from support.real_study import load_real_study, run_real_study
+
+    if worker_id == "master":  # -n 0: one process, nothing to share
+        return run_real_study(tmp_path_factory.mktemp("real-study"), shared_data)
+    folder = tmp_path_factory.getbasetemp().parent / "real-study"  # shared by this session
+    with open(f"{folder}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        done = load_real_study(folder)
+        if done is not None:
+            return done
+        shutil.rmtree(folder, ignore_errors=True)  # a run that failed on another worker
+        folder.mkdir()
+        return run_real_study(folder, shared_data)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ tests."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import yaml
 from support.cli_run import REPO, run_nas
 
 NAME = "sst2-real"
+RUN_FILE = "run.json"  # the run's output, written once the study has finished
 THRESHOLD = 0.55  # accuracy; a student that guesses one class scores about 0.5
 
 
@@ -92,4 +94,16 @@ def run_real_study(folder: Path, data: Path) -> RealStudy:
     url = f"sqlite:///{folder / 'nas.db'}"
     result = run_nas("study", "run", str(study_file), "--storage", url, "--workers", "2")
     assert result.returncode == 0, result.stderr[-4000:]
+    # written last: its presence says the study finished (load_real_study)
+    (folder / RUN_FILE).write_text(json.dumps({"stdout": result.stdout, "stderr": result.stderr}))
     return RealStudy(study_file, url, folder / "artifacts", result.stdout, result.stderr)
+
+
+def load_real_study(folder: Path) -> RealStudy | None:
+    """The study ``run_real_study`` finished in ``folder``, or None if it has not."""
+    run = folder / RUN_FILE
+    if not run.is_file():
+        return None
+    out = json.loads(run.read_text())
+    url = f"sqlite:///{folder / 'nas.db'}"
+    return RealStudy(folder / "sst2.yaml", url, folder / "artifacts", out["stdout"], out["stderr"])
