@@ -38,6 +38,7 @@ def start(study_file: Path, url: str, log: Path) -> subprocess.Popen[str]:
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
 def test_two_drivers_on_one_study(
     tiny_study: Callable[..., Path], name: str, tmp_path: Path, backend: str

@@ -295,6 +295,7 @@ def test_bad_s3_roots_are_one_line_errors(
         check_root(parse_root(f"s3://{BUCKET}/x"))
 
 
+@pytest.mark.slow
 def test_search_and_export_through_s3(tiny_study, s3_endpoint: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     import boto3
     from transformers import AutoModelForQuestionAnswering

@@ -242,6 +242,7 @@ def card_blocks(card: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", card, flags=re.S)
 
 
+@pytest.mark.slow
 def test_family_students_export_with_onnx_and_score_their_recorded_accuracy(
     prepared: Any, tmp_path: Path, shared_data: Path
 ) -> None:
