@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections import Counter
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
@@ -15,19 +14,6 @@ import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Files holding ``slow`` tests run first (most of them first), the rest after them in
-    collection order.
-
-    pytest-xdist hands out whole files (``--dist loadfile``) in this order
-    (``--no-loadscope-reorder`` in pyproject.toml; by default it sorts files by their number of
-    tests, which sends the one-test end-to-end files last, where one worker runs them alone
-    while the other idles). Longest first keeps both workers busy to the end.
-    """
-    slow = Counter(item.path for item in items if item.get_closest_marker("slow"))
-    items.sort(key=lambda item: -slow[item.path])  # stable: a file's tests stay together
 
 
 @pytest.fixture(scope="session")
