@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import functools
 import importlib.metadata
 import importlib.util
 import io
@@ -110,7 +111,10 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+@functools.cache
 def _git_commit() -> str:
+    """HEAD (and whether the tree is dirty) when the run first asks: the header and the results
+    file name the same commit even if HEAD moves while a long bench runs."""
     try:
         out = subprocess.run(
             ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],

@@ -96,7 +96,9 @@ def run_real_study(folder: Path, data: Path) -> RealStudy:
     assert result.returncode == 0, result.stderr[-4000:]
     # written last: its presence says the study finished (load_real_study)
     (folder / RUN_FILE).write_text(json.dumps({"stdout": result.stdout, "stderr": result.stderr}))
-    return RealStudy(study_file, url, folder / "artifacts", result.stdout, result.stderr)
+    done = load_real_study(folder)
+    assert done is not None
+    return done
 
 
 def load_real_study(folder: Path) -> RealStudy | None:
